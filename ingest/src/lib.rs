@@ -1,0 +1,2 @@
+//! Metrics ingest: everything between the wire and [`vigil_storage::MetricsAppender`].
+pub mod exposition;

@@ -1,0 +1,25 @@
+//! Vigil's shared vocabulary: the types every other part speaks.
+//!
+//! Owns [`Labels`] (a sorted, validated label set), [`Matcher`] (Prometheus label matchers with anchored
+//! regexes), [`Sample`] with the staleness-marker NaN, Prometheus durations and API timestamps, and the
+//! validation rules for metric and label names.
+//!
+//! This crate must never do I/O, spawn tasks or depend on another Vigil crate: it is the bottom of the
+//! dependency graph and must stay cheap to compile and easy to test.
+
+mod duration;
+mod labels;
+mod matcher;
+mod sample;
+mod timestamp;
+mod validate;
+
+pub use duration::{DurationParseError, PromDuration, format_duration, parse_duration};
+pub use labels::{
+    BUCKET_LABEL, INSTANCE_LABEL, JOB_LABEL, Label, Labels, LabelsBuilder, METRIC_NAME,
+    QUANTILE_LABEL,
+};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
+pub use timestamp::{TimeParseError, now_ms, parse_api_duration, parse_api_time};
+pub use validate::{LabelError, LabelLimits, is_valid_label_name, is_valid_metric_name};

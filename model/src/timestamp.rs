@@ -1,0 +1,169 @@
+//! Timestamps as the Prometheus HTTP API accepts them: float Unix seconds (`1700000000.123`) or
+//! RFC 3339 (`2023-11-14T22:13:20.123Z`), converted to milliseconds.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot parse {input:?} to a valid timestamp")]
+pub struct TimeParseError {
+    pub input: String,
+}
+
+/// Current wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses an API timestamp into Unix milliseconds.
+pub fn parse_api_time(s: &str) -> Result<i64, TimeParseError> {
+    let err = || TimeParseError {
+        input: s.to_string(),
+    };
+    let s = s.trim();
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return Err(err());
+        }
+        let ms = (f * 1000.0).round();
+        if ms.abs() > 9.2e18 {
+            return Err(err());
+        }
+        return Ok(ms as i64);
+    }
+    parse_rfc3339(s).ok_or_else(err)
+}
+
+/// Parses an API duration: float seconds (`15`, `0.5`) or a Prometheus duration (`15s`), to ms.
+pub fn parse_api_duration(s: &str) -> Result<i64, TimeParseError> {
+    let err = || TimeParseError {
+        input: s.to_string(),
+    };
+    if let Ok(f) = s.trim().parse::<f64>() {
+        if !f.is_finite() || f < 0.0 || f * 1000.0 > 9.2e18 {
+            return Err(err());
+        }
+        return Ok((f * 1000.0).round() as i64);
+    }
+    crate::parse_duration(s.trim())
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| err())
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if st == i {
+            return None;
+        }
+        let digits = &s[st..i.min(st + 3)];
+        frac_ms = digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
+    }
+    let offset_s = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let o = oh * 3600 + om * 60;
+            if *c == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    Some(((days * 86400 + h * 3600 + mi * 60 + se - offset_s) * 1000) + frac_ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_and_integer_seconds() {
+        assert_eq!(parse_api_time("1700000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_api_time("1700000000.123").unwrap(), 1_700_000_000_123);
+        assert_eq!(parse_api_time("4").unwrap(), 4000);
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(
+            parse_api_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_api_time("2023-11-14T22:13:20.5Z").unwrap(),
+            1_700_000_000_500
+        );
+        assert_eq!(
+            parse_api_time("2023-11-15T00:13:20+02:00").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(parse_api_time("1970-01-01T00:00:00Z").unwrap(), 0);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for s in [
+            "",
+            "abc",
+            "NaN",
+            "Inf",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14 22:13",
+        ] {
+            assert!(parse_api_time(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_api_duration("15").unwrap(), 15_000);
+        assert_eq!(parse_api_duration("0.5").unwrap(), 500);
+        assert_eq!(parse_api_duration("1m").unwrap(), 60_000);
+        assert!(parse_api_duration("-1").is_err());
+    }
+}

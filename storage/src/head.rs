@@ -1,0 +1,661 @@
+//! The in-memory head: every series seen recently, its recent samples in compressed chunks, and the
+//! postings to find series by label.
+//!
+//! Concurrency: a series' samples are guarded by its own mutex; the series registry is sharded by label
+//! hash. A new series' WAL record is logged while its shard is write-locked, before any other writer can
+//! see it, so a samples record can never precede the series record it refers to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use vigil_model::{Labels, Matcher};
+
+use crate::append::{AppendOutcome, RejectReason, SeriesBatch};
+use crate::chunk::{SAMPLES_PER_CHUNK, XorAppender, XorChunk};
+use crate::metrics::StorageMetrics;
+use crate::postings::Postings;
+use crate::wal::record::encode_series;
+use crate::wal::{SamplesEncoder, Wal, WalError};
+
+const SHARDS: usize = 64;
+
+/// One series in the head.
+pub struct MemSeries {
+    pub series_ref: u64,
+    pub labels: Labels,
+    state: Mutex<SeriesState>,
+}
+
+struct SeriesState {
+    chunks: Vec<XorChunk>,
+    open: XorAppender,
+    last_t: i64,
+    last_v: u64,
+    /// Out-of-order samples (within the configured window), sorted by time.
+    ooo: Vec<(i64, f64)>,
+    /// Set when garbage collection removed the series: writers holding it must look it up again.
+    removed: bool,
+}
+
+impl SeriesState {
+    fn new() -> Self {
+        SeriesState {
+            chunks: Vec::new(),
+            open: XorAppender::new(),
+            last_t: i64::MIN,
+            last_v: 0,
+            ooo: Vec::new(),
+            removed: false,
+        }
+    }
+
+    fn push_in_order(&mut self, t: i64, v: f64) {
+        if self.open.count() >= SAMPLES_PER_CHUNK {
+            let full = std::mem::replace(&mut self.open, XorAppender::new());
+            self.chunks.push(full.finish());
+        }
+        self.open.append(t, v);
+        self.last_t = t;
+        self.last_v = v.to_bits();
+    }
+
+    /// In-order samples with `mint <= t <= maxt`, followed by nothing else; sorted.
+    fn in_order(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        for c in &self.chunks {
+            if c.max_t < mint || c.min_t > maxt {
+                continue;
+            }
+            out.extend(c.iter().filter(|(t, _)| *t >= mint && *t <= maxt));
+        }
+        if self.open.count() > 0 && self.open.max_t() >= mint && self.open.min_t() <= maxt {
+            out.extend(self.open.iter().filter(|(t, _)| *t >= mint && *t <= maxt));
+        }
+    }
+
+    fn first_in_order_t(&self, min_valid: i64) -> Option<i64> {
+        let from_chunk =
+            |it: &mut dyn Iterator<Item = (i64, f64)>| it.map(|(t, _)| t).find(|t| *t >= min_valid);
+        for c in &self.chunks {
+            if c.max_t >= min_valid {
+                return from_chunk(&mut c.iter());
+            }
+        }
+        if self.open.count() > 0 && self.open.max_t() >= min_valid {
+            return from_chunk(&mut self.open.iter());
+        }
+        None
+    }
+}
+
+/// Merges two sorted sample lists; on equal timestamps the first list wins.
+pub(crate) fn merge_sorted(a: Vec<(i64, f64)>, b: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j >= b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+            if j < b.len() && a[i].0 == b[j].0 {
+                j += 1;
+            }
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out
+}
+
+/// The head of the metrics store.
+pub struct Head {
+    shards: Vec<RwLock<HashMap<u64, Vec<Arc<MemSeries>>>>>,
+    by_ref: RwLock<HashMap<u64, Arc<MemSeries>>>,
+    postings: RwLock<Postings>,
+    next_ref: AtomicU64,
+    /// In-order samples older than this are refused (their range is in a block already).
+    min_valid_time: AtomicI64,
+    min_time: AtomicI64,
+    max_time: AtomicI64,
+    ooo_window_ms: i64,
+    metrics: Arc<StorageMetrics>,
+}
+
+/// Samples of a series read from the head.
+pub struct HeadSeries {
+    pub series_ref: u64,
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl Head {
+    pub fn new(ooo_window_ms: i64, metrics: Arc<StorageMetrics>) -> Self {
+        Head {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            by_ref: RwLock::new(HashMap::new()),
+            postings: RwLock::new(Postings::default()),
+            next_ref: AtomicU64::new(1),
+            min_valid_time: AtomicI64::new(i64::MIN),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+            ooo_window_ms,
+            metrics,
+        }
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.by_ref.read().len()
+    }
+
+    /// Lowest and highest in-order sample time in the head; `None` when empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let (lo, hi) = (
+            self.min_time.load(Ordering::Acquire),
+            self.max_time.load(Ordering::Acquire),
+        );
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::Acquire)
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<HashMap<u64, Vec<Arc<MemSeries>>>> {
+        &self.shards[(hash as usize) % SHARDS]
+    }
+
+    fn lookup(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+        self.shard(hash)
+            .read()
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels == *labels)
+            .cloned()
+    }
+
+    /// Finds or creates the series; a new series' record is logged to `wal` (when given) before it
+    /// becomes visible.
+    fn get_or_create(
+        &self,
+        labels: &Labels,
+        wal: Option<&Wal>,
+    ) -> Result<(Arc<MemSeries>, bool), WalError> {
+        let hash = labels.stable_hash();
+        if let Some(s) = self.lookup(hash, labels) {
+            return Ok((s, false));
+        }
+        let mut shard = self.shard(hash).write();
+        if let Some(s) = shard
+            .get(&hash)
+            .and_then(|v| v.iter().find(|s| s.labels == *labels))
+        {
+            return Ok((s.clone(), false));
+        }
+        let series_ref = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        if let Some(wal) = wal {
+            let mut buf = Vec::with_capacity(64);
+            encode_series(&mut buf, series_ref, labels);
+            wal.log(&buf)?;
+        }
+        let s = self.insert_locked(&mut shard, hash, series_ref, labels.clone());
+        Ok((s, true))
+    }
+
+    fn insert_locked(
+        &self,
+        shard: &mut HashMap<u64, Vec<Arc<MemSeries>>>,
+        hash: u64,
+        series_ref: u64,
+        labels: Labels,
+    ) -> Arc<MemSeries> {
+        let s = Arc::new(MemSeries {
+            series_ref,
+            labels,
+            state: Mutex::new(SeriesState::new()),
+        });
+        shard.entry(hash).or_default().push(s.clone());
+        // Refs come from a counter but two shards may insert out of ref order; Postings handles that.
+        self.postings.write().add(
+            series_ref,
+            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        self.by_ref.write().insert(series_ref, s.clone());
+        self.metrics.head_series_created.inc();
+        self.metrics.head_series.inc();
+        s
+    }
+
+    /// Appends a batch. Accepted samples are added to `wal_out` for the caller to log and sync.
+    pub fn append(
+        &self,
+        batch: &[SeriesBatch],
+        wal: Option<&Wal>,
+        wal_out: &mut SamplesEncoder,
+        outcome: &mut AppendOutcome,
+    ) -> Result<(), WalError> {
+        let mut accepted: Vec<(i64, f64)> = Vec::new();
+        let mut batch_min = i64::MAX;
+        let mut batch_max = i64::MIN;
+        for sb in batch {
+            if sb.samples.is_empty() {
+                continue;
+            }
+            loop {
+                let (series, created) = self.get_or_create(&sb.labels, wal)?;
+                let mut st = series.state.lock();
+                if st.removed {
+                    continue; // garbage-collected under us: look up again (creates a fresh series)
+                }
+                if created {
+                    outcome.series_created += 1;
+                }
+                accepted.clear();
+                self.append_locked(&series, &mut st, sb, &mut accepted, outcome);
+                drop(st);
+                if let (Some(first), Some(last)) = (accepted.first(), accepted.last()) {
+                    batch_min = batch_min.min(first.0);
+                    batch_max = batch_max.max(last.0);
+                    wal_out.add(series.series_ref, &accepted);
+                }
+                break;
+            }
+        }
+        if batch_min <= batch_max {
+            self.min_time
+                .fetch_min(batch_min.max(self.min_valid_time()), Ordering::AcqRel);
+            self.max_time.fetch_max(batch_max, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    fn append_locked(
+        &self,
+        series: &MemSeries,
+        st: &mut SeriesState,
+        sb: &SeriesBatch,
+        accepted: &mut Vec<(i64, f64)>,
+        outcome: &mut AppendOutcome,
+    ) {
+        let min_valid = self.min_valid_time();
+        let head_max = self.max_time.load(Ordering::Acquire);
+        for s in &sb.samples {
+            let (t, v) = (s.t, s.v);
+            if st.last_t == i64::MIN || t > st.last_t {
+                if t >= min_valid {
+                    st.push_in_order(t, v);
+                    accepted.push((t, v));
+                    outcome.appended += 1;
+                    continue;
+                }
+            } else if t == st.last_t {
+                if v.to_bits() == st.last_v {
+                    outcome.duplicates_ignored += 1;
+                } else {
+                    outcome.reject(&series.labels, t, RejectReason::Duplicate);
+                    self.metrics.reject(RejectReason::Duplicate.as_label(), 1);
+                }
+                continue;
+            }
+            // Older than the series' newest sample, or older than the head accepts in order.
+            let newest = head_max.max(st.last_t);
+            if self.ooo_window_ms > 0
+                && newest != i64::MIN
+                && t >= newest.saturating_sub(self.ooo_window_ms)
+            {
+                match st.ooo.binary_search_by_key(&t, |(ts, _)| *ts) {
+                    Ok(i) if st.ooo[i].1.to_bits() == v.to_bits() => {
+                        outcome.duplicates_ignored += 1
+                    }
+                    Ok(_) => {
+                        outcome.reject(&series.labels, t, RejectReason::Duplicate);
+                        self.metrics.reject(RejectReason::Duplicate.as_label(), 1);
+                    }
+                    Err(i) => {
+                        st.ooo.insert(i, (t, v));
+                        accepted.push((t, v));
+                        outcome.appended += 1;
+                    }
+                }
+                continue;
+            }
+            let reason = if t < min_valid {
+                RejectReason::OutOfBounds
+            } else {
+                RejectReason::OutOfOrder
+            };
+            outcome.reject(&series.labels, t, reason);
+            self.metrics.reject(reason.as_label(), 1);
+        }
+        // Staleness markers are stored like any sample; queries interpret them. The WAL record keeps
+        // arrival order and replay re-applies these same rules.
+    }
+
+    /// Re-creates a series from a WAL series record. Returns the series (an existing one when the same
+    /// labels were logged before under another reference).
+    pub fn replay_series(&self, series_ref: u64, labels: Labels) -> Arc<MemSeries> {
+        let hash = labels.stable_hash();
+        if let Some(s) = self.lookup(hash, &labels) {
+            return s;
+        }
+        self.next_ref.fetch_max(series_ref + 1, Ordering::Relaxed);
+        let mut shard = self.shard(hash).write();
+        self.insert_locked(&mut shard, hash, series_ref, labels)
+    }
+
+    /// Re-applies logged samples to a series with the normal rules (duplicates of what a checkpoint
+    /// already holds are ignored).
+    pub fn replay_samples(&self, series: &MemSeries, samples: &[(i64, f64)]) -> u64 {
+        let sb = SeriesBatch {
+            labels: Labels::empty(),
+            samples: samples
+                .iter()
+                .map(|&(t, v)| vigil_model::Sample { t, v })
+                .collect(),
+        };
+        let mut outcome = AppendOutcome::default();
+        let mut accepted = Vec::new();
+        let mut st = series.state.lock();
+        // Replay must not count rejections as fresh ones: use a scratch outcome.
+        self.append_locked(series, &mut st, &sb, &mut accepted, &mut outcome);
+        drop(st);
+        if let (Some(f), Some(l)) = (accepted.first(), accepted.last()) {
+            self.min_time
+                .fetch_min(f.0.max(self.min_valid_time()), Ordering::AcqRel);
+            self.max_time.fetch_max(l.0, Ordering::AcqRel);
+        }
+        outcome.appended
+    }
+
+    /// Sets the lowest time accepted in order (used when replaying a checkpoint).
+    pub fn set_min_valid_time(&self, t: i64) {
+        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Series refs selected by the matchers.
+    pub fn select_refs(&self, matchers: &[Matcher]) -> Vec<u64> {
+        self.postings.read().select(matchers)
+    }
+
+    pub fn series_by_ref(&self, r: u64) -> Option<Arc<MemSeries>> {
+        self.by_ref.read().get(&r).cloned()
+    }
+
+    /// Samples of the selected series in `[mint, maxt]`. Series without samples in range are skipped.
+    pub fn read(&self, refs: &[u64], mint: i64, maxt: i64) -> Vec<HeadSeries> {
+        let min_valid = self.min_valid_time();
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let Some(s) = self.series_by_ref(*r) else {
+                continue;
+            };
+            let st = s.state.lock();
+            let mut samples = Vec::new();
+            st.in_order(mint.max(min_valid), maxt, &mut samples);
+            let ooo: Vec<(i64, f64)> = st
+                .ooo
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= mint && *t <= maxt)
+                .collect();
+            drop(st);
+            let samples = merge_sorted(samples, &ooo);
+            if !samples.is_empty() {
+                out.push(HeadSeries {
+                    series_ref: s.series_ref,
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        out
+    }
+
+    /// Labels of the selected series that have samples in `[mint, maxt]` (or that exist at all when the
+    /// range covers the whole head).
+    pub fn series_labels(&self, refs: &[u64], mint: i64, maxt: i64) -> Vec<Labels> {
+        let min_valid = self.min_valid_time();
+        refs.iter()
+            .filter_map(|r| self.series_by_ref(*r))
+            .filter(|s| {
+                let st = s.state.lock();
+                let in_order = st
+                    .chunks
+                    .iter()
+                    .any(|c| c.max_t >= mint.max(min_valid) && c.min_t <= maxt)
+                    || (st.open.count() > 0
+                        && st.open.max_t() >= mint.max(min_valid)
+                        && st.open.min_t() <= maxt);
+                in_order || st.ooo.iter().any(|(t, _)| *t >= mint && *t <= maxt)
+            })
+            .map(|s| s.labels.clone())
+            .collect()
+    }
+
+    /// Every sample in `[lo, hi)` plus out-of-order samples below `hi`, per series, for cutting a block.
+    pub fn collect_for_block(&self, lo: i64, hi: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let min_valid = self.min_valid_time();
+        let all: Vec<Arc<MemSeries>> = self.by_ref.read().values().cloned().collect();
+        let mut out = Vec::with_capacity(all.len());
+        for s in all {
+            let st = s.state.lock();
+            let mut samples = Vec::new();
+            st.in_order(lo.max(min_valid), hi - 1, &mut samples);
+            let ooo: Vec<(i64, f64)> = st.ooo.iter().copied().filter(|(t, _)| *t < hi).collect();
+            drop(st);
+            let samples = merge_sorted(samples, &ooo);
+            if !samples.is_empty() {
+                out.push((s.labels.clone(), samples));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Drops everything below `t` (now persisted in a block), removes series left empty, and makes `t`
+    /// the lowest in-order time accepted.
+    pub fn truncate(&self, t: i64) {
+        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+        let all: Vec<Arc<MemSeries>> = self.by_ref.read().values().cloned().collect();
+        let mut removed = Vec::new();
+        let mut new_min = i64::MAX;
+        let mut chunks = 0usize;
+        for s in &all {
+            let mut st = s.state.lock();
+            st.chunks.retain(|c| c.max_t >= t);
+            if st.open.count() > 0 && st.open.max_t() < t {
+                st.open = XorAppender::new();
+            }
+            st.ooo.retain(|(ts, _)| *ts >= t);
+            if let Some(first) = st.first_in_order_t(t) {
+                new_min = new_min.min(first);
+            }
+            chunks += st.chunks.len() + usize::from(st.open.count() > 0);
+            if st.chunks.is_empty() && st.open.count() == 0 && st.ooo.is_empty() {
+                st.removed = true;
+                removed.push(s.clone());
+            }
+        }
+        if !removed.is_empty() {
+            let mut ids: Vec<u64> = removed.iter().map(|s| s.series_ref).collect();
+            ids.sort_unstable();
+            for s in &removed {
+                let hash = s.labels.stable_hash();
+                let mut shard = self.shard(hash).write();
+                if let Some(v) = shard.get_mut(&hash) {
+                    v.retain(|x| x.series_ref != s.series_ref);
+                    if v.is_empty() {
+                        shard.remove(&hash);
+                    }
+                }
+            }
+            let mut by_ref = self.by_ref.write();
+            for id in &ids {
+                by_ref.remove(id);
+            }
+            drop(by_ref);
+            self.postings.write().remove(&ids);
+            self.metrics.head_series_removed.inc_by(ids.len() as u64);
+            self.metrics.head_series.dec_by(ids.len() as i64);
+        }
+        // Unsynchronised with concurrent appends on purpose: an append racing this only lowers
+        // min_time through fetch_min afterwards, which keeps it correct.
+        self.min_time.store(
+            if new_min == i64::MAX {
+                self.max_time.load(Ordering::Acquire).max(t)
+            } else {
+                new_min
+            },
+            Ordering::Release,
+        );
+        if self.by_ref.read().is_empty() {
+            self.min_time.store(i64::MAX, Ordering::Release);
+            self.max_time.store(i64::MIN, Ordering::Release);
+        }
+        self.metrics.head_chunks.set(chunks as i64);
+        self.update_time_metrics();
+    }
+
+    pub fn update_time_metrics(&self) {
+        if let Some((lo, hi)) = self.time_range() {
+            self.metrics.head_min_time.set(lo);
+            self.metrics.head_max_time.set(hi);
+        }
+    }
+
+    /// Writes the head's state as WAL records (for a checkpoint): min valid time, every series, every
+    /// sample it holds.
+    pub fn write_checkpoint(&self, sink: &mut dyn FnMut(&[u8])) {
+        let mut buf = Vec::new();
+        crate::wal::record::encode_min_time(&mut buf, self.min_valid_time());
+        sink(&buf);
+        let mut all: Vec<Arc<MemSeries>> = self.by_ref.read().values().cloned().collect();
+        all.sort_by_key(|s| s.series_ref);
+        for s in &all {
+            buf.clear();
+            encode_series(&mut buf, s.series_ref, &s.labels);
+            sink(&buf);
+        }
+        let min_valid = self.min_valid_time();
+        for group in all.chunks(1000) {
+            let mut enc = SamplesEncoder::new();
+            for s in group {
+                let st = s.state.lock();
+                let mut samples = Vec::new();
+                st.in_order(min_valid, i64::MAX, &mut samples);
+                let ooo = st.ooo.clone();
+                drop(st);
+                // In-order samples first so replay rebuilds chunks in order, then the out-of-order ones.
+                let mut all_samples = samples;
+                all_samples.extend(ooo);
+                enc.add(s.series_ref, &all_samples);
+            }
+            if !enc.is_empty() {
+                sink(&enc.finish());
+            }
+        }
+    }
+
+    /// Chunk count, for metrics.
+    pub fn refresh_metrics(&self) {
+        let all: Vec<Arc<MemSeries>> = self.by_ref.read().values().cloned().collect();
+        let mut chunks = 0usize;
+        for s in &all {
+            let st = s.state.lock();
+            chunks += st.chunks.len() + usize::from(st.open.count() > 0);
+        }
+        self.metrics.head_chunks.set(chunks as i64);
+        self.metrics.head_series.set(all.len() as i64);
+        self.update_time_metrics();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_model::{MatchOp, Sample};
+
+    fn sb(name: &str, samples: &[(i64, f64)]) -> SeriesBatch {
+        SeriesBatch {
+            labels: Labels::from_pairs([("__name__", name)]),
+            samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
+        }
+    }
+
+    fn append(h: &Head, b: &[SeriesBatch]) -> AppendOutcome {
+        let mut o = AppendOutcome::default();
+        let mut enc = SamplesEncoder::new();
+        h.append(b, None, &mut enc, &mut o).unwrap();
+        o
+    }
+
+    #[test]
+    fn in_order_duplicates_and_out_of_order() {
+        let h = Head::new(0, Arc::new(StorageMetrics::default()));
+        let o = append(&h, &[sb("a", &[(10, 1.0), (20, 2.0)])]);
+        assert_eq!((o.appended, o.series_created, o.rejected), (2, 1, 0));
+        let o = append(
+            &h,
+            &[sb("a", &[(20, 2.0), (20, 3.0), (15, 9.0), (30, 3.0)])],
+        );
+        assert_eq!(o.appended, 1);
+        assert_eq!(o.duplicates_ignored, 1);
+        assert_eq!(o.rejected, 2);
+        assert_eq!(o.rejections[0].reason, RejectReason::Duplicate);
+        assert_eq!(o.rejections[1].reason, RejectReason::OutOfOrder);
+        let refs = h.select_refs(&[Matcher::new(MatchOp::Equal, "__name__", "a").unwrap()]);
+        let got = h.read(&refs, 0, 100);
+        assert_eq!(got[0].samples, vec![(10, 1.0), (20, 2.0), (30, 3.0)]);
+    }
+
+    #[test]
+    fn ooo_window_accepts_and_merges() {
+        let h = Head::new(100, Arc::new(StorageMetrics::default()));
+        append(&h, &[sb("a", &[(1000, 1.0), (1100, 2.0)])]);
+        let o = append(&h, &[sb("a", &[(1050, 1.5), (500, 0.5)])]);
+        assert_eq!(o.appended, 1);
+        assert_eq!(o.rejections[0].reason, RejectReason::OutOfOrder);
+        let refs = h.select_refs(&[]);
+        assert_eq!(
+            h.read(&refs, 0, 2000)[0].samples,
+            vec![(1000, 1.0), (1050, 1.5), (1100, 2.0)]
+        );
+    }
+
+    #[test]
+    fn chunks_roll_over_and_truncate_drops_old() {
+        let h = Head::new(0, Arc::new(StorageMetrics::default()));
+        let samples: Vec<(i64, f64)> = (0..500).map(|i| (i * 10, i as f64)).collect();
+        append(&h, &[sb("a", &samples), sb("b", &[(5, 1.0)])]);
+        let refs = h.select_refs(&[]);
+        assert_eq!(
+            h.read(&refs, 0, 10_000)
+                .iter()
+                .map(|s| s.samples.len())
+                .sum::<usize>(),
+            501
+        );
+        let block = h.collect_for_block(0, 2000);
+        assert_eq!(block.len(), 2);
+        assert_eq!(block[0].1.len(), 200);
+        h.truncate(2000);
+        // Series b had nothing left and is gone; a keeps samples from 2000 on.
+        assert_eq!(h.num_series(), 1);
+        let refs = h.select_refs(&[]);
+        let got = h.read(&refs, 0, 10_000);
+        assert_eq!(got[0].samples.first().unwrap().0, 2000);
+        assert_eq!(got[0].samples.len(), 300);
+        assert_eq!(h.time_range(), Some((2000, 4990)));
+        // Too old now.
+        let o = append(&h, &[sb("a", &[(1500, 1.0)]), sb("c", &[(1999, 1.0)])]);
+        assert_eq!(o.rejected, 2);
+        assert!(
+            o.rejections
+                .iter()
+                .all(|r| r.reason == RejectReason::OutOfBounds)
+        );
+    }
+}

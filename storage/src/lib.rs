@@ -1,0 +1,23 @@
+//! Vigil's metrics store.
+//!
+//! Data path: [`MetricsAppender::append`] validates samples against the [`head`], logs the accepted ones to
+//! the [`wal`] and fsyncs before returning (an acknowledged write survives `kill -9`). The head keeps
+//! recent samples in compressed chunks; once it spans more than 1.5 block durations, its oldest block
+//! range is written as an immutable block (Parquet samples + series index, see [`block`]) through
+//! `object_store`, and the WAL is checkpointed. Blocks are compacted into larger ones and deleted by
+//! retention. Reads return Arrow arrays per series.
+//!
+//! This crate owns everything under the data directory's `wal/` and `blocks/`; nothing else may write
+//! there. It must never parse wire formats (that is `ingest`) or evaluate PromQL (that is `query`).
+
+pub mod append;
+pub mod chunk;
+pub mod head;
+pub mod metrics;
+pub mod postings;
+pub mod wal;
+
+pub use append::{
+    AppendError, AppendOutcome, MetricsAppender, RejectReason, Rejection, SeriesBatch,
+};
+pub use metrics::StorageMetrics;

@@ -1,0 +1,3 @@
+//! The web UI: static assets embedded in the binary and the routes that serve them.
+//!
+//! Not built yet: a later issue fills this crate.
