@@ -1,2 +1,16 @@
 //! Metrics ingest: everything between the wire and [`vigil_storage::MetricsAppender`].
+//!
+//! Owns the exposition parsers ([`exposition`]), the scrape manager with service discovery and
+//! relabeling ([`scrape`]), and the push receivers: Prometheus remote write 1.0/2.0 ([`remote_write`]) and
+//! OTLP/HTTP metrics ([`otlp`]), which share one batch policy ([`push`]).
+//!
+//! Ingest validates and converts; it never keeps samples itself and never reads from storage.
+
 pub mod exposition;
+pub mod metrics;
+pub mod otlp;
+pub mod push;
+pub mod remote_write;
+
+pub use metrics::IngestMetrics;
+pub use push::{PushLimits, PushState};

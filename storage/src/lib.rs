@@ -11,7 +11,9 @@
 //! there. It must never parse wire formats (that is `ingest`) or evaluate PromQL (that is `query`).
 
 pub mod append;
+pub mod block;
 pub mod chunk;
+pub mod exemplars;
 pub mod head;
 pub mod metrics;
 pub mod postings;
@@ -20,4 +22,5 @@ pub mod wal;
 pub use append::{
     AppendError, AppendOutcome, MetricsAppender, RejectReason, Rejection, SeriesBatch,
 };
+pub use exemplars::{Exemplar, ExemplarStore};
 pub use metrics::StorageMetrics;

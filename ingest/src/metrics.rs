@@ -1,0 +1,124 @@
+//! Ingest's own metrics (`vigil_ingest_*`, `vigil_scrape_*`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolCodeLabel {
+    pub protocol: &'static str,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolReasonLabel {
+    pub protocol: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: String,
+}
+
+/// Every metric ingest exports.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    pub requests: Family<ProtocolCodeLabel, Counter>,
+    pub request_seconds: Family<ProtocolLabel, Histogram>,
+    pub samples_received: Family<ProtocolLabel, Counter>,
+    pub samples_written: Family<ProtocolLabel, Counter>,
+    pub series_invalid: Family<ProtocolReasonLabel, Counter>,
+    pub exemplars_written: Family<ProtocolLabel, Counter>,
+    pub exemplars_dropped: Family<ProtocolLabel, Counter>,
+    pub scrapes: Family<JobLabel, Counter>,
+    pub scrapes_failed: Family<JobLabel, Counter>,
+    pub scrape_targets: Family<JobLabel, Gauge>,
+    pub sd_file_errors: Counter,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        IngestMetrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            samples_received: Family::default(),
+            samples_written: Family::default(),
+            series_invalid: Family::default(),
+            exemplars_written: Family::default(),
+            exemplars_dropped: Family::default(),
+            scrapes: Family::default(),
+            scrapes_failed: Family::default(),
+            scrape_targets: Family::default(),
+            sd_file_errors: Counter::default(),
+        }
+    }
+}
+
+impl IngestMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("vigil_ingest");
+        r.register(
+            "requests",
+            "Push requests handled, by protocol and HTTP status",
+            self.requests.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Push request handling time",
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "samples_received",
+            "Samples received, by protocol",
+            self.samples_received.clone(),
+        );
+        r.register(
+            "samples_written",
+            "Samples stored, by protocol",
+            self.samples_written.clone(),
+        );
+        r.register(
+            "series_invalid",
+            "Series refused for invalid labels, by protocol and reason",
+            self.series_invalid.clone(),
+        );
+        r.register(
+            "exemplars_written",
+            "Exemplars stored",
+            self.exemplars_written.clone(),
+        );
+        r.register(
+            "exemplars_dropped",
+            "Exemplars not stored (exemplar storage disabled or invalid)",
+            self.exemplars_dropped.clone(),
+        );
+        let s = registry.sub_registry_with_prefix("vigil_scrape");
+        s.register("scrapes", "Scrapes performed, by job", self.scrapes.clone());
+        s.register(
+            "scrapes_failed",
+            "Scrapes that failed (HTTP, parse or limit errors), by job",
+            self.scrapes_failed.clone(),
+        );
+        s.register(
+            "targets",
+            "Active scrape targets, by job",
+            self.scrape_targets.clone(),
+        );
+        s.register(
+            "sd_file_errors",
+            "file_sd_configs files that could not be read or parsed",
+            self.sd_file_errors.clone(),
+        );
+    }
+}
