@@ -119,6 +119,9 @@ pub struct Head {
     next_ref: AtomicU64,
     /// In-order samples older than this are refused (their range is in a block already).
     min_valid_time: AtomicI64,
+    /// Reads ignore in-order samples older than this: they are in a block. Trails `min_valid_time`
+    /// while a block is being cut, so the data stays visible until the block is.
+    read_min_time: AtomicI64,
     min_time: AtomicI64,
     max_time: AtomicI64,
     ooo_window_ms: i64,
@@ -140,6 +143,7 @@ impl Head {
             postings: RwLock::new(Postings::default()),
             next_ref: AtomicU64::new(1),
             min_valid_time: AtomicI64::new(i64::MIN),
+            read_min_time: AtomicI64::new(i64::MIN),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
             ooo_window_ms,
@@ -370,9 +374,10 @@ impl Head {
         outcome.appended
     }
 
-    /// Sets the lowest time accepted in order (used when replaying a checkpoint).
+    /// Sets the lowest time accepted and read in order (blocks hold what is below).
     pub fn set_min_valid_time(&self, t: i64) {
         self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+        self.read_min_time.fetch_max(t, Ordering::AcqRel);
     }
 
     /// Series refs selected by the matchers.
@@ -386,7 +391,7 @@ impl Head {
 
     /// Samples of the selected series in `[mint, maxt]`. Series without samples in range are skipped.
     pub fn read(&self, refs: &[u64], mint: i64, maxt: i64) -> Vec<HeadSeries> {
-        let min_valid = self.min_valid_time();
+        let min_valid = self.read_min_time.load(Ordering::Acquire);
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let Some(s) = self.series_by_ref(*r) else {
@@ -417,7 +422,7 @@ impl Head {
     /// Labels of the selected series that have samples in `[mint, maxt]` (or that exist at all when the
     /// range covers the whole head).
     pub fn series_labels(&self, refs: &[u64], mint: i64, maxt: i64) -> Vec<Labels> {
-        let min_valid = self.min_valid_time();
+        let min_valid = self.read_min_time.load(Ordering::Acquire);
         refs.iter()
             .filter_map(|r| self.series_by_ref(*r))
             .filter(|s| {
@@ -435,16 +440,25 @@ impl Head {
             .collect()
     }
 
-    /// Every sample in `[lo, hi)` plus out-of-order samples below `hi`, per series, for cutting a block.
+    /// Starts cutting `[.., hi)` into a block: from now on appends below `hi` are refused in order
+    /// (out-of-order ones within the window still land in the out-of-order buffer).
+    pub fn begin_cut(&self, hi: i64) {
+        self.min_valid_time.fetch_max(hi, Ordering::AcqRel);
+    }
+
+    /// Every in-order sample in `[lo, hi)` plus the out-of-order samples below `hi`, per series, sorted
+    /// by labels, for cutting a block. The out-of-order samples are taken out of the head (give them back
+    /// with [`Head::restore_ooo`] if the block cannot be written).
     pub fn collect_for_block(&self, lo: i64, hi: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
-        let min_valid = self.min_valid_time();
+        let min_valid = self.read_min_time.load(Ordering::Acquire);
         let all: Vec<Arc<MemSeries>> = self.by_ref.read().values().cloned().collect();
         let mut out = Vec::with_capacity(all.len());
         for s in all {
-            let st = s.state.lock();
+            let mut st = s.state.lock();
             let mut samples = Vec::new();
             st.in_order(lo.max(min_valid), hi - 1, &mut samples);
-            let ooo: Vec<(i64, f64)> = st.ooo.iter().copied().filter(|(t, _)| *t < hi).collect();
+            let split = st.ooo.partition_point(|(t, _)| *t < hi);
+            let ooo: Vec<(i64, f64)> = st.ooo.drain(..split).collect();
             drop(st);
             let samples = merge_sorted(samples, &ooo);
             if !samples.is_empty() {
@@ -455,10 +469,33 @@ impl Head {
         out
     }
 
+    /// Puts back out-of-order samples taken by [`Head::collect_for_block`] when the block failed.
+    pub fn restore_ooo(&self, data: &[(Labels, Vec<(i64, f64)>)], below: i64) {
+        for (labels, samples) in data {
+            let Some(s) = self.lookup(labels.stable_hash(), labels) else {
+                continue;
+            };
+            let mut st = s.state.lock();
+            let keep_from = st.ooo.partition_point(|(t, _)| *t < below);
+            let mut back: Vec<(i64, f64)> = samples
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t < below)
+                .collect();
+            // In-order samples of the range are still in the chunks; only re-add what the chunks lack.
+            let mut in_order = Vec::new();
+            st.in_order(i64::MIN, below - 1, &mut in_order);
+            back.retain(|(t, _)| in_order.binary_search_by_key(t, |(x, _)| *x).is_err());
+            let rest: Vec<(i64, f64)> = st.ooo.drain(keep_from..).collect();
+            st.ooo = merge_sorted(back, &rest);
+        }
+    }
+
     /// Drops everything below `t` (now persisted in a block), removes series left empty, and makes `t`
-    /// the lowest in-order time accepted.
+    /// the lowest in-order time accepted and read.
     pub fn truncate(&self, t: i64) {
         self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+        self.read_min_time.fetch_max(t, Ordering::AcqRel);
         let all: Vec<Arc<MemSeries>> = self.by_ref.read().values().cloned().collect();
         let mut removed = Vec::new();
         let mut new_min = i64::MAX;

@@ -13,14 +13,23 @@
 pub mod append;
 pub mod block;
 pub mod chunk;
+pub mod compact;
+pub mod config;
+pub mod db;
+#[cfg(test)]
+mod db_tests;
 pub mod exemplars;
 pub mod head;
 pub mod metrics;
 pub mod postings;
+pub mod reader;
 pub mod wal;
 
 pub use append::{
     AppendError, AppendOutcome, MetricsAppender, RejectReason, Rejection, SeriesBatch,
 };
+pub use config::{StorageConfig, StorageSection};
+pub use db::{StorageError, Tsdb};
 pub use exemplars::{Exemplar, ExemplarStore};
 pub use metrics::StorageMetrics;
+pub use reader::{MetricsReader, ReadError, SeriesData};

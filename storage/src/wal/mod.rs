@@ -290,6 +290,11 @@ impl Wal {
         Ok(g.seq)
     }
 
+    /// Sequence number of the last record logged.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.lock().seq
+    }
+
     /// Makes every record up to `seq` durable.
     pub fn sync(&self, seq: u64) -> Result<(), WalError> {
         let mut synced = self.synced.lock();
