@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod push;
 pub mod remote_write;
+pub mod scrape;
 
 pub use metrics::IngestMetrics;
 pub use push::{PushLimits, PushState};

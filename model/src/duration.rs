@@ -111,10 +111,19 @@ impl fmt::Display for PromDuration {
 
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(PromDuration)
-            .map_err(de::Error::custom)
+        // A visitor (rather than String::deserialize then parse) makes the error surface while the
+        // deserializer still points at the scalar, so YAML errors carry the value's own line.
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = PromDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 15s, 1m30s or 2h")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PromDuration, E> {
+                parse_duration(s).map(PromDuration).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

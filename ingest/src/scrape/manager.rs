@@ -1,0 +1,267 @@
+//! The scrape manager: one task per job watches discovery and keeps one scrape loop per target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use vigil_model::{LabelLimits, Labels};
+
+use super::config::{GlobalConfig, ScrapeConfig};
+use super::discovery::{self, TargetGroup};
+use super::scraper::{JobSettings, ScrapeContext, ScrapeLoop, StopReason, TargetStatus};
+use super::target::{Target, populate};
+use crate::metrics::JobLabel;
+
+/// A target as the targets API shows it.
+#[derive(Clone, Debug)]
+pub struct TargetInfo {
+    pub job: String,
+    pub target: Target,
+    pub status: TargetStatus,
+}
+
+struct RunningTarget {
+    target: Target,
+    status: Arc<Mutex<TargetStatus>>,
+    cancel: CancellationToken,
+    reason: Arc<Mutex<StopReason>>,
+    task: JoinHandle<()>,
+}
+
+struct JobRun {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    targets: Arc<Mutex<HashMap<u64, RunningTarget>>>,
+    dropped: Arc<Mutex<Vec<Labels>>>,
+}
+
+/// Runs every scrape job.
+pub struct ScrapeManager {
+    ctx: ScrapeContext,
+    jobs: Mutex<HashMap<String, JobRun>>,
+    jitter_seed: u64,
+}
+
+fn settings(job: &ScrapeConfig) -> JobSettings {
+    let authorization = match (&job.basic_auth, &job.authorization) {
+        (Some(b), _) => {
+            let pw = match (&b.password, &b.password_file) {
+                (Some(p), _) => p.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f).map(|s| s.trim().to_string()).unwrap_or_default(),
+                _ => String::new(),
+            };
+            Some(format!("Basic {}", base64_encode(format!("{}:{pw}", b.username).as_bytes())))
+        }
+        (None, Some(a)) => {
+            let cred = match (&a.credentials, &a.credentials_file) {
+                (Some(c), _) => c.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f).map(|s| s.trim().to_string()).unwrap_or_default(),
+                _ => String::new(),
+            };
+            Some(format!("{} {cred}", a.kind))
+        }
+        _ => None,
+    };
+    JobSettings {
+        job_name: job.job_name.clone(),
+        honor_labels: job.honor_labels,
+        honor_timestamps: job.honor_timestamps,
+        metric_relabel: job.metric_relabel_configs.clone(),
+        limits: LabelLimits {
+            label_limit: job.label_limit,
+            label_name_length_limit: job.label_name_length_limit,
+            label_value_length_limit: job.label_value_length_limit,
+        },
+        sample_limit: job.sample_limit,
+        body_size_limit: job.body_size_limit,
+        authorization,
+    }
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Phase of a target within its interval: fixed per target and per server, like Prometheus, so that
+/// scrapes spread over the interval instead of all starting together.
+pub fn offset(target: &Target, seed: u64) -> Duration {
+    let ms = target.interval.as_millis().max(1) as u64;
+    let phase = (target.key() ^ seed) % ms;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let into = now % ms;
+    Duration::from_millis((phase + ms - into) % ms)
+}
+
+impl ScrapeManager {
+    pub fn new(ctx: ScrapeContext, jitter_seed: u64) -> Self {
+        ScrapeManager { ctx, jobs: Mutex::new(HashMap::new()), jitter_seed }
+    }
+
+    /// Replaces the running jobs with `jobs` (loops of unchanged targets restart without staleness).
+    pub fn apply(&self, global: &GlobalConfig, jobs: &[ScrapeConfig]) {
+        let old: Vec<JobRun> = self.jobs.lock().drain().map(|(_, j)| j).collect();
+        for j in old {
+            j.cancel.cancel();
+            for (_, t) in j.targets.lock().drain() {
+                t.cancel.cancel();
+            }
+        }
+        for job in jobs {
+            let run = self.start_job(global.clone(), job.clone());
+            self.jobs.lock().insert(job.job_name.clone(), run);
+        }
+    }
+
+    fn start_job(&self, global: GlobalConfig, job: ScrapeConfig) -> JobRun {
+        let cancel = CancellationToken::new();
+        let targets: Arc<Mutex<HashMap<u64, RunningTarget>>> = Arc::new(Mutex::new(HashMap::new()));
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let ctx = self.ctx.clone();
+        let seed = self.jitter_seed;
+        let (c, t, d) = (cancel.clone(), targets.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            let settings = Arc::new(settings(&job));
+            let statics = discovery::static_groups(&job.static_configs);
+            let mut file_groups: Vec<TargetGroup> = Vec::new();
+            let mut fingerprint = None;
+            let refresh = job.file_sd_configs.iter().map(|f| f.refresh_interval.0).min().unwrap_or(Duration::from_secs(300));
+            let mut last_full = Instant::now();
+            loop {
+                if !job.file_sd_configs.is_empty() {
+                    let fp = discovery::fingerprint(&job.file_sd_configs);
+                    if fingerprint.as_ref() != Some(&fp) || last_full.elapsed() >= refresh {
+                        file_groups.clear();
+                        for (path, _) in &fp {
+                            match discovery::read_file(path) {
+                                Ok(g) => file_groups.extend(g),
+                                Err(e) => {
+                                    ctx.metrics.sd_file_errors.inc();
+                                    warn!(job = %job.job_name, error = %e, "file_sd: cannot read targets file");
+                                }
+                            }
+                        }
+                        fingerprint = Some(fp);
+                        last_full = Instant::now();
+                    }
+                }
+                let mut wanted: HashMap<u64, Target> = HashMap::new();
+                let mut dropped_now = Vec::new();
+                for g in statics.iter().chain(file_groups.iter()) {
+                    for tl in &g.targets {
+                        match populate(&g.labels, tl, &job, &global) {
+                            Ok(Some(target)) => {
+                                wanted.insert(target.key(), target);
+                            }
+                            Ok(None) => dropped_now.push(Labels::from_pairs(tl.iter().map(|(k, v)| (k.clone(), v.clone())))),
+                            Err(e) => warn!(job = %job.job_name, source = %g.source, error = %e, "invalid target"),
+                        }
+                    }
+                }
+                *d.lock() = dropped_now;
+                sync_targets(&t, wanted, &settings, &ctx, seed);
+                ctx.metrics.scrape_targets.get_or_create(&JobLabel { job: job.job_name.clone() }).set(t.lock().len() as i64);
+                if job.file_sd_configs.is_empty() {
+                    c.cancelled().await;
+                    return;
+                }
+                tokio::select! {
+                    _ = c.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+        JobRun { cancel, task, targets, dropped }
+    }
+
+    /// Every active target with its health.
+    pub fn targets(&self) -> Vec<TargetInfo> {
+        let jobs = self.jobs.lock();
+        let mut out = Vec::new();
+        for (name, j) in jobs.iter() {
+            for t in j.targets.lock().values() {
+                out.push(TargetInfo { job: name.clone(), target: t.target.clone(), status: t.status.lock().clone() });
+            }
+        }
+        out.sort_by(|a, b| (&a.job, &a.target.url).cmp(&(&b.job, &b.target.url)));
+        out
+    }
+
+    /// Discovered label sets that relabeling dropped, per job.
+    pub fn dropped_targets(&self) -> Vec<(String, Labels)> {
+        let jobs = self.jobs.lock();
+        jobs.iter().flat_map(|(n, j)| j.dropped.lock().iter().map(|l| (n.clone(), l.clone())).collect::<Vec<_>>()).collect()
+    }
+
+    /// Stops every loop without writing staleness markers (the data stays as it was at shutdown).
+    pub async fn stop(&self) {
+        let jobs: Vec<JobRun> = self.jobs.lock().drain().map(|(_, j)| j).collect();
+        for j in jobs {
+            j.cancel.cancel();
+            let _ = j.task.await;
+            let loops: Vec<RunningTarget> = j.targets.lock().drain().map(|(_, t)| t).collect();
+            for t in loops {
+                t.cancel.cancel();
+                let _ = t.task.await;
+            }
+        }
+        info!("scrape manager stopped");
+    }
+}
+
+fn sync_targets(
+    running: &Mutex<HashMap<u64, RunningTarget>>,
+    wanted: HashMap<u64, Target>,
+    settings: &Arc<JobSettings>,
+    ctx: &ScrapeContext,
+    seed: u64,
+) {
+    let mut r = running.lock();
+    let gone: Vec<u64> = r.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+    for k in gone {
+        if let Some(t) = r.remove(&k) {
+            info!(target = %t.target.url, "target removed; marking its series stale");
+            *t.reason.lock() = StopReason::TargetRemoved;
+            t.cancel.cancel();
+        }
+    }
+    for (k, target) in wanted {
+        if r.contains_key(&k) {
+            continue;
+        }
+        let status = Arc::new(Mutex::new(TargetStatus { health: "unknown", ..Default::default() }));
+        let cancel = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(StopReason::Shutdown));
+        let lp = ScrapeLoop::new(target.clone(), settings.clone(), ctx.clone(), status.clone());
+        let off = offset(&target, seed);
+        let task = tokio::spawn(lp.run(off, cancel.clone(), reason.clone()));
+        r.insert(k, RunningTarget { target, status, cancel, reason, task });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_header() {
+        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64_encode(b"a"), "YQ==");
+        assert_eq!(base64_encode(b"ab"), "YWI=");
+    }
+}
