@@ -1,0 +1,272 @@
+//! `vigil serve`: opens storage, starts scraping and maintenance, serves HTTP, shuts down cleanly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use vigil_ingest::scrape::{ScrapeContext, ScrapeManager};
+use vigil_ingest::{IngestMetrics, PushState};
+use vigil_query::{ApiOptions, BuildInfo};
+use vigil_storage::{StorageConfig, StorageMetrics, Tsdb};
+
+use crate::config::Config;
+
+/// How often the head is checked for a block to cut, compaction and retention.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+/// Options of `vigil serve`.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+}
+
+struct AppState {
+    registry: Registry,
+    ready: AtomicBool,
+    scrape: Arc<ScrapeManager>,
+    config: Mutex<Config>,
+    opts: ServeOptions,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = match &opts.config_file {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => Config::default(),
+    };
+    for s in &config.ignored_sections {
+        warn!(section = s, "configuration section accepted but not used by this version of Vigil");
+    }
+
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let local: SocketAddr = listener.local_addr()?;
+    // With port 0 the self-scrape job must name the port actually bound.
+    let self_addr = local.to_string();
+
+    let mut registry = Registry::default();
+    let storage_metrics = Arc::new(StorageMetrics::default());
+    storage_metrics.register(&mut registry);
+    let ingest_metrics = IngestMetrics::default();
+    ingest_metrics.register(&mut registry);
+
+    let tsdb = Tsdb::open(
+        StorageConfig { data_dir: opts.data_dir.clone(), section: config.storage.clone() },
+        storage_metrics,
+    )
+    .await
+    .with_context(|| format!("cannot open metrics storage in {}", opts.data_dir.display()))?;
+
+    let client = reqwest::Client::builder()
+        .gzip(true)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let scrape = Arc::new(ScrapeManager::new(
+        ScrapeContext {
+            appender: tsdb.clone(),
+            exemplars: Some(tsdb.exemplars()),
+            client,
+            metrics: ingest_metrics.clone(),
+            user_agent: format!("Vigil/{}", env!("CARGO_PKG_VERSION")),
+        },
+        rand::random(),
+    ));
+    scrape.apply(&config.global, &config.scrape_jobs(&self_addr));
+
+    let push = PushState::new(tsdb.clone(), tsdb.exemplars(), ingest_metrics, config.push_limits());
+    let body_limit = push.limits.max_body_bytes;
+
+    let stop = CancellationToken::new();
+    let maintenance = tokio::spawn(tsdb.clone().run_maintenance(MAINTENANCE_EVERY, stop.clone()));
+
+    let opts_for_state = ServeOptions { listen: self_addr.clone(), ..opts.clone() };
+    let app_state = Arc::new(AppState {
+        registry,
+        ready: AtomicBool::new(true),
+        scrape: scrape.clone(),
+        config: Mutex::new(config),
+        opts: opts_for_state,
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+
+    let push_routes = Router::new()
+        .route("/api/v1/write", post(vigil_ingest::remote_write::handle))
+        .route("/v1/metrics", post(vigil_ingest::otlp::handle))
+        .route("/api/v1/otlp/v1/metrics", post(vigil_ingest::otlp::handle))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(push);
+    let api_opts = ApiOptions {
+        build: BuildInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision: option_env!("VIGIL_REVISION").unwrap_or("unknown").into(),
+        },
+        ..ApiOptions::default()
+    };
+    let own_routes = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/-/reload", post(reload_handler).put(reload_handler))
+        .route("/api/v1/targets", get(targets))
+        .with_state(app_state.clone());
+    let app = Router::new()
+        .merge(push_routes)
+        .merge(vigil_query::router(tsdb.clone(), api_opts))
+        .merge(own_routes);
+
+    info!(listen = %local, data_dir = %opts.data_dir.display(), "Vigil is serving");
+
+    let shutdown = stop.clone();
+    let signals = tokio::spawn(watch_signals(app_state.clone(), shutdown));
+    axum::serve(listener, app)
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        })
+        .await
+        .context("HTTP server failed")?;
+    signals.abort();
+
+    info!("shutting down: stopping scrapes, flushing storage");
+    app_state.ready.store(false, Ordering::SeqCst);
+    scrape.stop().await;
+    stop.cancel();
+    let _ = maintenance.await;
+    tsdb.close().await.context("closing metrics storage")?;
+    info!("shutdown complete");
+    Ok(())
+}
+
+async fn watch_signals(st: Arc<AppState>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM received"); break; }
+            _ = int.recv() => { info!("SIGINT received"); break; }
+            _ = hup.recv() => {
+                info!("SIGHUP received: reloading configuration");
+                if let Err(e) = reload(&st).await {
+                    error!(error = %e, "configuration reload failed; keeping the running configuration");
+                }
+            }
+        }
+    }
+    st.ready.store(false, Ordering::SeqCst);
+    stop.cancel();
+}
+
+/// Re-reads the configuration file and applies what can change without a restart (scrape jobs).
+async fn reload(st: &AppState) -> Result<(), String> {
+    let _g = st.reload_lock.lock().await;
+    let Some(path) = &st.opts.config_file else {
+        return Ok(());
+    };
+    let new = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        let old = st.config.lock();
+        if old.storage != new.storage || old.ingest != new.ingest {
+            warn!("storage and ingest settings change only on restart; scrape settings were reloaded");
+        }
+    }
+    st.scrape.apply(&new.global, &new.scrape_jobs(&st.opts.listen));
+    *st.config.lock() = new;
+    info!("configuration reloaded");
+    Ok(())
+}
+
+async fn reload_handler(State(st): State<Arc<AppState>>) -> Response {
+    match reload(&st).await {
+        Ok(()) => (StatusCode::OK, "configuration reloaded\n").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &st.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "Vigil is Healthy.\n"
+}
+
+async fn ready(State(st): State<Arc<AppState>>) -> Response {
+    if st.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "Vigil is Ready.\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Vigil is shutting down.\n").into_response()
+    }
+}
+
+/// `GET /api/v1/targets` in Prometheus's shape.
+async fn targets(State(st): State<Arc<AppState>>) -> Response {
+    let fmt_time = |t: Option<SystemTime>| -> String {
+        match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+            Some(d) => vigil_query::format::rfc3339(d),
+            None => "0001-01-01T00:00:00Z".into(),
+        }
+    };
+    let active: Vec<_> = st
+        .scrape
+        .targets()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "discoveredLabels": t.target.discovered,
+                "labels": t.target.labels,
+                "scrapePool": t.job,
+                "scrapeUrl": t.target.url,
+                "globalUrl": t.target.url,
+                "lastError": t.status.last_error,
+                "lastScrape": fmt_time(t.status.last_scrape),
+                "lastScrapeDuration": t.status.last_duration.as_secs_f64(),
+                "health": t.status.health,
+                "scrapeInterval": vigil_model::format_duration(t.target.interval),
+                "scrapeTimeout": vigil_model::format_duration(t.target.timeout),
+            })
+        })
+        .collect();
+    let dropped: Vec<_> = st
+        .scrape
+        .dropped_targets()
+        .into_iter()
+        .map(|(_, l)| json!({ "discoveredLabels": l }))
+        .collect();
+    axum::Json(json!({
+        "status": "success",
+        "data": { "activeTargets": active, "droppedTargets": dropped }
+    }))
+    .into_response()
+}
