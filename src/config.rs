@@ -71,7 +71,7 @@ struct RawConfig {
 }
 
 /// A loaded, validated configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub global: GlobalConfig,
     /// `None` when the file has no `scrape_configs` key: the built-in self-scrape job applies.
@@ -80,18 +80,6 @@ pub struct Config {
     pub ingest: IngestSection,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            global: GlobalConfig::default(),
-            scrape_configs: None,
-            storage: StorageSection::default(),
-            ingest: IngestSection::default(),
-            ignored_sections: Vec::new(),
-        }
-    }
 }
 
 /// A configuration error, with the line it was found on when known.
@@ -278,7 +266,9 @@ fn nth_job_line(text: &str, i: usize) -> Option<usize> {
     text.lines()
         .enumerate()
         .skip(start)
-        .filter(|(_, l)| l.trim_start().starts_with("- job_name:") || l.trim_start().starts_with("-   job_name:"))
+        .filter(|(_, l)| {
+            l.trim_start().starts_with("- job_name:") || l.trim_start().starts_with("-   job_name:")
+        })
         .nth(i)
         .map(|(n, _)| n + 1)
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Observability and self-healing in one binary")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Observability and self-healing in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,21 +56,35 @@ enum CheckWhat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, data_dir, config, log } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+            log,
+        } => {
             let filter = std::env::var("RUST_LOG").unwrap_or(log);
             tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
+                .with_env_filter(
+                    EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")),
+                )
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("vigil: cannot start the async runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            let opts = server::ServeOptions { listen, data_dir, config_file: config };
+            let opts = server::ServeOptions {
+                listen,
+                data_dir,
+                config_file: config,
+            };
             match rt.block_on(server::serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -76,7 +94,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { what: CheckWhat::Config { files } } => {
+        Command::Check {
+            what: CheckWhat::Config { files },
+        } => {
             let mut ok = true;
             for f in files {
                 match config::Config::load(&f) {
@@ -84,7 +104,9 @@ fn main() -> ExitCode {
                         let jobs = c.scrape_configs.as_ref().map_or(0, |j| j.len());
                         println!("  SUCCESS: {} is valid ({jobs} scrape jobs)", f.display());
                         for s in c.ignored_sections {
-                            println!("  NOTE: section {s:?} is accepted but not used by this version");
+                            println!(
+                                "  NOTE: section {s:?} is accepted but not used by this version"
+                            );
                         }
                     }
                     Err(e) => {
@@ -93,7 +115,11 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
@@ -23,9 +23,6 @@ use vigil_query::{ApiOptions, BuildInfo};
 use vigil_storage::{StorageConfig, StorageMetrics, Tsdb};
 
 use crate::config::Config;
-
-/// How often the head is checked for a block to cut, compaction and retention.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
 /// Options of `vigil serve`.
 #[derive(Clone, Debug)]
@@ -51,7 +48,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         None => Config::default(),
     };
     for s in &config.ignored_sections {
-        warn!(section = s, "configuration section accepted but not used by this version of Vigil");
+        warn!(
+            section = s,
+            "configuration section accepted but not used by this version of Vigil"
+        );
     }
 
     let listener = tokio::net::TcpListener::bind(&opts.listen)
@@ -68,7 +68,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     ingest_metrics.register(&mut registry);
 
     let tsdb = Tsdb::open(
-        StorageConfig { data_dir: opts.data_dir.clone(), section: config.storage.clone() },
+        StorageConfig {
+            data_dir: opts.data_dir.clone(),
+            section: config.storage.clone(),
+        },
         storage_metrics,
     )
     .await
@@ -90,13 +93,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     ));
     scrape.apply(&config.global, &config.scrape_jobs(&self_addr));
 
-    let push = PushState::new(tsdb.clone(), tsdb.exemplars(), ingest_metrics, config.push_limits());
+    let push = PushState::new(
+        tsdb.clone(),
+        tsdb.exemplars(),
+        ingest_metrics,
+        config.push_limits(),
+    );
     let body_limit = push.limits.max_body_bytes;
 
     let stop = CancellationToken::new();
-    let maintenance = tokio::spawn(tsdb.clone().run_maintenance(MAINTENANCE_EVERY, stop.clone()));
+    let every = config.storage.tsdb.maintenance_interval.0;
+    let maintenance = tokio::spawn(tsdb.clone().run_maintenance(every, stop.clone()));
 
-    let opts_for_state = ServeOptions { listen: self_addr.clone(), ..opts.clone() };
+    let opts_for_state = ServeOptions {
+        listen: self_addr.clone(),
+        ..opts.clone()
+    };
     let app_state = Arc::new(AppState {
         registry,
         ready: AtomicBool::new(true),
@@ -190,10 +202,13 @@ async fn reload(st: &AppState) -> Result<(), String> {
     {
         let old = st.config.lock();
         if old.storage != new.storage || old.ingest != new.ingest {
-            warn!("storage and ingest settings change only on restart; scrape settings were reloaded");
+            warn!(
+                "storage and ingest settings change only on restart; scrape settings were reloaded"
+            );
         }
     }
-    st.scrape.apply(&new.global, &new.scrape_jobs(&st.opts.listen));
+    st.scrape
+        .apply(&new.global, &new.scrape_jobs(&st.opts.listen));
     *st.config.lock() = new;
     info!("configuration reloaded");
     Ok(())
@@ -202,17 +217,28 @@ async fn reload(st: &AppState) -> Result<(), String> {
 async fn reload_handler(State(st): State<Arc<AppState>>) -> Response {
     match reload(&st).await {
         Ok(()) => (StatusCode::OK, "configuration reloaded\n").into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &st.registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")).into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}"),
+        )
+            .into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()

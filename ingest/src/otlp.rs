@@ -707,19 +707,96 @@ fn decode(
                 format!("malformed protobuf ExportMetricsServiceRequest: {e}"),
             )
         })?,
-        Encoding::Json => serde_json::from_slice(&raw).map_err(|e| {
-            (
-                enc,
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "malformed OTLP JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?,
+        Encoding::Json => {
+            let malformed = |e: serde_json::Error| {
+                (
+                    enc,
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "malformed OTLP JSON at line {} column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ),
+                )
+            };
+            let doc: serde_json::Value = serde_json::from_slice(&raw).map_err(malformed)?;
+            // The generated decoder turns a data point it cannot read into "no data" without an
+            // error; check the fields it would drop first so the sender hears what is wrong.
+            check_json_points(&doc).map_err(|m| (enc, StatusCode::BAD_REQUEST, m))?;
+            serde_json::from_value(doc).map_err(malformed)?
+        }
     };
     Ok((enc, req))
+}
+
+/// Checks the 64-bit integer fields of every JSON data point: OTLP/JSON carries them as decimal strings
+/// (or plain integers); anything else (`"NaN"`, floats, words) is refused naming the metric and field.
+fn check_json_points(doc: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    const KINDS: [&str; 5] = [
+        "gauge",
+        "sum",
+        "histogram",
+        "exponentialHistogram",
+        "summary",
+    ];
+    const UNSIGNED: [&str; 3] = ["timeUnixNano", "startTimeUnixNano", "count"];
+    let arr = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let check = |v: &Value, field: &str, signed: bool| -> Result<(), String> {
+        let ok = match v {
+            Value::Number(n) => n.is_u64() || (signed && n.is_i64()),
+            Value::String(s) => {
+                let digits = if signed {
+                    s.strip_prefix('-').unwrap_or(s)
+                } else {
+                    s.as_str()
+                };
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{field} {v} is not a {}integer",
+                if signed { "" } else { "non-negative " }
+            ))
+        }
+    };
+    for rm in arr(doc, "resourceMetrics") {
+        for sm in arr(&rm, "scopeMetrics") {
+            for m in arr(&sm, "metrics") {
+                let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+                for kind in KINDS {
+                    let Some(data) = m.get(kind) else { continue };
+                    for (i, p) in arr(data, "dataPoints").iter().enumerate() {
+                        let at = |e: String| format!("metric {name:?}: {kind} data point {i}: {e}");
+                        for f in UNSIGNED {
+                            if let Some(v) = p.get(f) {
+                                check(v, f, false).map_err(at)?;
+                            }
+                        }
+                        if let Some(v) = p.get("asInt") {
+                            check(v, "asInt", true).map_err(at)?;
+                        }
+                        for (j, e) in arr(p, "exemplars").iter().enumerate() {
+                            if let Some(v) = e.get("timeUnixNano") {
+                                check(v, "timeUnixNano", false)
+                                    .map_err(|e| at(format!("exemplar {j}: {e}")))?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `POST /v1/metrics`.

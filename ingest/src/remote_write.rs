@@ -178,7 +178,7 @@ pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembl
         })
     };
     let refs_to_labels = |refs: &[u32]| -> Result<Vec<Label>, String> {
-        if refs.len() % 2 != 0 {
+        if !refs.len().is_multiple_of(2) {
             return Err(format!("odd number of label references ({})", refs.len()));
         }
         refs.chunks(2)

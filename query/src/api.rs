@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use vigil_model::{Labels, Matcher, is_valid_label_name, now_ms, parse_api_duration, parse_api_time};
+use vigil_model::{
+    Labels, Matcher, is_valid_label_name, now_ms, parse_api_duration, parse_api_time,
+};
 use vigil_storage::{MetricsReader, ReadError};
 
 use crate::eval::{self, EvalError, EvalOptions, Value};
@@ -41,7 +43,10 @@ impl Default for ApiOptions {
         ApiOptions {
             eval: EvalOptions::default(),
             max_points_per_series: 11_000,
-            build: BuildInfo { version: env!("CARGO_PKG_VERSION").into(), revision: "unknown".into() },
+            build: BuildInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                revision: "unknown".into(),
+            },
         }
     }
 }
@@ -53,7 +58,10 @@ struct ApiState<R> {
 
 impl<R> Clone for ApiState<R> {
     fn clone(&self) -> Self {
-        ApiState { reader: self.reader.clone(), opts: self.opts.clone() }
+        ApiState {
+            reader: self.reader.clone(),
+            opts: self.opts.clone(),
+        }
     }
 }
 
@@ -62,8 +70,14 @@ pub fn router<R: MetricsReader>(reader: Arc<R>, opts: ApiOptions) -> Router {
     let st = ApiState { reader, opts };
     Router::new()
         .route("/api/v1/query", get(query::<R>).post(query::<R>))
-        .route("/api/v1/query_range", get(query_range::<R>).post(query_range::<R>))
-        .route("/api/v1/query_exemplars", get(query_exemplars::<R>).post(query_exemplars::<R>))
+        .route(
+            "/api/v1/query_range",
+            get(query_range::<R>).post(query_range::<R>),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars::<R>).post(query_exemplars::<R>),
+        )
         .route("/api/v1/series", get(series::<R>).post(series::<R>))
         .route("/api/v1/labels", get(labels::<R>).post(labels::<R>))
         .route("/api/v1/label/{name}/values", get(label_values::<R>))
@@ -81,13 +95,25 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_data(message: impl Into<String>) -> Self {
-        ApiError { kind: "bad_data", status: StatusCode::BAD_REQUEST, message: message.into() }
+        ApiError {
+            kind: "bad_data",
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
     pub fn execution(message: impl Into<String>) -> Self {
-        ApiError { kind: "execution", status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into() }
+        ApiError {
+            kind: "execution",
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError { kind: "internal", status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+        ApiError {
+            kind: "internal",
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
     }
 }
 
@@ -96,7 +122,9 @@ impl From<EvalError> for ApiError {
         match e {
             EvalError::BadData(m) => ApiError::bad_data(m),
             EvalError::Execution(m) => ApiError::execution(m),
-            EvalError::Read(r @ ReadError::TooManySamples { .. }) => ApiError::execution(r.to_string()),
+            EvalError::Read(r @ ReadError::TooManySamples { .. }) => {
+                ApiError::execution(r.to_string())
+            }
             EvalError::Read(r) => ApiError::internal(r.to_string()),
         }
     }
@@ -111,7 +139,12 @@ impl From<ReadError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"status": "error", "errorType": self.kind, "error": self.message});
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -124,7 +157,12 @@ fn success_raw(data_json: String, warnings: &[String]) -> Response {
         body.push_str(&serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into()));
     }
     body.push('}');
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// Request parameters from the query string and a form body, in order; repeated keys kept.
@@ -147,24 +185,40 @@ impl Params {
     }
 
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     fn all(&self, k: &str) -> Vec<&str> {
-        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     fn time(&self, k: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(k) {
             None => Ok(default),
-            Some(s) => parse_api_time(s).map_err(|_| ApiError::bad_data(format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"))),
+            Some(s) => parse_api_time(s).map_err(|_| {
+                ApiError::bad_data(format!(
+                    "invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"
+                ))
+            }),
         }
     }
 
     fn limit(&self) -> Result<usize, ApiError> {
         match self.get("limit") {
             None => Ok(0),
-            Some(s) => s.parse::<usize>().map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse \"{s}\" to a non-negative integer"))),
+            Some(s) => s.parse::<usize>().map_err(|_| {
+                ApiError::bad_data(format!(
+                    "invalid parameter \"limit\": cannot parse \"{s}\" to a non-negative integer"
+                ))
+            }),
         }
     }
 
@@ -173,10 +227,16 @@ impl Params {
         self.all("match[]")
             .into_iter()
             .map(|m| {
-                let expr = eval::parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+                let expr = eval::parse(m).map_err(|e| {
+                    ApiError::bad_data(format!("invalid parameter \"match[]\": {e}"))
+                })?;
                 match expr {
-                    promql_parser::parser::Expr::VectorSelector(vs) => eval::selector_matchers(&vs).map_err(ApiError::from),
-                    _ => Err(ApiError::bad_data(format!("invalid parameter \"match[]\": {m:?} is not a series selector"))),
+                    promql_parser::parser::Expr::VectorSelector(vs) => {
+                        eval::selector_matchers(&vs).map_err(ApiError::from)
+                    }
+                    _ => Err(ApiError::bad_data(format!(
+                        "invalid parameter \"match[]\": {m:?} is not a series selector"
+                    ))),
                 }
             })
             .collect()
@@ -264,15 +324,26 @@ pub fn value_json(v: &Value) -> String {
     out
 }
 
-async fn query<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn query<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = Params::from(q, &headers, &body);
     let run = async {
-        let qs = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
+        let qs = p
+            .get("query")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
         let t = p.time("time", now_ms())?;
         let expr = eval::parse(qs)?;
         let started = Instant::now();
         let v = eval::instant(st.reader.as_ref(), &expr, t, &st.opts.eval).await?;
-        tracing::debug!(query = qs, elapsed_ms = started.elapsed().as_millis() as u64, "instant query");
+        tracing::debug!(
+            query = qs,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "instant query"
+        );
         Ok::<_, ApiError>(v)
     };
     match run.await {
@@ -281,21 +352,50 @@ async fn query<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): Raw
     }
 }
 
-async fn query_range<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn query_range<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = Params::from(q, &headers, &body);
     let run = async {
-        let qs = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
-        let start = p.get("start").ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))?;
-        let start = p.time("start", 0).map_err(|_| ApiError::bad_data(format!("invalid parameter \"start\": cannot parse \"{start}\" to a valid timestamp")))?;
-        let end = p.get("end").ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))?;
-        let end = p.time("end", 0).map_err(|_| ApiError::bad_data(format!("invalid parameter \"end\": cannot parse \"{end}\" to a valid timestamp")))?;
+        let qs = p
+            .get("query")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
+        let start = p
+            .get("start")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))?;
+        let start = p.time("start", 0).map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"start\": cannot parse \"{start}\" to a valid timestamp"
+            ))
+        })?;
+        let end = p
+            .get("end")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))?;
+        let end = p.time("end", 0).map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"end\": cannot parse \"{end}\" to a valid timestamp"
+            ))
+        })?;
         if end < start {
-            return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+            return Err(ApiError::bad_data(
+                "invalid parameter \"end\": end timestamp must not be before start time",
+            ));
         }
-        let step_s = p.get("step").ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?;
-        let step = parse_api_duration(step_s).map_err(|_| ApiError::bad_data(format!("invalid parameter \"step\": cannot parse \"{step_s}\" to a valid duration")))?;
+        let step_s = p
+            .get("step")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?;
+        let step = parse_api_duration(step_s).map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"step\": cannot parse \"{step_s}\" to a valid duration"
+            ))
+        })?;
         if step <= 0 {
-            return Err(ApiError::bad_data("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"));
+            return Err(ApiError::bad_data(
+                "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
         }
         if (end - start) / step >= st.opts.max_points_per_series {
             return Err(ApiError::bad_data(format!(
@@ -304,7 +404,9 @@ async fn query_range<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q
             )));
         }
         let expr = eval::parse(qs)?;
-        Ok::<_, ApiError>(eval::range(st.reader.as_ref(), &expr, start, end, step, &st.opts.eval).await?)
+        Ok::<_, ApiError>(
+            eval::range(st.reader.as_ref(), &expr, start, end, step, &st.opts.eval).await?,
+        )
     };
     match run.await {
         Ok(v) => success_raw(value_json(&v), &[]),
@@ -312,10 +414,17 @@ async fn query_range<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q
     }
 }
 
-async fn query_exemplars<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn query_exemplars<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = Params::from(q, &headers, &body);
     let run = async {
-        let qs = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
+        let qs = p
+            .get("query")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
         let start = p.time("start", MIN_TIME)?;
         let end = p.time("end", MAX_TIME)?;
         let expr = eval::parse(qs)?;
@@ -344,7 +453,10 @@ async fn query_exemplars<R: MetricsReader>(State(st): State<ApiState<R>>, RawQue
     }
 }
 
-fn collect_selectors(e: &promql_parser::parser::Expr, out: &mut Vec<Vec<Matcher>>) -> Result<(), ApiError> {
+fn collect_selectors(
+    e: &promql_parser::parser::Expr,
+    out: &mut Vec<Vec<Matcher>>,
+) -> Result<(), ApiError> {
     use promql_parser::parser::Expr;
     match e {
         Expr::VectorSelector(vs) => out.push(eval::selector_matchers(vs)?),
@@ -368,19 +480,35 @@ fn collect_selectors(e: &promql_parser::parser::Expr, out: &mut Vec<Vec<Matcher>
 }
 
 fn truncated_warning(n: usize, limit: usize) -> Vec<String> {
-    if limit > 0 && n >= limit { vec!["results truncated due to limit".into()] } else { Vec::new() }
+    if limit > 0 && n >= limit {
+        vec!["results truncated due to limit".into()]
+    } else {
+        Vec::new()
+    }
 }
 
-async fn series<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn series<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = Params::from(q, &headers, &body);
     let run = async {
         let m = p.matches()?;
         if m.is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
-        let (start, end, limit) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?, p.limit()?);
+        let (start, end, limit) = (
+            p.time("start", MIN_TIME)?,
+            p.time("end", MAX_TIME)?,
+            p.limit()?,
+        );
         let s = st.reader.series(&m, start, end, limit).await?;
-        Ok::<_, ApiError>((serde_json::to_string(&s).unwrap_or_else(|_| "[]".into()), truncated_warning(s.len(), limit)))
+        Ok::<_, ApiError>((
+            serde_json::to_string(&s).unwrap_or_else(|_| "[]".into()),
+            truncated_warning(s.len(), limit),
+        ))
     };
     match run.await {
         Ok((s, w)) => success_raw(s, &w),
@@ -388,13 +516,25 @@ async fn series<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): Ra
     }
 }
 
-async fn labels<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn labels<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = Params::from(q, &headers, &body);
     let run = async {
         let m = p.matches()?;
-        let (start, end, limit) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?, p.limit()?);
+        let (start, end, limit) = (
+            p.time("start", MIN_TIME)?,
+            p.time("end", MAX_TIME)?,
+            p.limit()?,
+        );
         let n = st.reader.label_names(&m, start, end, limit).await?;
-        Ok::<_, ApiError>((serde_json::to_string(&n).unwrap_or_else(|_| "[]".into()), truncated_warning(n.len(), limit)))
+        Ok::<_, ApiError>((
+            serde_json::to_string(&n).unwrap_or_else(|_| "[]".into()),
+            truncated_warning(n.len(), limit),
+        ))
     };
     match run.await {
         Ok((s, w)) => success_raw(s, &w),
@@ -402,16 +542,29 @@ async fn labels<R: MetricsReader>(State(st): State<ApiState<R>>, RawQuery(q): Ra
     }
 }
 
-async fn label_values<R: MetricsReader>(State(st): State<ApiState<R>>, Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn label_values<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = Params::from(q, &headers, &body);
     let run = async {
         if name != "__name__" && !is_valid_label_name(&name) {
             return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
         }
         let m = p.matches()?;
-        let (start, end, limit) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?, p.limit()?);
+        let (start, end, limit) = (
+            p.time("start", MIN_TIME)?,
+            p.time("end", MAX_TIME)?,
+            p.limit()?,
+        );
         let v = st.reader.label_values(&name, &m, start, end, limit).await?;
-        Ok::<_, ApiError>((serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()), truncated_warning(v.len(), limit)))
+        Ok::<_, ApiError>((
+            serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()),
+            truncated_warning(v.len(), limit),
+        ))
     };
     match run.await {
         Ok((s, w)) => success_raw(s, &w),

@@ -43,7 +43,10 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { lookback_ms: 5 * 60 * 1000, max_samples: 50_000_000 }
+        EvalOptions {
+            lookback_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+        }
     }
 }
 
@@ -59,7 +62,9 @@ fn duration_ms(d: &Duration) -> i64 {
 /// Converts a parsed selector into our matchers (the metric name becomes a `__name__` matcher).
 pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, EvalError> {
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(EvalError::Execution("\"or\" inside label matchers is not supported".into()));
+        return Err(EvalError::Execution(
+            "\"or\" inside label matchers is not supported".into(),
+        ));
     }
     let mut out = Vec::new();
     if let Some(n) = &vs.name {
@@ -72,10 +77,15 @@ pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, EvalError>
             PMatchOp::Re(_) => MatchOp::Regex,
             PMatchOp::NotRe(_) => MatchOp::NotRegex,
         };
-        out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| EvalError::BadData(e.to_string()))?);
+        out.push(
+            Matcher::new(op, m.name.clone(), m.value.clone())
+                .map_err(|e| EvalError::BadData(e.to_string()))?,
+        );
     }
     if out.iter().all(|m| m.matches_empty()) {
-        return Err(EvalError::BadData("vector selector must contain at least one non-empty matcher".into()));
+        return Err(EvalError::BadData(
+            "vector selector must contain at least one non-empty matcher".into(),
+        ));
     }
     Ok(out)
 }
@@ -119,7 +129,12 @@ fn sample_at(ts: &[i64], vs: &[f64], t: i64, lookback: i64) -> Option<f64> {
 }
 
 /// Evaluates an instant query at `t` (ms).
-pub async fn instant<R: MetricsReader>(reader: &R, expr: &Expr, t: i64, opts: &EvalOptions) -> Result<Value, EvalError> {
+pub async fn instant<R: MetricsReader>(
+    reader: &R,
+    expr: &Expr,
+    t: i64,
+    opts: &EvalOptions,
+) -> Result<Value, EvalError> {
     match unwrap_parens(expr) {
         Expr::NumberLiteral(n) => Ok(Value::Scalar(t, n.val)),
         Expr::StringLiteral(s) => Ok(Value::String(t, s.val.clone())),
@@ -163,8 +178,18 @@ pub async fn instant<R: MetricsReader>(reader: &R, expr: &Expr, t: i64, opts: &E
 }
 
 /// Evaluates a range query over `[start, end]` every `step` ms.
-pub async fn range<R: MetricsReader>(reader: &R, expr: &Expr, start: i64, end: i64, step: i64, opts: &EvalOptions) -> Result<Value, EvalError> {
-    let steps: Vec<i64> = (0..).map(|i| start + i * step).take_while(|t| *t <= end).collect();
+pub async fn range<R: MetricsReader>(
+    reader: &R,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EvalOptions,
+) -> Result<Value, EvalError> {
+    let steps: Vec<i64> = (0..)
+        .map(|i| start + i * step)
+        .take_while(|t| *t <= end)
+        .collect();
     match unwrap_parens(expr) {
         Expr::NumberLiteral(n) => Ok(Value::Matrix(vec![(Labels::empty(), steps.iter().map(|t| (*t, n.val)).collect())])),
         Expr::StringLiteral(_) => Err(EvalError::BadData(
@@ -207,17 +232,27 @@ mod tests {
         let ts = [0, 10_000, 20_000, 400_000];
         let vs = [1.0, 2.0, vigil_model::stale_nan(), 4.0];
         assert_eq!(sample_at(&ts, &vs, 15_000, 300_000), Some(2.0));
-        assert_eq!(sample_at(&ts, &vs, 25_000, 300_000), None, "stale marker hides the series");
+        assert_eq!(
+            sample_at(&ts, &vs, 25_000, 300_000),
+            None,
+            "stale marker hides the series"
+        );
         assert_eq!(sample_at(&ts, &vs, 399_999, 300_000), None);
         assert_eq!(sample_at(&ts, &vs, 400_000, 300_000), Some(4.0));
-        assert_eq!(sample_at(&ts, &vs, 700_000, 300_000), Some(4.0), "lookback is inclusive in 2.x");
+        assert_eq!(
+            sample_at(&ts, &vs, 700_000, 300_000),
+            Some(4.0),
+            "lookback is inclusive in 2.x"
+        );
         assert_eq!(sample_at(&ts, &vs, 700_001, 300_000), None);
         assert_eq!(sample_at(&ts, &vs, -1, 300_000), None);
     }
 
     #[test]
     fn matchers_from_selector() {
-        let Expr::VectorSelector(vs) = parse("up{job=~\"a|b\", x!=\"\"}").unwrap() else { panic!() };
+        let Expr::VectorSelector(vs) = parse("up{job=~\"a|b\", x!=\"\"}").unwrap() else {
+            panic!()
+        };
         let m = selector_matchers(&vs).unwrap();
         assert_eq!(m.len(), 3);
         assert_eq!(m[0], Matcher::equal("__name__", "up"));

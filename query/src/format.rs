@@ -7,12 +7,18 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let a = v.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
         let s = format!("{v:e}");
-        let Some((m, e)) = s.split_once('e') else { return s };
+        let Some((m, e)) = s.split_once('e') else {
+            return s;
+        };
         let (sign, digits) = match e.strip_prefix('-') {
             Some(d) => ('-', d),
             None => ('+', e),
@@ -104,7 +110,13 @@ mod rfc3339_tests {
     #[test]
     fn formats_like_go() {
         assert_eq!(rfc3339(Duration::from_secs(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(Duration::from_millis(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(Duration::from_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
     }
 }

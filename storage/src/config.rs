@@ -24,9 +24,9 @@ impl ByteSize {
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KB" => 1000,
-            "MB" => 1000_000,
-            "GB" => 1000_000_000,
-            "TB" => 1000_000_000_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
             "KiB" => 1 << 10,
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
@@ -77,6 +77,8 @@ pub struct TsdbConfig {
     pub block_zstd_level: i32,
     /// Rows per Parquet data page in block sample files.
     pub block_page_rows: usize,
+    /// How often the head is checked for a block to cut, and compaction and retention run.
+    pub maintenance_interval: PromDuration,
 }
 
 impl Default for TsdbConfig {
@@ -91,6 +93,7 @@ impl Default for TsdbConfig {
             compaction: true,
             block_zstd_level: 19,
             block_page_rows: 100_000,
+            maintenance_interval: PromDuration::from_secs(60),
         }
     }
 }
@@ -128,7 +131,7 @@ impl StorageSection {
                 t.block_duration
             ));
         }
-        if !(t.head_cut_ratio >= 1.0) {
+        if t.head_cut_ratio.is_nan() || t.head_cut_ratio < 1.0 {
             return Err(format!(
                 "storage.tsdb.head_cut_ratio must be at least 1.0, got {}",
                 t.head_cut_ratio
@@ -144,6 +147,12 @@ impl StorageSection {
             return Err(format!(
                 "storage.tsdb.block_page_rows must be at least 1024, got {}",
                 t.block_page_rows
+            ));
+        }
+        if t.maintenance_interval.0 < Duration::from_millis(100) {
+            return Err(format!(
+                "storage.tsdb.maintenance_interval must be at least 100ms, got {}",
+                t.maintenance_interval
             ));
         }
         if t.wal_segment_size.0 < (1 << 20) {

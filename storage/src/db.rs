@@ -77,6 +77,7 @@ impl Tsdb {
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
         let blocks = load_blocks(&store).await?;
+        remove_empty_block_dirs(&dir.join("blocks"));
         let t = &cfg.section.tsdb;
         let head = Arc::new(Head::new(
             t.out_of_order_time_window.as_millis(),
@@ -427,6 +428,7 @@ impl Tsdb {
         };
         for u in due {
             block::delete(self.store.as_ref(), &u).await?;
+            remove_empty_dir(&self.cfg.data_dir.join("blocks").join(&u));
         }
         Ok(())
     }
@@ -520,6 +522,30 @@ impl MetricsAppender for Tsdb {
 
 /// Lists `blocks/` and opens complete blocks; removes interrupted writes and blocks whose data a
 /// compacted block already holds.
+/// The local object store deletes files but leaves their directory behind.
+fn remove_empty_dir(dir: &std::path::Path) {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "cannot remove a deleted block's directory")
+        }
+    }
+}
+
+/// Removes directories under `blocks/` left empty by deletions that finished their files only.
+fn remove_empty_block_dirs(blocks: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(blocks) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() && std::fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none()) {
+            remove_empty_dir(&p);
+        }
+    }
+}
+
 async fn load_blocks(store: &Arc<dyn ObjectStore>) -> Result<Vec<Arc<Block>>, StorageError> {
     let prefix = object_store::path::Path::from("blocks");
     let objects: Vec<object_store::ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;

@@ -1,1 +1,12 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `vigil` binary against real peers (Prometheus 2.42, node_exporter, the
+//! exposition fixture server). `scripts/test` installs the peers; see `harness` for how a missing peer is
+//! handled.
+
+mod bad_input;
+mod blocks;
+mod cli;
+mod crash;
+mod harness;
+mod prometheus_remote_write;
+mod push;
+mod scrape;

@@ -193,40 +193,66 @@ impl<'de> Deserialize<'de> for ScrapeConfig {
             return err("job_name is empty".into());
         }
         if r.scheme != "http" && r.scheme != "https" {
-            return err(format!("job {:?}: scheme must be http or https, got {:?}", r.job_name, r.scheme));
+            return err(format!(
+                "job {:?}: scheme must be http or https, got {:?}",
+                r.job_name, r.scheme
+            ));
         }
         if !r.metrics_path.starts_with('/') {
-            return err(format!("job {:?}: metrics_path must start with '/', got {:?}", r.job_name, r.metrics_path));
+            return err(format!(
+                "job {:?}: metrics_path must start with '/', got {:?}",
+                r.job_name, r.metrics_path
+            ));
         }
         if let (Some(i), Some(t)) = (r.scrape_interval, r.scrape_timeout)
             && t > i
         {
-            return err(format!("job {:?}: scrape timeout {t} greater than scrape interval {i}", r.job_name));
+            return err(format!(
+                "job {:?}: scrape timeout {t} greater than scrape interval {i}",
+                r.job_name
+            ));
         }
         if r.scrape_interval.is_some_and(|i| i.0.is_zero()) {
-            return err(format!("job {:?}: scrape_interval must be greater than 0", r.job_name));
+            return err(format!(
+                "job {:?}: scrape_interval must be greater than 0",
+                r.job_name
+            ));
         }
         for s in &r.static_configs {
-            for (k, _) in &s.labels {
+            for k in s.labels.keys() {
                 if !is_valid_label_name(k) {
-                    return err(format!("job {:?}: {k:?} is not a valid label name", r.job_name));
+                    return err(format!(
+                        "job {:?}: {k:?} is not a valid label name",
+                        r.job_name
+                    ));
                 }
             }
             for t in &s.targets {
                 if t.contains('/') {
-                    return err(format!("job {:?}: {t:?} is not a valid target address (host:port, without scheme or path)", r.job_name));
+                    return err(format!(
+                        "job {:?}: {t:?} is not a valid target address (host:port, without scheme or path)",
+                        r.job_name
+                    ));
                 }
             }
         }
         if r.bearer_token.is_some() && r.authorization.is_some() {
-            return err(format!("job {:?}: at most one of bearer_token and authorization may be set", r.job_name));
+            return err(format!(
+                "job {:?}: at most one of bearer_token and authorization may be set",
+                r.job_name
+            ));
         }
         if r.basic_auth.is_some() && (r.authorization.is_some() || r.bearer_token.is_some()) {
-            return err(format!("job {:?}: at most one of basic_auth, authorization and bearer_token may be set", r.job_name));
+            return err(format!(
+                "job {:?}: at most one of basic_auth, authorization and bearer_token may be set",
+                r.job_name
+            ));
         }
-        let authorization = r
-            .authorization
-            .or(r.bearer_token.map(|t| Authorization { kind: bearer(), credentials: Some(t), credentials_file: None }));
+        let authorization = r.authorization.or(r.bearer_token.map(|t| Authorization {
+            kind: bearer(),
+            credentials: Some(t),
+            credentials_file: None,
+        }));
         Ok(ScrapeConfig {
             job_name: r.job_name,
             scrape_interval: r.scrape_interval,
@@ -256,7 +282,11 @@ impl ScrapeConfig {
     /// Interval and timeout after applying `global` defaults; the timeout is capped at the interval.
     pub fn resolve(&self, g: &GlobalConfig) -> (Duration, Duration) {
         let interval = self.scrape_interval.unwrap_or(g.scrape_interval).0;
-        let timeout = self.scrape_timeout.unwrap_or(g.scrape_timeout).0.min(interval);
+        let timeout = self
+            .scrape_timeout
+            .unwrap_or(g.scrape_timeout)
+            .0
+            .min(interval);
         (interval, timeout)
     }
 }
@@ -266,7 +296,10 @@ pub fn validate_jobs(jobs: &[ScrapeConfig]) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for j in jobs {
         if !seen.insert(&j.job_name) {
-            return Err(format!("found multiple scrape configs with job name {:?}", j.job_name));
+            return Err(format!(
+                "found multiple scrape configs with job name {:?}",
+                j.job_name
+            ));
         }
     }
     Ok(())
@@ -304,7 +337,10 @@ mod tests {
         let jobs: Vec<ScrapeConfig> = serde_yaml_ng::from_str(y).unwrap();
         assert_eq!(jobs.len(), 2);
         let g = GlobalConfig::default();
-        assert_eq!(jobs[0].resolve(&g), (Duration::from_secs(15), Duration::from_secs(10)));
+        assert_eq!(
+            jobs[0].resolve(&g),
+            (Duration::from_secs(15), Duration::from_secs(10))
+        );
         assert!(jobs[1].honor_labels && !jobs[1].honor_timestamps);
         assert_eq!(jobs[1].params["module"], vec!["http_2xx"]);
     }
@@ -313,7 +349,10 @@ mod tests {
     fn errors_carry_line_numbers() {
         let y = "- job_name: a\n  scrape_interval: 5s\n  scrape_timeout: 10s\n";
         let e = serde_yaml_ng::from_str::<Vec<ScrapeConfig>>(y).unwrap_err();
-        assert!(e.to_string().contains("greater than scrape interval"), "{e}");
+        assert!(
+            e.to_string().contains("greater than scrape interval"),
+            "{e}"
+        );
         assert!(e.location().is_some(), "{e}");
         let y = "- job_name: a\n  scrape_intervl: 5s\n";
         let e = serde_yaml_ng::from_str::<Vec<ScrapeConfig>>(y).unwrap_err();

@@ -28,7 +28,11 @@ pub fn static_groups(cfgs: &[StaticConfig]) -> Vec<TargetGroup> {
         .enumerate()
         .map(|(i, c)| TargetGroup {
             source: format!("static/{i}"),
-            targets: c.targets.iter().map(|t| BTreeMap::from([("__address__".to_string(), t.clone())])).collect(),
+            targets: c
+                .targets
+                .iter()
+                .map(|t| BTreeMap::from([("__address__".to_string(), t.clone())]))
+                .collect(),
             labels: c.labels.clone(),
         })
         .collect()
@@ -48,22 +52,43 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let groups: Vec<FileGroup> = match ext {
-        "json" => serde_json::from_str(&text).map_err(|e| format!("{}: line {} column {}: {e}", path.display(), e.line(), e.column()))?,
-        "yml" | "yaml" => serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?,
-        _ => return Err(format!("{}: file_sd files must end in .json, .yml or .yaml", path.display())),
+        "json" => serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}: line {} column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?,
+        "yml" | "yaml" => {
+            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        _ => {
+            return Err(format!(
+                "{}: file_sd files must end in .json, .yml or .yaml",
+                path.display()
+            ));
+        }
     };
     let mut out = Vec::with_capacity(groups.len());
     for (i, g) in groups.into_iter().enumerate() {
         for k in g.labels.keys() {
             if !is_valid_label_name(k) {
-                return Err(format!("{}: group {i}: {k:?} is not a valid label name", path.display()));
+                return Err(format!(
+                    "{}: group {i}: {k:?} is not a valid label name",
+                    path.display()
+                ));
             }
         }
         let mut labels = g.labels;
         labels.insert("__meta_filepath".into(), path.display().to_string());
         out.push(TargetGroup {
             source: format!("{}:{i}", path.display()),
-            targets: g.targets.into_iter().map(|t| BTreeMap::from([("__address__".to_string(), t)])).collect(),
+            targets: g
+                .targets
+                .into_iter()
+                .map(|t| BTreeMap::from([("__address__".to_string(), t)]))
+                .collect(),
             labels,
         });
     }
@@ -73,7 +98,9 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
 fn wildcard_match(pat: &[u8], s: &[u8]) -> bool {
     match (pat.first(), s.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => wildcard_match(&pat[1..], s) || (!s.is_empty() && wildcard_match(pat, &s[1..])),
+        (Some(b'*'), _) => {
+            wildcard_match(&pat[1..], s) || (!s.is_empty() && wildcard_match(pat, &s[1..]))
+        }
         (Some(b'?'), Some(_)) => wildcard_match(&pat[1..], &s[1..]),
         (Some(p), Some(c)) if p == c => wildcard_match(&pat[1..], &s[1..]),
         _ => false,
@@ -90,8 +117,13 @@ pub fn expand(patterns: &[String]) -> Vec<PathBuf> {
             out.push(path.to_path_buf());
             continue;
         }
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             if let Some(n) = e.file_name().to_str()
                 && wildcard_match(name.as_bytes(), n.as_bytes())
@@ -123,16 +155,26 @@ mod tests {
     #[test]
     fn reads_json_and_yaml_with_globs() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.json"), r#"[{"targets":["h1:1","h2:2"],"labels":{"env":"x"}}]"#).unwrap();
+        std::fs::write(
+            dir.path().join("a.json"),
+            r#"[{"targets":["h1:1","h2:2"],"labels":{"env":"x"}}]"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("b.yml"), "- targets: ['h3:3']\n").unwrap();
         std::fs::write(dir.path().join("c.txt"), "ignored").unwrap();
-        let files = expand(&[format!("{}/*.json", dir.path().display()), format!("{}/b.y?l", dir.path().display())]);
+        let files = expand(&[
+            format!("{}/*.json", dir.path().display()),
+            format!("{}/b.y?l", dir.path().display()),
+        ]);
         assert_eq!(files.len(), 2);
         let g = read_file(&files[0]).unwrap();
         assert_eq!(g[0].targets.len(), 2);
         assert_eq!(g[0].labels["env"], "x");
         assert!(g[0].labels["__meta_filepath"].ends_with("a.json"));
-        assert_eq!(read_file(&files[1]).unwrap()[0].targets[0]["__address__"], "h3:3");
+        assert_eq!(
+            read_file(&files[1]).unwrap()[0].targets[0]["__address__"],
+            "h3:3"
+        );
     }
 
     #[test]

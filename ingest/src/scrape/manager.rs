@@ -51,15 +51,22 @@ fn settings(job: &ScrapeConfig) -> JobSettings {
         (Some(b), _) => {
             let pw = match (&b.password, &b.password_file) {
                 (Some(p), _) => p.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f).map(|s| s.trim().to_string()).unwrap_or_default(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
-            Some(format!("Basic {}", base64_encode(format!("{}:{pw}", b.username).as_bytes())))
+            Some(format!(
+                "Basic {}",
+                base64_encode(format!("{}:{pw}", b.username).as_bytes())
+            ))
         }
         (None, Some(a)) => {
             let cred = match (&a.credentials, &a.credentials_file) {
                 (Some(c), _) => c.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f).map(|s| s.trim().to_string()).unwrap_or_default(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
             Some(format!("{} {cred}", a.kind))
@@ -86,7 +93,9 @@ fn base64_encode(b: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
     for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -103,14 +112,21 @@ fn base64_encode(b: &[u8]) -> String {
 pub fn offset(target: &Target, seed: u64) -> Duration {
     let ms = target.interval.as_millis().max(1) as u64;
     let phase = (target.key() ^ seed) % ms;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let into = now % ms;
     Duration::from_millis((phase + ms - into) % ms)
 }
 
 impl ScrapeManager {
     pub fn new(ctx: ScrapeContext, jitter_seed: u64) -> Self {
-        ScrapeManager { ctx, jobs: Mutex::new(HashMap::new()), jitter_seed }
+        ScrapeManager {
+            ctx,
+            jobs: Mutex::new(HashMap::new()),
+            jitter_seed,
+        }
     }
 
     /// Replaces the running jobs with `jobs` (loops of unchanged targets restart without staleness).
@@ -140,7 +156,12 @@ impl ScrapeManager {
             let statics = discovery::static_groups(&job.static_configs);
             let mut file_groups: Vec<TargetGroup> = Vec::new();
             let mut fingerprint = None;
-            let refresh = job.file_sd_configs.iter().map(|f| f.refresh_interval.0).min().unwrap_or(Duration::from_secs(300));
+            let refresh = job
+                .file_sd_configs
+                .iter()
+                .map(|f| f.refresh_interval.0)
+                .min()
+                .unwrap_or(Duration::from_secs(300));
             let mut last_full = Instant::now();
             loop {
                 if !job.file_sd_configs.is_empty() {
@@ -168,14 +189,23 @@ impl ScrapeManager {
                             Ok(Some(target)) => {
                                 wanted.insert(target.key(), target);
                             }
-                            Ok(None) => dropped_now.push(Labels::from_pairs(tl.iter().map(|(k, v)| (k.clone(), v.clone())))),
-                            Err(e) => warn!(job = %job.job_name, source = %g.source, error = %e, "invalid target"),
+                            Ok(None) => dropped_now.push(Labels::from_pairs(
+                                tl.iter().map(|(k, v)| (k.clone(), v.clone())),
+                            )),
+                            Err(e) => {
+                                warn!(job = %job.job_name, source = %g.source, error = %e, "invalid target")
+                            }
                         }
                     }
                 }
                 *d.lock() = dropped_now;
                 sync_targets(&t, wanted, &settings, &ctx, seed);
-                ctx.metrics.scrape_targets.get_or_create(&JobLabel { job: job.job_name.clone() }).set(t.lock().len() as i64);
+                ctx.metrics
+                    .scrape_targets
+                    .get_or_create(&JobLabel {
+                        job: job.job_name.clone(),
+                    })
+                    .set(t.lock().len() as i64);
                 if job.file_sd_configs.is_empty() {
                     c.cancelled().await;
                     return;
@@ -186,7 +216,12 @@ impl ScrapeManager {
                 }
             }
         });
-        JobRun { cancel, task, targets, dropped }
+        JobRun {
+            cancel,
+            task,
+            targets,
+            dropped,
+        }
     }
 
     /// Every active target with its health.
@@ -195,7 +230,11 @@ impl ScrapeManager {
         let mut out = Vec::new();
         for (name, j) in jobs.iter() {
             for t in j.targets.lock().values() {
-                out.push(TargetInfo { job: name.clone(), target: t.target.clone(), status: t.status.lock().clone() });
+                out.push(TargetInfo {
+                    job: name.clone(),
+                    target: t.target.clone(),
+                    status: t.status.lock().clone(),
+                });
             }
         }
         out.sort_by(|a, b| (&a.job, &a.target.url).cmp(&(&b.job, &b.target.url)));
@@ -205,7 +244,15 @@ impl ScrapeManager {
     /// Discovered label sets that relabeling dropped, per job.
     pub fn dropped_targets(&self) -> Vec<(String, Labels)> {
         let jobs = self.jobs.lock();
-        jobs.iter().flat_map(|(n, j)| j.dropped.lock().iter().map(|l| (n.clone(), l.clone())).collect::<Vec<_>>()).collect()
+        jobs.iter()
+            .flat_map(|(n, j)| {
+                j.dropped
+                    .lock()
+                    .iter()
+                    .map(|l| (n.clone(), l.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Stops every loop without writing staleness markers (the data stays as it was at shutdown).
@@ -232,7 +279,11 @@ fn sync_targets(
     seed: u64,
 ) {
     let mut r = running.lock();
-    let gone: Vec<u64> = r.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+    let gone: Vec<u64> = r
+        .keys()
+        .filter(|k| !wanted.contains_key(k))
+        .copied()
+        .collect();
     for k in gone {
         if let Some(t) = r.remove(&k) {
             info!(target = %t.target.url, "target removed; marking its series stale");
@@ -244,13 +295,30 @@ fn sync_targets(
         if r.contains_key(&k) {
             continue;
         }
-        let status = Arc::new(Mutex::new(TargetStatus { health: "unknown", ..Default::default() }));
+        let status = Arc::new(Mutex::new(TargetStatus {
+            health: "unknown",
+            ..Default::default()
+        }));
         let cancel = CancellationToken::new();
         let reason = Arc::new(Mutex::new(StopReason::Shutdown));
-        let lp = ScrapeLoop::new(target.clone(), settings.clone(), ctx.clone(), status.clone());
+        let lp = ScrapeLoop::new(
+            target.clone(),
+            settings.clone(),
+            ctx.clone(),
+            status.clone(),
+        );
         let off = offset(&target, seed);
         let task = tokio::spawn(lp.run(off, cancel.clone(), reason.clone()));
-        r.insert(k, RunningTarget { target, status, cancel, reason, task });
+        r.insert(
+            k,
+            RunningTarget {
+                target,
+                status,
+                cancel,
+                reason,
+                task,
+            },
+        );
     }
 }
 

@@ -60,7 +60,10 @@ pub struct RelabelRegex {
 
 impl RelabelRegex {
     pub fn new(source: &str) -> Result<Self, regex::Error> {
-        Ok(RelabelRegex { source: source.to_string(), re: Regex::new(&format!("^(?s:{source})$"))? })
+        Ok(RelabelRegex {
+            source: source.to_string(),
+            re: Regex::new(&format!("^(?s:{source})$"))?,
+        })
     }
 }
 
@@ -140,39 +143,74 @@ impl<'de> Deserialize<'de> for RelabelConfig {
         let target = r.target_label.clone().unwrap_or_default();
         let err = |m: String| Err(de::Error::custom(m));
         match r.action {
-            Action::Replace | Action::HashMod | Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual
+            Action::Replace
+            | Action::HashMod
+            | Action::Lowercase
+            | Action::Uppercase
+            | Action::KeepEqual
+            | Action::DropEqual
                 if target.is_empty() =>
             {
-                return err(format!("relabel configuration for {:?} action requires 'target_label'", action_name(r.action)));
+                return err(format!(
+                    "relabel configuration for {:?} action requires 'target_label'",
+                    action_name(r.action)
+                ));
             }
             _ => {}
         }
         if r.action == Action::Replace && !target.contains('$') && !is_valid_label_name(&target) {
-            return err(format!("{target:?} is invalid 'target_label' for replace action"));
+            return err(format!(
+                "{target:?} is invalid 'target_label' for replace action"
+            ));
         }
-        if matches!(r.action, Action::Lowercase | Action::Uppercase | Action::HashMod | Action::KeepEqual | Action::DropEqual)
-            && !is_valid_label_name(&target)
+        if matches!(
+            r.action,
+            Action::Lowercase
+                | Action::Uppercase
+                | Action::HashMod
+                | Action::KeepEqual
+                | Action::DropEqual
+        ) && !is_valid_label_name(&target)
         {
-            return err(format!("{target:?} is invalid 'target_label' for {} action", action_name(r.action)));
+            return err(format!(
+                "{target:?} is invalid 'target_label' for {} action",
+                action_name(r.action)
+            ));
         }
         if matches!(r.action, Action::Lowercase | Action::Uppercase) && r.replacement.is_some() {
-            return err(format!("'replacement' can not be set for {} action", action_name(r.action)));
+            return err(format!(
+                "'replacement' can not be set for {} action",
+                action_name(r.action)
+            ));
         }
         if r.action == Action::HashMod && r.modulus == 0 {
             return err("relabel configuration for hashmod requires non-zero modulus".into());
         }
         if matches!(r.action, Action::LabelDrop | Action::LabelKeep)
-            && (!r.source_labels.is_empty() || r.target_label.is_some() || r.modulus != 0 || r.replacement.is_some())
+            && (!r.source_labels.is_empty()
+                || r.target_label.is_some()
+                || r.modulus != 0
+                || r.replacement.is_some())
         {
-            return err(format!("{} action requires only 'regex', and no other fields", action_name(r.action)));
+            return err(format!(
+                "{} action requires only 'regex', and no other fields",
+                action_name(r.action)
+            ));
         }
-        if matches!(r.action, Action::KeepEqual | Action::DropEqual) && (r.regex.is_some() || r.modulus != 0 || r.replacement.is_some()) {
-            return err(format!("{} action requires only 'source_labels' and 'target_label', and no other fields", action_name(r.action)));
+        if matches!(r.action, Action::KeepEqual | Action::DropEqual)
+            && (r.regex.is_some() || r.modulus != 0 || r.replacement.is_some())
+        {
+            return err(format!(
+                "{} action requires only 'source_labels' and 'target_label', and no other fields",
+                action_name(r.action)
+            ));
         }
         if r.action == Action::LabelMap {
             let repl = r.replacement.clone().unwrap_or_else(default_replacement);
             if !repl.contains('$') && !is_valid_label_name(&repl) {
-                return err(format!("{repl:?} is invalid 'replacement' for labelmap action"));
+                return err(format!(
+                    "{repl:?} is invalid 'replacement' for labelmap action"
+                ));
             }
         }
         Ok(RelabelConfig {
@@ -214,7 +252,12 @@ pub fn process(lb: &mut LabelsBuilder, configs: &[RelabelConfig]) -> bool {
 }
 
 fn apply(lb: &mut LabelsBuilder, c: &RelabelConfig) -> bool {
-    let val = c.source_labels.iter().map(|n| lb.get(n).unwrap_or("")).collect::<Vec<_>>().join(&c.separator);
+    let val = c
+        .source_labels
+        .iter()
+        .map(|n| lb.get(n).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(&c.separator);
     match c.action {
         Action::Drop => {
             if c.regex.re.is_match(&val) {
@@ -237,7 +280,9 @@ fn apply(lb: &mut LabelsBuilder, c: &RelabelConfig) -> bool {
             }
         }
         Action::Replace => {
-            let Some(caps) = c.regex.re.captures(&val) else { return true };
+            let Some(caps) = c.regex.re.captures(&val) else {
+                return true;
+            };
             let mut target = String::new();
             caps.expand(&c.target_label, &mut target);
             if !is_valid_label_name(&target) {
@@ -265,10 +310,17 @@ fn apply(lb: &mut LabelsBuilder, c: &RelabelConfig) -> bool {
             lb.set(c.target_label.clone(), m.to_string());
         }
         Action::LabelMap => {
-            let current: Vec<(String, String)> = lb.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            let current: Vec<(String, String)> = lb
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
             for (n, v) in current {
                 if c.regex.re.is_match(&n) {
-                    let res = c.regex.re.replace_all(&n, c.replacement.as_str()).into_owned();
+                    let res = c
+                        .regex
+                        .re
+                        .replace_all(&n, c.replacement.as_str())
+                        .into_owned();
                     lb.set(res, v);
                 }
             }
@@ -299,16 +351,32 @@ mod tests {
 
     #[test]
     fn replace_defaults_and_captures() {
-        let out = run(&[("__address__", "host:9100")], "- source_labels: [__address__]\n  regex: '(.*):\\d+'\n  target_label: host\n").unwrap();
+        let out = run(
+            &[("__address__", "host:9100")],
+            "- source_labels: [__address__]\n  regex: '(.*):\\d+'\n  target_label: host\n",
+        )
+        .unwrap();
         assert_eq!(out.get("host"), Some("host"));
         // No match: unchanged.
-        let out = run(&[("a", "x")], "- source_labels: [a]\n  regex: 'y'\n  target_label: b\n  replacement: z\n").unwrap();
+        let out = run(
+            &[("a", "x")],
+            "- source_labels: [a]\n  regex: 'y'\n  target_label: b\n  replacement: z\n",
+        )
+        .unwrap();
         assert_eq!(out.get("b"), None);
         // Empty result deletes the target.
-        let out = run(&[("a", "x"), ("b", "1")], "- source_labels: [c]\n  target_label: b\n").unwrap();
+        let out = run(
+            &[("a", "x"), ("b", "1")],
+            "- source_labels: [c]\n  target_label: b\n",
+        )
+        .unwrap();
         assert_eq!(out.get("b"), None);
         // Joined with the separator, missing labels as empty.
-        let out = run(&[("a", "x"), ("b", "y")], "- source_labels: [a, zz, b]\n  target_label: j\n").unwrap();
+        let out = run(
+            &[("a", "x"), ("b", "y")],
+            "- source_labels: [a, zz, b]\n  target_label: j\n",
+        )
+        .unwrap();
         assert_eq!(out.get("j"), Some("x;;y"));
         // Target from capture group.
         let out = run(&[("a", "k=v")], "- source_labels: [a]\n  regex: '(.+)=(.+)'\n  target_label: '${1}'\n  replacement: '$2'\n").unwrap();
@@ -317,21 +385,64 @@ mod tests {
 
     #[test]
     fn keep_drop_and_equal() {
-        assert!(run(&[("job", "a")], "- source_labels: [job]\n  regex: b\n  action: keep\n").is_none());
-        assert!(run(&[("job", "a")], "- source_labels: [job]\n  regex: a\n  action: Drop\n").is_none());
-        assert!(run(&[("job", "ab")], "- source_labels: [job]\n  regex: a\n  action: drop\n").is_some(), "anchored");
-        assert!(run(&[("a", "1"), ("b", "1")], "- source_labels: [a]\n  target_label: b\n  action: dropequal\n").is_none());
-        assert!(run(&[("a", "1"), ("b", "2")], "- source_labels: [a]\n  target_label: b\n  action: keepequal\n").is_none());
+        assert!(
+            run(
+                &[("job", "a")],
+                "- source_labels: [job]\n  regex: b\n  action: keep\n"
+            )
+            .is_none()
+        );
+        assert!(
+            run(
+                &[("job", "a")],
+                "- source_labels: [job]\n  regex: a\n  action: Drop\n"
+            )
+            .is_none()
+        );
+        assert!(
+            run(
+                &[("job", "ab")],
+                "- source_labels: [job]\n  regex: a\n  action: drop\n"
+            )
+            .is_some(),
+            "anchored"
+        );
+        assert!(
+            run(
+                &[("a", "1"), ("b", "1")],
+                "- source_labels: [a]\n  target_label: b\n  action: dropequal\n"
+            )
+            .is_none()
+        );
+        assert!(
+            run(
+                &[("a", "1"), ("b", "2")],
+                "- source_labels: [a]\n  target_label: b\n  action: keepequal\n"
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn label_actions() {
-        let out = run(&[("__meta_x_foo", "1"), ("keep", "2")], "- regex: __meta_x_(.+)\n  action: labelmap\n").unwrap();
+        let out = run(
+            &[("__meta_x_foo", "1"), ("keep", "2")],
+            "- regex: __meta_x_(.+)\n  action: labelmap\n",
+        )
+        .unwrap();
         assert_eq!(out.get("foo"), Some("1"));
         assert_eq!(out.get("__meta_x_foo"), Some("1"));
-        let out = run(&[("a1", "1"), ("a2", "2"), ("b", "3")], "- regex: a.\n  action: labeldrop\n").unwrap();
+        let out = run(
+            &[("a1", "1"), ("a2", "2"), ("b", "3")],
+            "- regex: a.\n  action: labeldrop\n",
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
-        let out = run(&[("a1", "1"), ("a2", "2"), ("b", "3")], "- regex: a.\n  action: labelkeep\n").unwrap();
+        let out = run(
+            &[("a1", "1"), ("a2", "2"), ("b", "3")],
+            "- regex: a.\n  action: labelkeep\n",
+        )
+        .unwrap();
         assert_eq!(out.len(), 2);
         let out = run(&[("a", "MiXed")], "- source_labels: [a]\n  target_label: l\n  action: lowercase\n- source_labels: [a]\n  target_label: u\n  action: uppercase\n").unwrap();
         assert_eq!((out.get("l"), out.get("u")), (Some("mixed"), Some("MIXED")));
@@ -340,7 +451,11 @@ mod tests {
     #[test]
     fn hashmod_matches_prometheus() {
         // From Prometheus's relabel tests: hashmod of "baz" with modulus 1000 is 976 (md5 bytes 8..16, big endian).
-        let out = run(&[("a", "baz")], "- source_labels: [a]\n  target_label: h\n  modulus: 1000\n  action: hashmod\n").unwrap();
+        let out = run(
+            &[("a", "baz")],
+            "- source_labels: [a]\n  target_label: h\n  modulus: 1000\n  action: hashmod\n",
+        )
+        .unwrap();
         assert_eq!(out.get("h"), Some("976"));
     }
 
@@ -349,13 +464,18 @@ mod tests {
         for (y, want) in [
             ("- action: replace\n", "requires 'target_label'"),
             ("- action: hashmod\n  target_label: x\n", "non-zero modulus"),
-            ("- action: labeldrop\n  source_labels: [a]\n", "only 'regex'"),
+            (
+                "- action: labeldrop\n  source_labels: [a]\n",
+                "only 'regex'",
+            ),
             ("- action: frobnicate\n", "unknown relabel action"),
             ("- regex: '('\n  target_label: x\n", "invalid regex"),
             ("- target_label: '1x'\n", "invalid 'target_label'"),
             ("- target_label: x\n  bogus: 1\n", "unknown field"),
         ] {
-            let e = serde_yaml_ng::from_str::<Vec<RelabelConfig>>(y).unwrap_err().to_string();
+            let e = serde_yaml_ng::from_str::<Vec<RelabelConfig>>(y)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{y:?}: {e}");
         }
     }

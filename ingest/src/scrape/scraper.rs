@@ -8,7 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use vigil_model::{LabelLimits, Labels, LabelsBuilder, METRIC_NAME, Sample, is_valid_label_name, is_valid_metric_name, now_ms, stale_nan};
+use vigil_model::{
+    LabelLimits, Labels, LabelsBuilder, METRIC_NAME, Sample, is_valid_label_name,
+    is_valid_metric_name, now_ms, stale_nan,
+};
 use vigil_storage::{Exemplar, ExemplarStore, MetricsAppender, SeriesBatch};
 
 use super::relabel::{self, RelabelConfig};
@@ -91,12 +94,30 @@ struct Page {
 }
 
 impl ScrapeLoop {
-    pub fn new(target: Target, job: Arc<JobSettings>, ctx: ScrapeContext, status: Arc<Mutex<TargetStatus>>) -> Self {
-        ScrapeLoop { target, job, ctx, status, cache: HashMap::new(), previous: HashMap::new(), iteration: 0 }
+    pub fn new(
+        target: Target,
+        job: Arc<JobSettings>,
+        ctx: ScrapeContext,
+        status: Arc<Mutex<TargetStatus>>,
+    ) -> Self {
+        ScrapeLoop {
+            target,
+            job,
+            ctx,
+            status,
+            cache: HashMap::new(),
+            previous: HashMap::new(),
+            iteration: 0,
+        }
     }
 
     /// Runs until cancelled, scraping every interval at a per-target phase.
-    pub async fn run(mut self, offset: Duration, cancel: CancellationToken, reason: Arc<Mutex<StopReason>>) {
+    pub async fn run(
+        mut self,
+        offset: Duration,
+        cancel: CancellationToken,
+        reason: Arc<Mutex<StopReason>>,
+    ) {
         let start = tokio::time::Instant::now() + offset;
         let mut tick = tokio::time::interval_at(start, self.target.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,14 +143,20 @@ impl ScrapeLoop {
             .get(&self.target.url)
             .header(reqwest::header::ACCEPT, ACCEPT)
             .header(reqwest::header::USER_AGENT, &self.ctx.user_agent)
-            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", self.target.timeout.as_secs_f64()))
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", self.target.timeout.as_secs_f64()),
+            )
             .timeout(self.target.timeout);
         if let Some(a) = &self.job.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, a);
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("Get {:?}: context deadline exceeded (scrape timeout {:?})", self.target.url, self.target.timeout)
+                format!(
+                    "Get {:?}: context deadline exceeded (scrape timeout {:?})",
+                    self.target.url, self.target.timeout
+                )
             } else {
                 format!("Get {:?}: {e}", self.target.url)
             }
@@ -137,11 +164,19 @@ impl ScrapeLoop {
         if resp.status() != reqwest::StatusCode::OK {
             return Err(format!("server returned HTTP status {}", resp.status()));
         }
-        let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let limit = self.job.body_size_limit;
         let mut body = Vec::new();
         let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading body: {e}"))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading body: {e}"))?
+        {
             body.extend_from_slice(&chunk);
             if limit > 0 && body.len() as u64 > limit {
                 return Err(format!("body size limit exceeded ({limit} bytes)"));
@@ -150,7 +185,11 @@ impl ScrapeLoop {
         Ok((ct, body))
     }
 
-    fn sample_labels(&self, name: &str, parsed: &[(&str, std::borrow::Cow<'_, str>)]) -> Result<Option<Labels>, String> {
+    fn sample_labels(
+        &self,
+        name: &str,
+        parsed: &[(&str, std::borrow::Cow<'_, str>)],
+    ) -> Result<Option<Labels>, String> {
         let mut lb = LabelsBuilder::with_capacity(parsed.len() + 4);
         lb.set(METRIC_NAME, name);
         for (n, v) in parsed {
@@ -180,15 +219,28 @@ impl ScrapeLoop {
         let labels = lb.build();
         match labels.metric_name() {
             None => return Err("missing metric name (__name__ label)".into()),
-            Some(n) if !is_valid_metric_name(n) => return Err(format!("invalid metric name or label names: {labels}")),
+            Some(n) if !is_valid_metric_name(n) => {
+                return Err(format!("invalid metric name or label names: {labels}"));
+            }
             _ => {}
         }
-        if let Some(bad) = labels.iter().find(|l| l.name != METRIC_NAME && !is_valid_label_name(&l.name)) {
-            return Err(format!("invalid metric name or label names: label {:?} of {labels}", bad.name));
+        if let Some(bad) = labels
+            .iter()
+            .find(|l| l.name != METRIC_NAME && !is_valid_label_name(&l.name))
+        {
+            return Err(format!(
+                "invalid metric name or label names: label {:?} of {labels}",
+                bad.name
+            ));
         }
         let lim = &self.job.limits;
         if lim.label_limit > 0 && labels.len() > lim.label_limit {
-            return Err(format!("label_limit exceeded (metric: {:.50}, number of labels: {}, limit: {})", labels.to_string(), labels.len(), lim.label_limit));
+            return Err(format!(
+                "label_limit exceeded (metric: {:.50}, number of labels: {}, limit: {})",
+                labels.to_string(),
+                labels.len(),
+                lim.label_limit
+            ));
         }
         for l in labels.iter() {
             if lim.label_name_length_limit > 0 && l.name.len() > lim.label_name_length_limit {
@@ -215,11 +267,21 @@ impl ScrapeLoop {
     }
 
     fn parse_page(&mut self, ct: Option<&str>, body: &[u8], ts: i64) -> Result<Page, String> {
-        let text = std::str::from_utf8(body).map_err(|e| format!("the page is not valid UTF-8 (byte {})", e.valid_up_to()))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|e| format!("the page is not valid UTF-8 (byte {})", e.valid_up_to()))?;
         let format = Format::from_content_type(ct);
-        let mut page = Page { batch: Vec::new(), exemplars: Vec::new(), scraped: 0, post_relabel: 0, added: 0, current: HashMap::new() };
+        let mut page = Page {
+            batch: Vec::new(),
+            exemplars: Vec::new(),
+            scraped: 0,
+            post_relabel: 0,
+            added: 0,
+            current: HashMap::new(),
+        };
         for entry in Parser::new(text, format) {
-            let Entry::Sample(s) = entry.map_err(|e| format!("parse error: {e}"))? else { continue };
+            let Entry::Sample(s) = entry.map_err(|e| format!("parse error: {e}"))? else {
+                continue;
+            };
             page.scraped += 1;
             let labels = match self.cache.get_mut(s.series) {
                 Some(c) => {
@@ -228,7 +290,13 @@ impl ScrapeLoop {
                 }
                 None => {
                     let l = self.sample_labels(s.name, &s.labels)?;
-                    self.cache.insert(s.series.to_string(), CacheEntry { labels: l.clone(), last_seen: self.iteration });
+                    self.cache.insert(
+                        s.series.to_string(),
+                        CacheEntry {
+                            labels: l.clone(),
+                            last_seen: self.iteration,
+                        },
+                    );
                     if l.is_some() {
                         page.added += 1;
                     }
@@ -246,21 +314,39 @@ impl ScrapeLoop {
             };
             if let Some(ex) = s.exemplar {
                 let e = Exemplar {
-                    labels: Labels::from_pairs(ex.labels.iter().map(|(n, v)| (n.to_string(), v.to_string()))),
+                    labels: Labels::from_pairs(
+                        ex.labels
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_string())),
+                    ),
                     value: ex.value,
                     t: ex.timestamp_ms.unwrap_or(t),
                 };
                 page.exemplars.push((labels.clone(), vec![e]));
             }
-            page.batch.push(SeriesBatch { labels, samples: vec![Sample { t, v: s.value }] });
+            page.batch.push(SeriesBatch {
+                labels,
+                samples: vec![Sample { t, v: s.value }],
+            });
         }
         if self.job.sample_limit > 0 && page.post_relabel > self.job.sample_limit {
-            return Err(format!("sample limit exceeded ({} samples, limit {})", page.post_relabel, self.job.sample_limit));
+            return Err(format!(
+                "sample limit exceeded ({} samples, limit {})",
+                page.post_relabel, self.job.sample_limit
+            ));
         }
         Ok(page)
     }
 
-    fn report(&self, ts: i64, up: bool, duration: Duration, scraped: usize, post: usize, added: usize) -> Vec<SeriesBatch> {
+    fn report(
+        &self,
+        ts: i64,
+        up: bool,
+        duration: Duration,
+        scraped: usize,
+        post: usize,
+        added: usize,
+    ) -> Vec<SeriesBatch> {
         [
             ("up", if up { 1.0 } else { 0.0 }),
             ("scrape_duration_seconds", duration.as_secs_f64()),
@@ -272,7 +358,10 @@ impl ScrapeLoop {
         .map(|(name, v)| {
             let mut lb = self.target.labels.to_builder();
             lb.set(METRIC_NAME, name);
-            SeriesBatch { labels: lb.build(), samples: vec![Sample { t: ts, v }] }
+            SeriesBatch {
+                labels: lb.build(),
+                samples: vec![Sample { t: ts, v }],
+            }
         })
         .collect()
     }
@@ -291,7 +380,9 @@ impl ScrapeLoop {
         self.iteration += 1;
         let ts = now_ms();
         let started = Instant::now();
-        let job = JobLabel { job: self.job.job_name.clone() };
+        let job = JobLabel {
+            job: self.job.job_name.clone(),
+        };
         self.ctx.metrics.scrapes.get_or_create(&job).inc();
         let fetched = self.fetch().await;
         let result = fetched.and_then(|(ct, body)| self.parse_page(ct.as_deref(), &body, ts));
@@ -301,7 +392,13 @@ impl ScrapeLoop {
                 let mut batch = page.batch;
                 for (labels, _) in self.previous.iter() {
                     if !page.current.contains_key(labels) {
-                        batch.push(SeriesBatch { labels: labels.clone(), samples: vec![Sample { t: ts, v: stale_nan() }] });
+                        batch.push(SeriesBatch {
+                            labels: labels.clone(),
+                            samples: vec![Sample {
+                                t: ts,
+                                v: stale_nan(),
+                            }],
+                        });
                     }
                 }
                 self.previous = page.current;
@@ -313,13 +410,26 @@ impl ScrapeLoop {
                 // Forget cache entries not seen for a while (series churn).
                 let it = self.iteration;
                 self.cache.retain(|_, c| it - c.last_seen < 10);
-                (true, batch, page.scraped, page.post_relabel, page.added, None)
+                (
+                    true,
+                    batch,
+                    page.scraped,
+                    page.post_relabel,
+                    page.added,
+                    None,
+                )
             }
             Err(e) => {
                 let batch: Vec<SeriesBatch> = self
                     .previous
                     .drain()
-                    .map(|(labels, _)| SeriesBatch { labels, samples: vec![Sample { t: ts, v: stale_nan() }] })
+                    .map(|(labels, _)| SeriesBatch {
+                        labels,
+                        samples: vec![Sample {
+                            t: ts,
+                            v: stale_nan(),
+                        }],
+                    })
                     .collect();
                 (false, batch, 0, 0, 0, Some(e))
             }
@@ -348,8 +458,17 @@ impl ScrapeLoop {
 
     /// Marks every series of this target stale (the target went away).
     pub async fn mark_all_stale(&mut self, ts: i64) {
-        let mut batch: Vec<SeriesBatch> =
-            self.previous.drain().map(|(labels, _)| SeriesBatch { labels, samples: vec![Sample { t: ts, v: stale_nan() }] }).collect();
+        let mut batch: Vec<SeriesBatch> = self
+            .previous
+            .drain()
+            .map(|(labels, _)| SeriesBatch {
+                labels,
+                samples: vec![Sample {
+                    t: ts,
+                    v: stale_nan(),
+                }],
+            })
+            .collect();
         for mut r in self.report(ts, false, Duration::ZERO, 0, 0, 0) {
             r.samples[0].v = stale_nan();
             batch.push(r);

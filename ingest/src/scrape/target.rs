@@ -24,7 +24,13 @@ impl Target {
     /// Identity of the target across discovery refreshes.
     pub fn key(&self) -> u64 {
         let mut h = 0xcbf29ce484222325u64; // FNV-1a
-        for b in self.labels.stable_hash().to_le_bytes().iter().chain(self.url.as_bytes()) {
+        for b in self
+            .labels
+            .stable_hash()
+            .to_le_bytes()
+            .iter()
+            .chain(self.url.as_bytes())
+        {
             h ^= *b as u64;
             h = h.wrapping_mul(0x100000001b3);
         }
@@ -36,13 +42,19 @@ fn encode_query(params: &[(String, String)]) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 b' ' => "+".into(),
                 _ => format!("%{b:02X}"),
             })
             .collect()
     };
-    params.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Builds a target from a discovered label set, or `Ok(None)` when relabeling drops it.
@@ -81,7 +93,10 @@ pub fn populate(
     if !relabel::process(&mut lb, &job.relabel_configs) {
         return Ok(None);
     }
-    let addr = lb.get("__address__").map(str::to_string).ok_or("no address")?;
+    let addr = lb
+        .get("__address__")
+        .map(str::to_string)
+        .ok_or("no address")?;
     if addr.contains('/') || addr.is_empty() {
         return Err(format!("{addr:?} is not a valid hostname"));
     }
@@ -101,12 +116,20 @@ pub fn populate(
         return Err("scrape interval cannot be 0".into());
     }
     if timeout.is_zero() || timeout > interval {
-        return Err(format!("scrape timeout {} must be above 0 and at most the scrape interval {}", format_duration(timeout), format_duration(interval)));
+        return Err(format!(
+            "scrape timeout {} must be above 0 and at most the scrape interval {}",
+            format_duration(timeout),
+            format_duration(interval)
+        ));
     }
     let path = lb.get("__metrics_path__").unwrap_or("/metrics").to_string();
     let params: Vec<(String, String)> = lb
         .iter()
-        .filter_map(|l| l.name.strip_prefix("__param_").map(|k| (k.to_string(), l.value.clone())))
+        .filter_map(|l| {
+            l.name
+                .strip_prefix("__param_")
+                .map(|k| (k.to_string(), l.value.clone()))
+        })
         .collect();
     let mut url = format!("{scheme}://{addr}{path}");
     if !params.is_empty() {
@@ -117,7 +140,13 @@ pub fn populate(
         lb.set("instance", addr.clone());
     }
     lb.retain(|l| !l.name.starts_with("__"));
-    Ok(Some(Target { labels: lb.build(), discovered, url, interval, timeout }))
+    Ok(Some(Target {
+        labels: lb.build(),
+        discovered,
+        url,
+        interval,
+        timeout,
+    }))
 }
 
 #[cfg(test)]
@@ -131,23 +160,53 @@ mod tests {
     #[test]
     fn defaults_and_url() {
         let j = job("job_name: node\nscrape_interval: 15s\nparams: {module: [a b]}\n");
-        let t = populate(&BTreeMap::from([("env".into(), "p".into())]), &BTreeMap::from([("__address__".into(), "h:9100".into())]), &j, &GlobalConfig::default())
-            .unwrap()
-            .unwrap();
+        let t = populate(
+            &BTreeMap::from([("env".into(), "p".into())]),
+            &BTreeMap::from([("__address__".into(), "h:9100".into())]),
+            &j,
+            &GlobalConfig::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(t.url, "http://h:9100/metrics?module=a+b");
-        assert_eq!(t.labels.to_string(), r#"{env="p", instance="h:9100", job="node"}"#);
+        assert_eq!(
+            t.labels.to_string(),
+            r#"{env="p", instance="h:9100", job="node"}"#
+        );
         assert_eq!(t.interval, Duration::from_secs(15));
         assert_eq!(t.timeout, Duration::from_secs(10));
     }
 
     #[test]
     fn relabel_can_drop_rename_and_retime() {
-        let j = job("job_name: x\nrelabel_configs:\n- source_labels: [__address__]\n  regex: 'drop.*'\n  action: drop\n- target_label: __scrape_interval__\n  replacement: 30s\n- source_labels: [__address__]\n  target_label: instance\n  regex: '(.*):.*'\n");
+        let j = job(
+            "job_name: x\nrelabel_configs:\n- source_labels: [__address__]\n  regex: 'drop.*'\n  action: drop\n- target_label: __scrape_interval__\n  replacement: 30s\n- source_labels: [__address__]\n  target_label: instance\n  regex: '(.*):.*'\n",
+        );
         let g = GlobalConfig::default();
-        assert!(populate(&BTreeMap::new(), &BTreeMap::from([("__address__".into(), "drop:1".into())]), &j, &g).unwrap().is_none());
-        let t = populate(&BTreeMap::new(), &BTreeMap::from([("__address__".into(), "keep:1".into())]), &j, &g).unwrap().unwrap();
+        assert!(
+            populate(
+                &BTreeMap::new(),
+                &BTreeMap::from([("__address__".into(), "drop:1".into())]),
+                &j,
+                &g
+            )
+            .unwrap()
+            .is_none()
+        );
+        let t = populate(
+            &BTreeMap::new(),
+            &BTreeMap::from([("__address__".into(), "keep:1".into())]),
+            &j,
+            &g,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(t.labels.get("instance"), Some("keep"));
         assert_eq!(t.interval, Duration::from_secs(30));
-        assert!(populate(&BTreeMap::new(), &BTreeMap::new(), &j, &g).unwrap_err().contains("no address"));
+        assert!(
+            populate(&BTreeMap::new(), &BTreeMap::new(), &j, &g)
+                .unwrap_err()
+                .contains("no address")
+        );
     }
 }

@@ -220,10 +220,10 @@ mod tests {
     proptest! {
         #[test]
         fn decimal_round_trip(v in any::<f64>()) {
-            if let Some(e) = value_exponent(v) {
-                if let Some(m) = mantissa(v, e) {
-                    prop_assert_eq!(reconstruct(m, e).to_bits(), v.to_bits());
-                }
+            if let Some(e) = value_exponent(v)
+                && let Some(m) = mantissa(v, e)
+            {
+                prop_assert_eq!(reconstruct(m, e).to_bits(), v.to_bits());
             }
         }
 

@@ -205,7 +205,9 @@ impl Block {
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(pq)?;
         let mut out = Vec::with_capacity(ids.len());
         let mut it = ids.iter();
-        let mut cur: Option<(u32, usize, Vec<(i64, f64)>)> = None; // (id, rows left, samples)
+        // (series id, rows left, samples)
+        #[allow(clippy::type_complexity)]
+        let mut cur: Option<(u32, usize, Vec<(i64, f64)>)> = None;
         for batch in &batches {
             let ts = batch.column(0).as_primitive::<TimestampMillisecondType>();
             let m = batch.column(1).as_primitive::<Int32Type>();

@@ -354,10 +354,7 @@ impl Wal {
     /// Replaces every segment written so far by a checkpoint. `write` is called with a sink for the
     /// records that stand for the head's state (series still alive, samples not yet in blocks); records
     /// logged concurrently go to the new segment and are replayed after the checkpoint.
-    pub fn checkpoint(
-        &self,
-        write: impl FnOnce(&mut dyn FnMut(&[u8])) -> (),
-    ) -> Result<(), WalError> {
+    pub fn checkpoint(&self, write: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Result<(), WalError> {
         let covered = {
             let mut synced = self.synced.lock();
             let mut g = self.inner.lock();

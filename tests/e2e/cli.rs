@@ -1,0 +1,78 @@
+//! The command line: `vigil check config` and the defaults of `vigil serve`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("vigil.yml");
+    std::fs::write(&f, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["check", "config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn check_config_names_the_line() {
+    let (ok, out) = check(
+        "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['localhost:9100']\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+
+    let (ok, out) = check(
+        "scrape_configs:\n  - job_name: node\n    scrape_interval: 15s\n    metrics_pth: /m\n",
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("line 4") && out.contains("metrics_pth"),
+        "{out}"
+    );
+
+    let (ok, out) = check(
+        "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: replace\n        regex: '('\n",
+    );
+    assert!(!ok);
+    assert!(out.contains("line 5") || out.contains("line 4"), "{out}");
+
+    let (ok, out) = check("storage:\n  tsdb:\n    retention_size: lots\n");
+    assert!(!ok);
+    assert!(out.contains("line 3") && out.contains("lots"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_defaults_scrapes_itself_and_stops_cleanly() {
+    // No config file: embedded defaults (the self-scrape job); only listen and data dir are overridden.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    let mut p = Proc::spawn("vigil", &mut cmd, &dir.path().join("vigil.log"));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&mut p, &format!("{base}/-/ready"), Duration::from_secs(60)).await;
+    let h = client()
+        .get(format!("{base}/-/healthy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    // The default data directory is ./data.
+    assert!(dir.path().join("data/wal").is_dir());
+    let t = get_json(&format!("{base}/api/v1/targets")).await;
+    let targets = t["data"]["activeTargets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{t}");
+    assert_eq!(targets[0]["labels"]["job"], "vigil");
+    assert_eq!(targets[0]["scrapeInterval"], "15s");
+    p.signal("TERM");
+    let st = p.wait(Duration::from_secs(30));
+    assert!(st.success(), "exit status {st}");
+}

@@ -1,0 +1,422 @@
+//! Test harness: starts the real `vigil` binary and real peers (Prometheus, node_exporter, the fixture
+//! server) on free ports in temporary directories, and stops them when dropped, even when a test fails.
+//!
+//! A peer that is not installed skips the test with a message on a developer machine, and fails it under
+//! CI (`CI=true`), where `scripts/test` has installed every peer.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Finds an external program. Outside CI a missing program skips the test (returns None after saying
+/// so); in CI it fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in
+        std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+    {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    if in_ci() {
+        panic!(
+            "{name} is not installed; scripts/test installs it (apt-get install -y prometheus prometheus-node-exporter)"
+        );
+    }
+    eprintln!("SKIPPED: {name} is not installed (run ./scripts/test to install the test peers)");
+    None
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (and reaped) on drop; prints its log's tail when the test is failing.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
+        let out = File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.into(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends a signal by name (TERM, KILL, HUP).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {limit:?}\n{}",
+                    self.name,
+                    tail(&self.log, 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of {} ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log, 40)
+            );
+        }
+    }
+}
+
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Polls `url` until it answers 200, the process dies, or `limit` passes.
+pub async fn wait_ready(proc: &mut Proc, url: &str, limit: Duration) {
+    let c = client();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = proc.exited() {
+            panic!(
+                "{} exited with {st} before becoming ready\n{}",
+                proc.name,
+                tail(&proc.log, 60)
+            );
+        }
+        if let Ok(r) = c.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{} not ready at {url} within {limit:?}\n{}",
+                proc.name,
+                tail(&proc.log, 60)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running Vigil with its own data directory and configuration.
+pub struct Vigil {
+    // Fields drop in order: the process stops before its directory is removed.
+    pub proc: Option<Proc>,
+    pub dir: TempDir,
+    pub port: u16,
+    starts: usize,
+}
+
+impl Vigil {
+    /// Starts Vigil with `config` (YAML) in a fresh directory.
+    pub async fn start(config: &str) -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vigil.yml"), config).unwrap();
+        let mut v = Vigil {
+            dir,
+            port: free_port(),
+            proc: None,
+            starts: 0,
+        };
+        v.launch().await;
+        v
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("vigil.yml")
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub async fn launch(&mut self) {
+        assert!(self.proc.is_none(), "already running");
+        self.starts += 1;
+        let log = self.dir.path().join(format!("vigil.{}.log", self.starts));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(self.addr())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(self.config_path())
+            .env("VIGIL_LOG", "info")
+            .env_remove("RUST_LOG");
+        let mut p = Proc::spawn("vigil", &mut cmd, &log);
+        wait_ready(&mut p, &self.url("/-/ready"), Duration::from_secs(60)).await;
+        self.proc = Some(p);
+    }
+
+    /// `kill -9`, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let mut p = self.proc.take().expect("running");
+        p.signal("KILL");
+        p.wait(Duration::from_secs(10));
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut p = self.proc.take().expect("running");
+        p.signal("TERM");
+        p.wait(Duration::from_secs(60))
+    }
+
+    /// The log of the current (or last) run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("vigil.{}.log", self.starts)))
+            .unwrap_or_default()
+    }
+
+    pub async fn get_json(&self, path_and_query: &str) -> Value {
+        get_json(&self.url(path_and_query)).await
+    }
+
+    /// Instant query; returns `data.result`.
+    pub async fn query(&self, q: &str, time: f64) -> Value {
+        query(&format!("http://{}", self.addr()), q, time).await
+    }
+
+    /// The value of an unlabelled self-metric from `/metrics`.
+    pub async fn self_metric(&self, name: &str) -> Option<f64> {
+        let body = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+pub async fn get_json(url: &str) -> Value {
+    let r = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "GET {url}: {status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}"))
+}
+
+/// Instant query against a Prometheus-API base URL; returns `data.result`.
+pub async fn query(base: &str, q: &str, time: f64) -> Value {
+    let r = client()
+        .post(format!("{base}/api/v1/query"))
+        .form(&[("query", q), ("time", &format!("{time:.3}"))])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(
+        status.is_success(),
+        "query {q:?} on {base}: {status}: {text}"
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["data"]["result"].clone()
+}
+
+/// Range query; returns `data.result`.
+pub async fn query_range(base: &str, q: &str, start: f64, end: f64, step: f64) -> Value {
+    let r = client()
+        .post(format!("{base}/api/v1/query_range"))
+        .form(&[
+            ("query", q),
+            ("start", &format!("{start:.3}")),
+            ("end", &format!("{end:.3}")),
+            ("step", &format!("{step}")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(
+        status.is_success(),
+        "query_range {q:?} on {base}: {status}: {text}"
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["data"]["result"].clone()
+}
+
+/// Sorts a `result` array by its metric labels so two answers compare regardless of order.
+pub fn sorted(result: &Value) -> Vec<Value> {
+    let mut v = result.as_array().cloned().unwrap_or_default();
+    v.sort_by_key(|e| e["metric"].to_string());
+    v
+}
+
+/// A running Prometheus 2.42 (Debian package) with its own TSDB directory.
+pub struct Prometheus {
+    pub port: u16,
+    // Dropped after the process (fields drop in order): the process stops before its directory goes.
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config`; `extra` are additional flags.
+    pub async fn start(bin: &Path, config: &str, extra: &[&str]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .args(extra);
+        let mut proc = Proc::spawn("prometheus", &mut cmd, &dir.path().join("prometheus.log"));
+        wait_ready(
+            &mut proc,
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(60),
+        )
+        .await;
+        Prometheus {
+            port,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    pub fn from_parts(port: u16, proc: Proc, dir: TempDir) -> Prometheus {
+        Prometheus {
+            port,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A helper program (fixture server, node_exporter) that listens on `port`.
+pub async fn start_peer(name: &str, cmd: &mut Command, dir: &Path, ready_url: &str) -> Proc {
+    let mut p = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")));
+    wait_ready(&mut p, ready_url, Duration::from_secs(30)).await;
+    p
+}
+
+/// Polls `f` until it returns Some, or fails after `limit` with `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exposition")
+}
