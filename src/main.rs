@@ -101,8 +101,17 @@ fn main() -> ExitCode {
             for f in files {
                 match config::Config::load(&f) {
                     Ok(c) => {
-                        let jobs = c.scrape_configs.as_ref().map_or(0, |j| j.len());
-                        println!("  SUCCESS: {} is valid ({jobs} scrape jobs)", f.display());
+                        match &c.scrape_configs {
+                            Some(j) => println!(
+                                "  SUCCESS: {} is valid ({} scrape jobs)",
+                                f.display(),
+                                j.len()
+                            ),
+                            None => println!(
+                                "  SUCCESS: {} is valid (no scrape_configs: the built-in job scrapes Vigil itself)",
+                                f.display()
+                            ),
+                        }
                         for s in c.ignored_sections {
                             println!(
                                 "  NOTE: section {s:?} is accepted but not used by this version"

@@ -91,7 +91,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         },
         rand::random(),
     ));
-    scrape.apply(&config.global, &config.scrape_jobs(&self_addr));
+    scrape
+        .apply(&config.global, &config.scrape_jobs(&self_addr))
+        .await;
 
     let push = PushState::new(
         tsdb.clone(),
@@ -208,7 +210,8 @@ async fn reload(st: &AppState) -> Result<(), String> {
         }
     }
     st.scrape
-        .apply(&new.global, &new.scrape_jobs(&st.opts.listen));
+        .apply(&new.global, &new.scrape_jobs(&st.opts.listen))
+        .await;
     *st.config.lock() = new;
     info!("configuration reloaded");
     Ok(())

@@ -828,11 +828,16 @@ async fn process(state: &PushState, headers: &HeaderMap, body: Bytes) -> Respons
     {
         Ok(Ok(p)) => p,
         _ => {
-            return error_response(
+            let mut r = error_response(
                 Encoding::Json,
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many concurrent write requests; retry later".into(),
             );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            return r;
         }
     };
     let st = state.clone();

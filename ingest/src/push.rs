@@ -165,11 +165,15 @@ impl WriteResult {
 
     /// None when everything was stored; otherwise the 400 body.
     pub fn refusal(&self) -> Option<String> {
-        if self.invalid_series == 0 && self.outcome.rejected == 0 {
+        if self.invalid_series == 0
+            && self.invalid_samples == 0
+            && self.outcome.rejected == 0
+            && self.assembled_problems.is_empty()
+        {
             return None;
         }
         let mut lines = vec![format!(
-            "{} samples stored; refused {} series ({} samples) with invalid labels and {} samples the store did not accept",
+            "{} samples stored; refused: {} series with invalid labels, {} samples of refused series or of unsupported types, {} samples the store did not accept",
             self.samples_written(),
             self.invalid_series,
             self.invalid_samples,

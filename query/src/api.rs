@@ -397,7 +397,7 @@ async fn query_range<R: MetricsReader>(
                 "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
-        if (end - start) / step >= st.opts.max_points_per_series {
+        if (end - start) / step > st.opts.max_points_per_series {
             return Err(ApiError::bad_data(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 st.opts.max_points_per_series

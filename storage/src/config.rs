@@ -23,17 +23,15 @@ impl ByteSize {
             .map_err(|_| format!("invalid size {s:?} (expected e.g. 512MB, 10GB)"))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
-            "KB" => 1000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "TB" => 1_000_000_000_000,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
+            // Prometheus reads sizes as powers of two whatever the spelling (512MB = 512 MiB).
+            "KB" | "KiB" => 1 << 10,
+            "MB" | "MiB" => 1 << 20,
+            "GB" | "GiB" => 1 << 30,
+            "TB" | "TiB" => 1 << 40,
+            "PB" | "PiB" => 1 << 50,
             u => {
                 return Err(format!(
-                    "invalid size unit {u:?} in {s:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                    "invalid size unit {u:?} in {s:?} (use B, KB, MB, GB, TB, PB; all powers of 1024 as in Prometheus)"
                 ));
             }
         };
@@ -175,7 +173,7 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(ByteSize::parse("512MB").unwrap().0, 512_000_000);
+        assert_eq!(ByteSize::parse("512MB").unwrap().0, 512 << 20);
         assert_eq!(ByteSize::parse("1GiB").unwrap().0, 1 << 30);
         assert_eq!(ByteSize::parse("100").unwrap().0, 100);
         assert!(ByteSize::parse("5 parsecs").is_err());

@@ -83,7 +83,7 @@ impl StorageMetrics {
         );
         r.register(
             "head_min_time_ms",
-            "Lowest sample timestamp the head accepts in order (ms)",
+            "Oldest sample timestamp held by the head (ms)",
             self.head_min_time.clone(),
         );
         r.register(

@@ -81,6 +81,21 @@ fn canon(m: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Starts `serve-fixtures` on a free port.
+async fn start_fixtures(python: &std::path::Path, dir: &std::path::Path) -> (Proc, u16) {
+    let port = free_port();
+    let p = start_peer(
+        "serve-fixtures",
+        Command::new(python)
+            .arg(fixtures_dir().join("serve-fixtures"))
+            .arg(port.to_string()),
+        dir,
+        &format!("http://127.0.0.1:{port}/text"),
+    )
+    .await;
+    (p, port)
+}
+
 async fn wait_up(base: &str, job: &str) {
     let (base, job) = (base.to_string(), job.to_string());
     eventually(
@@ -104,16 +119,7 @@ async fn fixtures_scraped_like_prometheus() {
     };
     let Some(py) = tool("python3") else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let fx_port = free_port();
-    let _fx = start_peer(
-        "serve-fixtures",
-        Command::new(py)
-            .arg(fixtures_dir().join("serve-fixtures"))
-            .arg(fx_port.to_string()),
-        tmp.path(),
-        &format!("http://127.0.0.1:{fx_port}/text"),
-    )
-    .await;
+    let (_fx, fx_port) = start_fixtures(&py, tmp.path()).await;
     let cfg = scrape_config(fx_port, None);
     let vigil = Vigil::start(&cfg).await;
     let prom = Prometheus::start(&prom_bin, &cfg, &["--enable-feature=exemplar-storage"]).await;
@@ -210,16 +216,7 @@ async fn node_exporter_scraped_like_prometheus() {
         &format!("http://127.0.0.1:{node_port}/metrics"),
     )
     .await;
-    let fx_port = free_port();
-    let _fx = start_peer(
-        "serve-fixtures",
-        Command::new(py)
-            .arg(fixtures_dir().join("serve-fixtures"))
-            .arg(fx_port.to_string()),
-        tmp.path(),
-        &format!("http://127.0.0.1:{fx_port}/text"),
-    )
-    .await;
+    let (_fx, fx_port) = start_fixtures(&py, tmp.path()).await;
     let cfg = scrape_config(fx_port, Some(node_port));
     let vigil = Vigil::start(&cfg).await;
     let prom = Prometheus::start(&prom_bin, &cfg, &[]).await;
@@ -261,5 +258,73 @@ async fn node_exporter_scraped_like_prometheus() {
     assert_eq!(
         sorted(&query(&prom.base(), q, now_secs()).await)[0]["metric"],
         sorted(&query(&vbase, q, now_secs()).await)[0]["metric"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_applies_scrape_changes_and_marks_removed_targets_stale() {
+    let Some(py) = tool("python3") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_fx, fx_port) = start_fixtures(&py, tmp.path()).await;
+    let mut vigil = Vigil::start(&scrape_config(fx_port, None)).await;
+    let vbase = format!("http://{}", vigil.addr());
+    wait_up(&vbase, "fx-text").await;
+    wait_up(&vbase, "fx-om").await;
+
+    // Drop the OpenMetrics job and reload over HTTP.
+    let only_text = scrape_config(fx_port, None)
+        .split("  - job_name: fx-om")
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(vigil.config_path(), &only_text).unwrap();
+    let r = client().post(vigil.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The removed target's series end with staleness markers: an instant query no longer finds them.
+    eventually(Duration::from_secs(20), "fx-om series to go stale", || {
+        let vbase = vbase.clone();
+        async move {
+            let r = query(&vbase, "{job=\"fx-om\"}", now_secs()).await;
+            r.as_array().unwrap().is_empty().then_some(())
+        }
+    })
+    .await;
+    let t = vigil.get_json("/api/v1/targets").await;
+    let active = t["data"]["activeTargets"].as_array().unwrap();
+    assert_eq!(active.len(), 1, "{t}");
+    assert_eq!(active[0]["labels"]["job"], "fx-text");
+    // The kept job still scrapes.
+    wait_up(&vbase, "fx-text").await;
+    let n = query(&vbase, "{job=\"fx-text\"}", now_secs())
+        .await
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(n > 29, "fx-text has {n} series");
+
+    // A broken file on SIGHUP is refused; the running configuration stays.
+    std::fs::write(
+        vigil.config_path(),
+        "scrape_configs:\n  - job_name: x\n    scrape_interval: never\n",
+    )
+    .unwrap();
+    vigil.proc.as_ref().unwrap().signal("HUP");
+    eventually(
+        Duration::from_secs(10),
+        "the reload failure to be logged",
+        || async {
+            vigil
+                .log()
+                .contains("configuration reload failed")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(vigil.log().contains("line 3"), "{}", vigil.log());
+    let t = vigil.get_json("/api/v1/targets").await;
+    assert_eq!(t["data"]["activeTargets"].as_array().unwrap().len(), 1);
+    assert!(
+        vigil.proc.as_mut().unwrap().exited().is_none(),
+        "Vigil exited on a bad reload"
     );
 }

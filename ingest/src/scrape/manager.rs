@@ -37,6 +37,19 @@ struct JobRun {
     task: JoinHandle<()>,
     targets: Arc<Mutex<HashMap<u64, RunningTarget>>>,
     dropped: Arc<Mutex<Vec<Labels>>>,
+    config: ScrapeConfig,
+    global: GlobalConfig,
+}
+
+impl JobRun {
+    /// Stops discovery (waiting for it, so it cannot start loops afterwards) and hands back the
+    /// running loops, still running: the caller decides how each one ends.
+    async fn shut(self) -> HashMap<u64, RunningTarget> {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        let mut t = self.targets.lock();
+        t.drain().collect()
+    }
 }
 
 /// Runs every scrape job.
@@ -129,22 +142,46 @@ impl ScrapeManager {
         }
     }
 
-    /// Replaces the running jobs with `jobs` (loops of unchanged targets restart without staleness).
-    pub fn apply(&self, global: &GlobalConfig, jobs: &[ScrapeConfig]) {
-        let old: Vec<JobRun> = self.jobs.lock().drain().map(|(_, j)| j).collect();
-        for j in old {
-            j.cancel.cancel();
-            for (_, t) in j.targets.lock().drain() {
+    /// Replaces the running jobs with `jobs`, as a Prometheus reload does: jobs whose configuration is
+    /// unchanged keep running untouched; targets of changed jobs restart with the new settings; targets
+    /// that are gone (with their job or from its discovery) get staleness markers for their series.
+    pub async fn apply(&self, global: &GlobalConfig, jobs: &[ScrapeConfig]) {
+        let mut old: HashMap<String, JobRun> = self.jobs.lock().drain().collect();
+        let mut next: HashMap<String, JobRun> = HashMap::new();
+        for job in jobs {
+            match old.remove(&job.job_name) {
+                Some(run) if run.config == *job && run.global == *global => {
+                    next.insert(job.job_name.clone(), run);
+                }
+                previous => {
+                    let inherited = match previous {
+                        Some(run) => run.shut().await,
+                        None => HashMap::new(),
+                    };
+                    let run = self.start_job(global.clone(), job.clone(), inherited);
+                    next.insert(job.job_name.clone(), run);
+                }
+            }
+        }
+        for (name, run) in old {
+            info!(job = %name, "scrape job removed; marking its series stale");
+            for (_, t) in run.shut().await {
+                *t.reason.lock() = StopReason::TargetRemoved;
                 t.cancel.cancel();
             }
         }
-        for job in jobs {
-            let run = self.start_job(global.clone(), job.clone());
-            self.jobs.lock().insert(job.job_name.clone(), run);
-        }
+        *self.jobs.lock() = next;
     }
 
-    fn start_job(&self, global: GlobalConfig, job: ScrapeConfig) -> JobRun {
+    /// Starts a job's discovery task. `inherited` are the loops of the job's previous configuration:
+    /// the first discovery restarts those still wanted and marks the others stale.
+    fn start_job(
+        &self,
+        global: GlobalConfig,
+        job: ScrapeConfig,
+        inherited: HashMap<u64, RunningTarget>,
+    ) -> JobRun {
+        let (config, global_copy) = (job.clone(), global.clone());
         let cancel = CancellationToken::new();
         let targets: Arc<Mutex<HashMap<u64, RunningTarget>>> = Arc::new(Mutex::new(HashMap::new()));
         let dropped = Arc::new(Mutex::new(Vec::new()));
@@ -163,6 +200,7 @@ impl ScrapeManager {
                 .min()
                 .unwrap_or(Duration::from_secs(300));
             let mut last_full = Instant::now();
+            let mut inherited = Some(inherited);
             loop {
                 if !job.file_sd_configs.is_empty() {
                     let fp = discovery::fingerprint(&job.file_sd_configs);
@@ -199,6 +237,15 @@ impl ScrapeManager {
                     }
                 }
                 *d.lock() = dropped_now;
+                if let Some(prev) = inherited.take() {
+                    for (k, old) in prev {
+                        if !wanted.contains_key(&k) {
+                            info!(target = %old.target.url, "target removed by reload; marking its series stale");
+                            *old.reason.lock() = StopReason::TargetRemoved;
+                        }
+                        old.cancel.cancel();
+                    }
+                }
                 sync_targets(&t, wanted, &settings, &ctx, seed);
                 ctx.metrics
                     .scrape_targets
@@ -221,6 +268,8 @@ impl ScrapeManager {
             task,
             targets,
             dropped,
+            config,
+            global: global_copy,
         }
     }
 
