@@ -9,4 +9,5 @@ mod crash;
 mod harness;
 mod prometheus_remote_write;
 mod push;
+mod push_protocols;
 mod scrape;
