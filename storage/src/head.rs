@@ -258,7 +258,7 @@ impl Head {
                     outcome.series_created += 1;
                 }
                 accepted.clear();
-                self.append_locked(&series, &mut st, sb, &mut accepted, outcome);
+                self.append_locked(&series, &mut st, sb, &mut accepted, outcome, true);
                 drop(st);
                 if let (Some(first), Some(last)) = (accepted.first(), accepted.last()) {
                     batch_min = batch_min.min(first.0);
@@ -283,6 +283,7 @@ impl Head {
         sb: &SeriesBatch,
         accepted: &mut Vec<(i64, f64)>,
         outcome: &mut AppendOutcome,
+        count_rejections: bool,
     ) {
         let min_valid = self.min_valid_time();
         let head_max = self.max_time.load(Ordering::Acquire);
@@ -300,7 +301,9 @@ impl Head {
                     outcome.duplicates_ignored += 1;
                 } else {
                     outcome.reject(&series.labels, t, RejectReason::Duplicate);
-                    self.metrics.reject(RejectReason::Duplicate.as_label(), 1);
+                    if count_rejections {
+                        self.metrics.reject(RejectReason::Duplicate.as_label(), 1);
+                    }
                 }
                 continue;
             }
@@ -316,7 +319,9 @@ impl Head {
                     }
                     Ok(_) => {
                         outcome.reject(&series.labels, t, RejectReason::Duplicate);
-                        self.metrics.reject(RejectReason::Duplicate.as_label(), 1);
+                        if count_rejections {
+                            self.metrics.reject(RejectReason::Duplicate.as_label(), 1);
+                        }
                     }
                     Err(i) => {
                         st.ooo.insert(i, (t, v));
@@ -332,7 +337,9 @@ impl Head {
                 RejectReason::OutOfOrder
             };
             outcome.reject(&series.labels, t, reason);
-            self.metrics.reject(reason.as_label(), 1);
+            if count_rejections {
+                self.metrics.reject(reason.as_label(), 1);
+            }
         }
         // Staleness markers are stored like any sample; queries interpret them. The WAL record keeps
         // arrival order and replay re-applies these same rules.
@@ -364,7 +371,7 @@ impl Head {
         let mut accepted = Vec::new();
         let mut st = series.state.lock();
         // Replay must not count rejections as fresh ones: use a scratch outcome.
-        self.append_locked(series, &mut st, &sb, &mut accepted, &mut outcome);
+        self.append_locked(series, &mut st, &sb, &mut accepted, &mut outcome, false);
         drop(st);
         if let (Some(f), Some(l)) = (accepted.first(), accepted.last()) {
             self.min_time
