@@ -1,0 +1,874 @@
+//! PromQL functions, with the semantics of Prometheus 2.42.
+
+use promql_parser::parser::{Call, Expr};
+use regex::Regex;
+use vigil_model::{Labels, MatchOp, is_valid_label_name};
+
+use super::{
+    Ctx, EvalError, Out, RangeArg, Ser, by_step, exec, merge_checked, range_arg, scalar_arg,
+    select_instant, selector_matchers, string_arg, unwrap_parens, vector_arg,
+};
+
+pub(crate) fn call(c: &Call, ctx: &Ctx) -> Result<Out, EvalError> {
+    let name = c.func.name;
+    let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+    let arg = |i: usize| -> Result<&Expr, EvalError> {
+        args.get(i)
+            .copied()
+            .ok_or_else(|| exec(format!("function {name}: missing argument {}", i + 1)))
+    };
+    match name {
+        "time" => Ok(Out::Scalar(
+            (0..ctx.n).map(|i| ctx.t(i) as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Out::Scalar(vec![std::f64::consts::PI; ctx.n])),
+        "vector" => {
+            let v = scalar_arg(arg(0)?, ctx)?;
+            Ok(Out::Vector(vec![Ser {
+                labels: Labels::empty(),
+                pts: v.into_iter().enumerate().collect(),
+            }]))
+        }
+        "scalar" => {
+            let sers = vector_arg(arg(0)?, ctx)?;
+            let steps = by_step(&sers, ctx.n);
+            Ok(Out::Scalar(
+                steps
+                    .iter()
+                    .map(|s| if s.len() == 1 { s[0].1 } else { f64::NAN })
+                    .collect(),
+            ))
+        }
+        "abs" => math(&args, ctx, f64::abs),
+        "ceil" => math(&args, ctx, f64::ceil),
+        "floor" => math(&args, ctx, f64::floor),
+        "exp" => math(&args, ctx, f64::exp),
+        "sqrt" => math(&args, ctx, f64::sqrt),
+        "ln" => math(&args, ctx, f64::ln),
+        "log2" => math(&args, ctx, f64::log2),
+        "log10" => math(&args, ctx, f64::log10),
+        "sin" => math(&args, ctx, f64::sin),
+        "cos" => math(&args, ctx, f64::cos),
+        "tan" => math(&args, ctx, f64::tan),
+        "asin" => math(&args, ctx, f64::asin),
+        "acos" => math(&args, ctx, f64::acos),
+        "atan" => math(&args, ctx, f64::atan),
+        "sinh" => math(&args, ctx, f64::sinh),
+        "cosh" => math(&args, ctx, f64::cosh),
+        "tanh" => math(&args, ctx, f64::tanh),
+        "asinh" => math(&args, ctx, f64::asinh),
+        "acosh" => math(&args, ctx, f64::acosh),
+        "atanh" => math(&args, ctx, f64::atanh),
+        "deg" => math(&args, ctx, |v| v * 180.0 / std::f64::consts::PI),
+        "rad" => math(&args, ctx, |v| v * std::f64::consts::PI / 180.0),
+        "sgn" => math(&args, ctx, |v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        }),
+        "round" => {
+            let to = match args.get(1) {
+                Some(e) => scalar_arg(e, ctx)?,
+                None => vec![1.0; ctx.n],
+            };
+            map_steps(vector_arg(arg(0)?, ctx)?, true, |i, v| {
+                // Prometheus: floor(v / to + 0.5) * to, computed with the inverse for precision.
+                let inv = 1.0 / to[i];
+                Some((v * inv + 0.5).floor() / inv)
+            })
+        }
+        "clamp" => {
+            let (lo, hi) = (scalar_arg(arg(1)?, ctx)?, scalar_arg(arg(2)?, ctx)?);
+            map_steps(vector_arg(arg(0)?, ctx)?, true, |i, v| {
+                (lo[i] <= hi[i]).then(|| go_max(lo[i], go_min(hi[i], v)))
+            })
+        }
+        "clamp_min" => {
+            let lo = scalar_arg(arg(1)?, ctx)?;
+            map_steps(vector_arg(arg(0)?, ctx)?, true, |i, v| {
+                Some(go_max(lo[i], v))
+            })
+        }
+        "clamp_max" => {
+            let hi = scalar_arg(arg(1)?, ctx)?;
+            map_steps(vector_arg(arg(0)?, ctx)?, true, |i, v| {
+                Some(go_min(hi[i], v))
+            })
+        }
+        "timestamp" => {
+            let inner = unwrap_parens(arg(0)?);
+            if let Expr::VectorSelector(vs) = inner {
+                // The sample's own time, not the evaluation step.
+                let out = select_instant(vs, ctx)
+                    .into_iter()
+                    .map(|(l, pts)| Ser {
+                        labels: l.without_metric_name(),
+                        pts: pts
+                            .into_iter()
+                            .map(|(i, t, _)| (i, t as f64 / 1000.0))
+                            .collect(),
+                    })
+                    .collect();
+                Ok(Out::Vector(merge_checked(out)?))
+            } else {
+                map_steps(vector_arg(inner, ctx)?, true, |i, _| {
+                    Some(ctx.t(i) as f64 / 1000.0)
+                })
+            }
+        }
+        "day_of_month" => date_fn(&args, ctx, |d| d.day as f64),
+        "day_of_week" => date_fn(&args, ctx, |d| d.weekday as f64),
+        "day_of_year" => date_fn(&args, ctx, |d| d.yday as f64),
+        "days_in_month" => date_fn(&args, ctx, |d| days_in_month(d.year, d.month) as f64),
+        "hour" => date_fn(&args, ctx, |d| d.hour as f64),
+        "minute" => date_fn(&args, ctx, |d| d.minute as f64),
+        "month" => date_fn(&args, ctx, |d| d.month as f64),
+        "year" => date_fn(&args, ctx, |d| d.year as f64),
+        "sort" | "sort_desc" => {
+            let mut sers = vector_arg(arg(0)?, ctx)?;
+            if ctx.n == 1 {
+                let desc = name == "sort_desc";
+                // NaN sorts last either way.
+                sers.sort_by(|a, b| {
+                    let (x, y) = (
+                        a.pts.first().map_or(f64::NAN, |p| p.1),
+                        b.pts.first().map_or(f64::NAN, |p| p.1),
+                    );
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                    }
+                });
+            }
+            Ok(Out::Vector(sers))
+        }
+        "label_replace" => label_replace(&args, ctx),
+        "label_join" => label_join(&args, ctx),
+        "absent" => {
+            let inner = arg(0)?;
+            let sers = vector_arg(inner, ctx)?;
+            let present = by_step(&sers, ctx.n);
+            let labels = absent_labels(unwrap_parens(inner));
+            let pts = present
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.is_empty())
+                .map(|(i, _)| (i, 1.0))
+                .collect();
+            Ok(Out::Vector(vec![Ser { labels, pts }]))
+        }
+        "histogram_quantile" => histogram_quantile(&args, ctx),
+        "rate" => over_time(&args, ctx, name, |w, r, t| {
+            extrapolated(w, r, t, true, true)
+        }),
+        "increase" => over_time(&args, ctx, name, |w, r, t| {
+            extrapolated(w, r, t, true, false)
+        }),
+        "delta" => over_time(&args, ctx, name, |w, r, t| {
+            extrapolated(w, r, t, false, false)
+        }),
+        "irate" => over_time(&args, ctx, name, |w, _, _| instant_value(w, true)),
+        "idelta" => over_time(&args, ctx, name, |w, _, _| instant_value(w, false)),
+        "deriv" => over_time(&args, ctx, name, |w, _, _| {
+            (w.len() >= 2).then(|| linear_regression(w, w[0].0).0)
+        }),
+        "predict_linear" => {
+            let d = scalar_arg(arg(1)?, ctx)?;
+            over_time(&args, ctx, name, |w, _, (i, t)| {
+                (w.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(w, t);
+                    slope * d[i] + intercept
+                })
+            })
+        }
+        "resets" => over_time(&args, ctx, name, |w, _, _| {
+            Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
+        }),
+        "changes" => over_time(&args, ctx, name, |w, _, _| {
+            Some(
+                w.windows(2)
+                    .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
+                    .count() as f64,
+            )
+        }),
+        "avg_over_time" => over_time(&args, ctx, name, |w, _, _| Some(avg(w))),
+        "sum_over_time" => over_time(&args, ctx, name, |w, _, _| {
+            Some(kahan(w.iter().map(|p| p.1)))
+        }),
+        "count_over_time" => over_time(&args, ctx, name, |w, _, _| Some(w.len() as f64)),
+        "min_over_time" => over_time(&args, ctx, name, |w, _, _| {
+            Some(
+                w.iter()
+                    .skip(1)
+                    .fold(w[0].1, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
+            )
+        }),
+        "max_over_time" => over_time(&args, ctx, name, |w, _, _| {
+            Some(
+                w.iter()
+                    .skip(1)
+                    .fold(w[0].1, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
+            )
+        }),
+        "last_over_time" => over_time(&args, ctx, name, |w, _, _| w.last().map(|p| p.1)),
+        "present_over_time" => over_time(&args, ctx, name, |_, _, _| Some(1.0)),
+        "stddev_over_time" => over_time(&args, ctx, name, |w, _, _| Some(variance(w).sqrt())),
+        "stdvar_over_time" => over_time(&args, ctx, name, |w, _, _| Some(variance(w))),
+        "quantile_over_time" => {
+            let q = scalar_arg(arg(0)?, ctx)?;
+            let shifted: Vec<&Expr> = args[1..].to_vec();
+            over_time(&shifted, ctx, name, |w, _, (i, _)| {
+                let mut v: Vec<f64> = w.iter().map(|p| p.1).collect();
+                Some(quantile(q[i], &mut v))
+            })
+        }
+        "holt_winters" | "double_exponential_smoothing" => {
+            let (sf, tf) = (scalar_arg(arg(1)?, ctx)?, scalar_arg(arg(2)?, ctx)?);
+            if let Some(bad) = sf.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
+                return Err(exec(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {bad}"
+                )));
+            }
+            if let Some(bad) = tf.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
+                return Err(exec(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {bad}"
+                )));
+            }
+            over_time(&args, ctx, name, |w, _, (i, _)| {
+                holt_winters(w, sf[i], tf[i])
+            })
+        }
+        "absent_over_time" => {
+            let r = range_arg(arg(0)?, ctx)?;
+            let labels = r.selector.map(absent_labels_vs).unwrap_or_default();
+            let mut pts = Vec::new();
+            for i in 0..ctx.n {
+                let t = ctx.t(i);
+                if !r.series.iter().any(|s| {
+                    let (lo, hi) = r.window(s, t, ctx);
+                    lo < hi
+                }) {
+                    pts.push((i, 1.0));
+                }
+            }
+            Ok(Out::Vector(vec![Ser { labels, pts }]))
+        }
+        other => Err(exec(format!("function {other}() is not supported"))),
+    }
+}
+
+/// Go's `math.Max`: NaN wins.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN wins.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Applies `f(step, value)` to every point of a vector; `None` drops the point.
+fn map_steps(
+    sers: Vec<Ser>,
+    drop_name: bool,
+    f: impl Fn(usize, f64) -> Option<f64>,
+) -> Result<Out, EvalError> {
+    let out: Vec<Ser> = sers
+        .into_iter()
+        .map(|s| Ser {
+            labels: if drop_name {
+                s.labels.without_metric_name()
+            } else {
+                s.labels
+            },
+            pts: s
+                .pts
+                .into_iter()
+                .filter_map(|(i, v)| f(i, v).map(|v| (i, v)))
+                .collect(),
+        })
+        .collect();
+    Ok(Out::Vector(if drop_name {
+        merge_checked(out)?
+    } else {
+        out
+    }))
+}
+
+fn math(args: &[&Expr], ctx: &Ctx, f: impl Fn(f64) -> f64) -> Result<Out, EvalError> {
+    let e = args.first().ok_or_else(|| exec("missing argument"))?;
+    map_steps(vector_arg(e, ctx)?, true, |_, v| Some(f(v)))
+}
+
+/// Evaluates a range function: `f(window, arg, (step, eval time))` per series and step, where the
+/// window holds the series' samples in the step's range. Names are dropped except by `last_over_time`.
+fn over_time(
+    args: &[&Expr],
+    ctx: &Ctx,
+    name: &str,
+    f: impl Fn(&[(i64, f64)], &RangeArg, (usize, i64)) -> Option<f64>,
+) -> Result<Out, EvalError> {
+    let e = args
+        .first()
+        .ok_or_else(|| exec(format!("function {name}: missing range argument")))?;
+    let r = range_arg(e, ctx)?;
+    let keep_name = name == "last_over_time";
+    let mut out = Vec::with_capacity(r.series.len());
+    let mut window: Vec<(i64, f64)> = Vec::new();
+    for s in &r.series {
+        let mut pts = Vec::new();
+        for i in 0..ctx.n {
+            let t = ctx.t(i);
+            let (lo, hi) = r.window(s, t, ctx);
+            if lo >= hi {
+                continue;
+            }
+            window.clear();
+            window.extend(
+                s.ts[lo..hi]
+                    .iter()
+                    .copied()
+                    .zip(s.vs[lo..hi].iter().copied()),
+            );
+            if let Some(v) = f(&window, &r, (i, t)) {
+                pts.push((i, v));
+            }
+        }
+        if !pts.is_empty() {
+            let labels = if keep_name {
+                s.labels.clone()
+            } else {
+                s.labels.without_metric_name()
+            };
+            out.push(Ser { labels, pts });
+        }
+    }
+    Ok(Out::Vector(merge_checked(out)?))
+}
+
+/// `rate`, `increase` and `delta` with Prometheus 2.x extrapolation.
+fn extrapolated(
+    w: &[(i64, f64)],
+    r: &RangeArg,
+    (_, t): (usize, i64),
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (range_start, range_end) = r.bounds(t);
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut result = last.1 - first.1;
+    if counter {
+        let mut prev = first.1;
+        for p in &w[1..] {
+            if p.1 < prev {
+                result += prev;
+            }
+            prev = p.1;
+        }
+    }
+    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
+    let to_end = (range_end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg_step = sampled / (w.len() - 1) as f64;
+    if counter && result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_step * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_step / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_step / 2.0
+    };
+    let mut factor = interval / sampled;
+    if per_second {
+        factor /= r.range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` and `idelta`: from the last two samples.
+fn instant_value(w: &[(i64, f64)], rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
+    let mut v = if rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
+    let dt = last.0 - prev.0;
+    if dt == 0 {
+        return None;
+    }
+    if rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+fn kahan(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for v in vals {
+        (s, c) = kahan_inc(v, s, c);
+    }
+    s + c
+}
+
+/// Least-squares slope and intercept, x in seconds relative to `intercept_time`.
+fn linear_regression(w: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init = w[0].1;
+    let mut const_y = true;
+    for (k, &(t, v)) in w.iter().enumerate() {
+        if const_y && k > 0 && v != init {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_time) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn avg(w: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in w {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() { mean } else { mean + c }
+}
+
+fn variance(w: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in w {
+        count += 1.0;
+        let delta = v - (mean + cmean);
+        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
+        (aux, caux) = kahan_inc(delta * (v - (mean + cmean)), aux, caux);
+    }
+    (aux + caux) / count
+}
+
+/// Prometheus's `quantile`: linear interpolation between closest ranks; NaN sorts first.
+pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    v.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = v.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    v[lower as usize] * (1.0 - weight) + v[upper as usize] * weight
+}
+
+fn holt_winters(w: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, w[0].1);
+    let mut b = w[1].1 - w[0].1;
+    for (i, p) in w.iter().enumerate().skip(1) {
+        let x = sf * p.1;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// A civil date and time in UTC.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    weekday: u32,
+    yday: u32,
+}
+
+fn civil(secs: i64) -> Civil {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = CUM[(month - 1) as usize] + day + u32::from(leap && month > 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: (rem / 3600) as u32,
+        minute: (rem % 3600 / 60) as u32,
+        weekday: (days + 4).rem_euclid(7) as u32,
+        yday,
+    }
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if leap => 29,
+        _ => 28,
+    }
+}
+
+/// Date functions take a vector of Unix times (default: `vector(time())`).
+fn date_fn(args: &[&Expr], ctx: &Ctx, f: impl Fn(&Civil) -> f64) -> Result<Out, EvalError> {
+    let sers = match args.first() {
+        Some(e) => vector_arg(e, ctx)?,
+        None => vec![Ser {
+            labels: Labels::empty(),
+            pts: (0..ctx.n).map(|i| (i, ctx.t(i) as f64 / 1000.0)).collect(),
+        }],
+    };
+    map_steps(sers, true, |_, v| {
+        if v.is_finite() {
+            Some(f(&civil(v as i64)))
+        } else {
+            Some(f64::NAN)
+        }
+    })
+}
+
+fn label_replace(args: &[&Expr], ctx: &Ctx) -> Result<Out, EvalError> {
+    if args.len() != 5 {
+        return Err(exec("label_replace takes 5 arguments"));
+    }
+    let (dst, repl, src, re) = (
+        string_arg(args[1])?,
+        string_arg(args[2])?,
+        string_arg(args[3])?,
+        string_arg(args[4])?,
+    );
+    let re = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+        EvalError::BadData(format!(
+            "invalid regular expression in label_replace(): {re}: {e}"
+        ))
+    })?;
+    if !is_valid_label_name(&dst) {
+        return Err(EvalError::BadData(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let sers = vector_arg(args[0], ctx)?;
+    let out = sers
+        .into_iter()
+        .map(|s| {
+            let v = s.labels.get(&src).unwrap_or("").to_string();
+            let labels = match re.captures(&v) {
+                Some(caps) => {
+                    let mut res = String::new();
+                    caps.expand(&repl, &mut res);
+                    let mut b = s.labels.to_builder();
+                    if res.is_empty() {
+                        b.del(&dst);
+                    } else {
+                        b.set(dst.clone(), res);
+                    }
+                    b.build()
+                }
+                None => s.labels,
+            };
+            Ser { labels, pts: s.pts }
+        })
+        .collect();
+    Ok(Out::Vector(merge_checked(out)?))
+}
+
+fn label_join(args: &[&Expr], ctx: &Ctx) -> Result<Out, EvalError> {
+    if args.len() < 3 {
+        return Err(exec("label_join takes at least 3 arguments"));
+    }
+    let (dst, sep) = (string_arg(args[1])?, string_arg(args[2])?);
+    let srcs: Vec<String> = args[3..]
+        .iter()
+        .map(|a| string_arg(a))
+        .collect::<Result<_, _>>()?;
+    if !is_valid_label_name(&dst) {
+        return Err(EvalError::BadData(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let sers = vector_arg(args[0], ctx)?;
+    let out = sers
+        .into_iter()
+        .map(|s| {
+            let joined = srcs
+                .iter()
+                .map(|n| s.labels.get(n).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&sep);
+            let mut b = s.labels.to_builder();
+            if joined.is_empty() {
+                b.del(&dst);
+            } else {
+                b.set(dst.clone(), joined);
+            }
+            Ser {
+                labels: b.build(),
+                pts: s.pts,
+            }
+        })
+        .collect();
+    Ok(Out::Vector(merge_checked(out)?))
+}
+
+/// Labels of `absent(...)`: the selector's equality matchers, other than the metric name.
+fn absent_labels(e: &Expr) -> Labels {
+    match e {
+        Expr::VectorSelector(vs) => absent_labels_vs(vs),
+        _ => Labels::empty(),
+    }
+}
+
+fn absent_labels_vs(vs: &promql_parser::parser::VectorSelector) -> Labels {
+    let Ok(ms) = selector_matchers(vs) else {
+        return Labels::empty();
+    };
+    let mut b = Labels::empty().to_builder();
+    let mut seen = std::collections::HashSet::new();
+    for m in ms.iter().filter(|m| m.name != "__name__") {
+        if m.op == MatchOp::Equal && seen.insert(m.name.clone()) {
+            b.set(m.name.clone(), m.value.clone());
+        } else {
+            b.del(&m.name);
+        }
+    }
+    b.build()
+}
+
+fn histogram_quantile(args: &[&Expr], ctx: &Ctx) -> Result<Out, EvalError> {
+    let q = scalar_arg(args.first().ok_or_else(|| exec("missing quantile"))?, ctx)?;
+    let sers = vector_arg(args.get(1).ok_or_else(|| exec("missing vector"))?, ctx)?;
+    // Per input series: its group (labels without `le` and name) and its upper bound.
+    let mut groups: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut group_labels: Vec<Labels> = Vec::new();
+    let mut meta: Vec<Option<(usize, f64)>> = Vec::with_capacity(sers.len());
+    for s in &sers {
+        let Some(le) = s.labels.get("le").and_then(parse_go_float) else {
+            meta.push(None);
+            continue;
+        };
+        let mut b = s.labels.to_builder();
+        b.del("le").del("__name__");
+        let g = b.build();
+        let n = groups.len();
+        let gi = *groups.entry(g.clone()).or_insert_with(|| {
+            group_labels.push(g);
+            n
+        });
+        meta.push(Some((gi, le)));
+    }
+    let mut out: Vec<Ser> = group_labels
+        .into_iter()
+        .map(|labels| Ser {
+            labels,
+            pts: Vec::new(),
+        })
+        .collect();
+    let steps = by_step(&sers, ctx.n);
+    let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); out.len()];
+    for (i, step) in steps.iter().enumerate() {
+        for b in buckets.iter_mut() {
+            b.clear();
+        }
+        for &(k, v) in step {
+            if let Some((g, le)) = meta[k] {
+                buckets[g].push((le, v));
+            }
+        }
+        for (g, b) in buckets.iter_mut().enumerate() {
+            if !b.is_empty() {
+                out[g].pts.push((i, bucket_quantile(q[i], b)));
+            }
+        }
+    }
+    out.retain(|s| !s.pts.is_empty());
+    Ok(Out::Vector(out))
+}
+
+/// Parses a float as Go's strconv.ParseFloat does for bucket bounds (`+Inf`, `1e3`, `0.5`).
+fn parse_go_float(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+/// Prometheus 2.x `bucketQuantile` over `(upper bound, cumulative count)` pairs.
+fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().is_none_or(|l| l.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Coalesce equal bounds.
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(le, n) in b.iter() {
+        match c.last_mut() {
+            Some(last) if last.0 == le => last.1 += n,
+            _ => c.push((le, n)),
+        }
+    }
+    // Ensure monotonic counts.
+    let mut max = f64::NEG_INFINITY;
+    for x in c.iter_mut() {
+        if x.1 > max {
+            max = x.1;
+        } else if x.1 < max {
+            x.1 = max;
+        }
+    }
+    if c.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = c[c.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
+    if idx == c.len() - 1 {
+        return c[c.len() - 2].0;
+    }
+    if idx == 0 && c[0].0 <= 0.0 {
+        return c[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
+    if idx > 0 {
+        start = c[idx - 1].0;
+        count -= c[idx - 1].1;
+        rank -= c[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        let d = civil(1_700_000_000); // 2023-11-14T22:13:20Z, a Tuesday
+        assert_eq!(
+            (d.year, d.month, d.day, d.hour, d.minute, d.weekday, d.yday),
+            (2023, 11, 14, 22, 13, 2, 318)
+        );
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(civil(0).weekday, 4);
+    }
+
+    #[test]
+    fn bucket_quantiles() {
+        let mut b = vec![(0.1, 2.0), (1.0, 5.0), (f64::INFINITY, 6.0)];
+        assert!((bucket_quantile(0.5, &mut b) - 0.4).abs() < 1e-12);
+        assert_eq!(bucket_quantile(0.99, &mut b), 1.0);
+        assert!(bucket_quantile(0.5, &mut [(1.0, 1.0)]).is_nan());
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        assert_eq!(quantile(0.5, &mut [3.0, 1.0, 2.0, 4.0]), 2.5);
+        assert_eq!(quantile(2.0, &mut [1.0]), f64::INFINITY);
+    }
+}

@@ -1,0 +1,728 @@
+//! The PromQL engine: instant and range evaluation with Prometheus 2.x semantics.
+//!
+//! A query runs in two phases. First every selector's time range is worked out from the whole
+//! expression (offsets, `@`, ranges, subqueries) and its series are loaded once through
+//! [`MetricsReader`]. Then the expression is evaluated over all steps at once: each node yields, per
+//! output series, the points it has at the evaluation steps ([`Out`]), so a series is scanned once per
+//! query rather than once per step.
+//!
+//! Semantics follow Prometheus 2.42: a 5-minute inclusive lookback, staleness markers ending a series,
+//! range windows closed on both ends, extrapolated `rate`, subquery steps aligned to absolute time.
+
+mod aggregate;
+mod binary;
+mod functions;
+
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
+use vigil_model::{Labels, MatchOp, Matcher, is_stale_nan};
+use vigil_storage::{MetricsReader, ReadError};
+
+/// Result of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar(i64, f64),
+    String(i64, String),
+    Vector(Vec<(Labels, i64, f64)>),
+    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The query text is invalid (400 `bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// The query is valid but cannot be run (422 `execution`).
+    #[error("{0}")]
+    Execution(String),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub lookback_ms: i64,
+    /// Most samples one query may load (0 = unlimited).
+    pub max_samples: usize,
+    /// Step of subqueries that give none (Prometheus: the global evaluation interval, 1m).
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            lookback_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            default_subquery_step_ms: 60_000,
+        }
+    }
+}
+
+/// Functions Prometheus 2.x knows under a name the parser (which follows 3.x) spells differently.
+const RENAMED: &[(&str, &str)] = &[("holt_winters", "double_exponential_smoothing")];
+
+/// Parses a query, turning parser errors into `bad_data` messages.
+pub fn parse(q: &str) -> Result<Expr, EvalError> {
+    let q = rename_functions(q);
+    parser::parse(&q).map_err(|e| EvalError::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+/// Rewrites 2.x function names outside string literals (`holt_winters(` becomes the 3.x name).
+fn rename_functions(q: &str) -> std::borrow::Cow<'_, str> {
+    if !RENAMED.iter().any(|(old, _)| q.contains(old)) {
+        return q.into();
+    }
+    let b = q.as_bytes();
+    let mut out = String::with_capacity(q.len() + 16);
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < b.len() {
+        let c = b[i];
+        if let Some(qc) = quote {
+            out.push(c as char);
+            if c == b'\\' && i + 1 < b.len() {
+                out.push(b[i + 1] as char);
+                i += 2;
+                continue;
+            }
+            if c == qc {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' || c == b'\'' || c == b'`' {
+            quote = Some(c);
+            out.push(c as char);
+            i += 1;
+            continue;
+        }
+        let boundary =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
+        if boundary
+            && let Some((old, new)) = RENAMED.iter().find(|(old, _)| q[i..].starts_with(old))
+        {
+            let rest = q[i + old.len()..].trim_start();
+            if rest.starts_with('(') {
+                out.push_str(new);
+                i += old.len();
+                continue;
+            }
+        }
+        // Copy one UTF-8 character.
+        let ch = q[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out.into()
+}
+
+fn duration_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+/// Converts a parsed selector into our matchers (the metric name becomes a `__name__` matcher).
+pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, EvalError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(EvalError::Execution(
+            "\"or\" inside label matchers is not supported".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    if let Some(n) = &vs.name {
+        out.push(Matcher::equal("__name__", n.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match &m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::Regex,
+            PMatchOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        out.push(
+            Matcher::new(op, m.name.clone(), m.value.clone())
+                .map_err(|e| EvalError::BadData(e.to_string()))?,
+        );
+    }
+    if out.iter().all(|m| m.matches_empty()) {
+        return Err(EvalError::BadData(
+            "vector selector must contain at least one non-empty matcher".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A selected sample: step index, the sample's own time, value.
+pub(crate) type StepSample = (usize, i64, f64);
+
+/// A point of an evaluated series: step index and value.
+pub(crate) type Pt = (usize, f64);
+
+/// One output series of a node: its labels and its points at the evaluation steps.
+#[derive(Clone, Debug)]
+pub(crate) struct Ser {
+    pub labels: Labels,
+    pub pts: Vec<Pt>,
+}
+
+/// What a node evaluates to over all steps.
+pub(crate) enum Out {
+    Scalar(Vec<f64>),
+    Vector(Vec<Ser>),
+    /// Raw samples of a range selector or subquery (only as the whole query, at one instant).
+    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+    Str(String),
+}
+
+/// Loaded samples of one series.
+#[derive(Clone, Debug)]
+pub(crate) struct RawSeries {
+    pub labels: Labels,
+    pub ts: Vec<i64>,
+    pub vs: Vec<f64>,
+}
+
+/// The evaluation context of a node: its steps, and the loaded data.
+pub(crate) struct Ctx<'a> {
+    pub start: i64,
+    pub step: i64,
+    pub n: usize,
+    /// Start and end of the whole query, for `@ start()` and `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    pub opts: &'a EvalOptions,
+    pub data: &'a HashMap<usize, Vec<RawSeries>>,
+}
+
+impl Ctx<'_> {
+    pub fn t(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    fn end(&self) -> i64 {
+        self.t(self.n.saturating_sub(1))
+    }
+
+    /// The time an `@` modifier pins evaluation to, if any.
+    pub fn at_time(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(st)) => Some(match st.duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            }),
+        }
+    }
+}
+
+pub(crate) fn exec(msg: impl Into<String>) -> EvalError {
+    EvalError::Execution(msg.into())
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+/// Works out the time range each selector needs, for evaluation times in `[lo, hi]`.
+fn plan(
+    e: &Expr,
+    lo: i64,
+    hi: i64,
+    qs: i64,
+    qe: i64,
+    opts: &EvalOptions,
+    out: &mut HashMap<usize, (Vec<Matcher>, i64, i64)>,
+) -> Result<(), EvalError> {
+    let pin = |at: &Option<AtModifier>, lo: i64, hi: i64| -> (i64, i64) {
+        match at {
+            None => (lo, hi),
+            Some(AtModifier::Start) => (qs, qs),
+            Some(AtModifier::End) => (qe, qe),
+            Some(AtModifier::At(st)) => {
+                let t = match st.duration_since(UNIX_EPOCH) {
+                    Ok(d) => d.as_millis() as i64,
+                    Err(e) => -(e.duration().as_millis() as i64),
+                };
+                (t, t)
+            }
+        }
+    };
+    let mut add = |vs: &VectorSelector, back: i64, lo: i64, hi: i64| -> Result<(), EvalError> {
+        let (a, b) = pin(&vs.at, lo, hi);
+        let off = offset_ms(&vs.offset);
+        let (mint, maxt) = (a - off - back, b - off);
+        let m = selector_matchers(vs)?;
+        let e = out.entry(key(vs)).or_insert((m, mint, maxt));
+        e.1 = e.1.min(mint);
+        e.2 = e.2.max(maxt);
+        Ok(())
+    };
+    match e {
+        Expr::VectorSelector(vs) => add(vs, opts.lookback_ms, lo, hi),
+        Expr::MatrixSelector(ms) => add(&ms.vs, duration_ms(&ms.range), lo, hi),
+        Expr::Subquery(sq) => {
+            let (a, b) = pin(&sq.at, lo, hi);
+            let off = offset_ms(&sq.offset);
+            plan(
+                &sq.expr,
+                a - off - duration_ms(&sq.range),
+                b - off,
+                qs,
+                qe,
+                opts,
+                out,
+            )
+        }
+        Expr::Paren(p) => plan(&p.expr, lo, hi, qs, qe, opts, out),
+        Expr::Unary(u) => plan(&u.expr, lo, hi, qs, qe, opts, out),
+        Expr::Binary(b) => {
+            plan(&b.lhs, lo, hi, qs, qe, opts, out)?;
+            plan(&b.rhs, lo, hi, qs, qe, opts, out)
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                plan(p, lo, hi, qs, qe, opts, out)?;
+            }
+            plan(&a.expr, lo, hi, qs, qe, opts, out)
+        }
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                plan(a, lo, hi, qs, qe, opts, out)?;
+            }
+            Ok(())
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+        Expr::Extension(_) => Err(exec("extension expressions are not supported")),
+    }
+}
+
+/// Loads every selector's series once.
+async fn load<R: MetricsReader>(
+    reader: &R,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    opts: &EvalOptions,
+) -> Result<HashMap<usize, Vec<RawSeries>>, EvalError> {
+    let mut p = HashMap::new();
+    plan(expr, start, end, start, end, opts, &mut p)?;
+    let mut data = HashMap::with_capacity(p.len());
+    let mut loaded = 0usize;
+    for (k, (m, mint, maxt)) in p {
+        let budget = if opts.max_samples == 0 {
+            0
+        } else {
+            let left = opts.max_samples.saturating_sub(loaded);
+            if left == 0 {
+                return Err(ReadError::TooManySamples {
+                    limit: opts.max_samples,
+                }
+                .into());
+            }
+            left
+        };
+        let sd = reader.select(&m, mint, maxt, budget).await?;
+        let series: Vec<RawSeries> = sd
+            .into_iter()
+            .map(|s| RawSeries {
+                labels: s.labels,
+                ts: s.timestamps.values().to_vec(),
+                vs: s.values.values().to_vec(),
+            })
+            .collect();
+        loaded += series.iter().map(|s| s.ts.len()).sum::<usize>();
+        data.insert(k, series);
+    }
+    Ok(data)
+}
+
+/// Evaluates an instant query at `t` (ms).
+pub async fn instant<R: MetricsReader>(
+    reader: &R,
+    expr: &Expr,
+    t: i64,
+    opts: &EvalOptions,
+) -> Result<Value, EvalError> {
+    let data = load(reader, expr, t, t, opts).await?;
+    let ctx = Ctx {
+        start: t,
+        step: 1,
+        n: 1,
+        query_start: t,
+        query_end: t,
+        opts,
+        data: &data,
+    };
+    Ok(match eval(expr, &ctx)? {
+        Out::Scalar(v) => Value::Scalar(t, v[0]),
+        Out::Str(s) => Value::String(t, s),
+        Out::Matrix(m) => Value::Matrix(m),
+        Out::Vector(sers) => Value::Vector(
+            sers.into_iter()
+                .filter_map(|s| s.pts.first().map(|p| (s.labels, t, p.1)))
+                .collect(),
+        ),
+    })
+}
+
+/// Evaluates a range query over `[start, end]` every `step` ms.
+pub async fn range<R: MetricsReader>(
+    reader: &R,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EvalOptions,
+) -> Result<Value, EvalError> {
+    match unwrap_parens(expr) {
+        Expr::StringLiteral(_) => {
+            return Err(EvalError::BadData(
+                "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+        Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+            return Err(EvalError::BadData(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+        _ => {}
+    }
+    let data = load(reader, expr, start, end, opts).await?;
+    let n = ((end - start) / step + 1).max(0) as usize;
+    let ctx = Ctx {
+        start,
+        step,
+        n,
+        query_start: start,
+        query_end: end,
+        opts,
+        data: &data,
+    };
+    let mut m = match eval(expr, &ctx)? {
+        Out::Scalar(v) => vec![(
+            Labels::empty(),
+            v.iter().enumerate().map(|(i, v)| (ctx.t(i), *v)).collect(),
+        )],
+        Out::Vector(sers) => sers
+            .into_iter()
+            .filter(|s| !s.pts.is_empty())
+            .map(|s| {
+                (
+                    s.labels,
+                    s.pts.iter().map(|(i, v)| (ctx.t(*i), *v)).collect(),
+                )
+            })
+            .collect(),
+        Out::Str(_) | Out::Matrix(_) => {
+            return Err(EvalError::BadData(
+                "invalid expression type for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+    };
+    m.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Value::Matrix(m))
+}
+
+pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Evaluates a node over all steps of `ctx`.
+pub(crate) fn eval(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
+    match e {
+        Expr::Paren(p) => eval(&p.expr, ctx),
+        Expr::NumberLiteral(n) => Ok(Out::Scalar(vec![n.val; ctx.n])),
+        Expr::StringLiteral(s) => Ok(Out::Str(s.val.clone())),
+        Expr::Unary(u) => match eval(&u.expr, ctx)? {
+            Out::Scalar(v) => Ok(Out::Scalar(v.into_iter().map(|x| -x).collect())),
+            Out::Vector(sers) => {
+                let out = sers
+                    .into_iter()
+                    .map(|s| Ser {
+                        labels: s.labels.without_metric_name(),
+                        pts: s.pts.into_iter().map(|(i, v)| (i, -v)).collect(),
+                    })
+                    .collect();
+                Ok(Out::Vector(merge_checked(out)?))
+            }
+            _ => Err(exec(
+                "unary minus applies to scalars and instant vectors only",
+            )),
+        },
+        Expr::VectorSelector(vs) => Ok(Out::Vector(
+            select_instant(vs, ctx)
+                .into_iter()
+                .map(|(labels, pts)| Ser {
+                    labels,
+                    pts: pts.into_iter().map(|(i, _, v)| (i, v)).collect(),
+                })
+                .collect(),
+        )),
+        Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+            let r = range_arg(e, ctx)?;
+            let t = ctx.t(0);
+            let mut out = Vec::new();
+            for s in &r.series {
+                let (lo, hi) = r.window(s, t, ctx);
+                if lo < hi {
+                    out.push((
+                        s.labels.clone(),
+                        s.ts[lo..hi]
+                            .iter()
+                            .copied()
+                            .zip(s.vs[lo..hi].iter().copied())
+                            .collect(),
+                    ));
+                }
+            }
+            Ok(Out::Matrix(out))
+        }
+        Expr::Call(c) => functions::call(c, ctx),
+        Expr::Aggregate(a) => aggregate::eval(a, ctx),
+        Expr::Binary(b) => binary::eval(b, ctx),
+        Expr::Extension(_) => Err(exec("extension expressions are not supported")),
+    }
+}
+
+/// An instant-vector selector over all steps: per series, `(step, sample time, value)` for every step
+/// at which the series has a non-stale sample within the lookback.
+pub(crate) fn select_instant(vs: &VectorSelector, ctx: &Ctx) -> Vec<(Labels, Vec<StepSample>)> {
+    let Some(data) = ctx.data.get(&key(vs)) else {
+        return Vec::new();
+    };
+    let at = ctx.at_time(&vs.at);
+    let off = offset_ms(&vs.offset);
+    let lookback = ctx.opts.lookback_ms;
+    let mut out = Vec::with_capacity(data.len());
+    for s in data {
+        let mut pts = Vec::new();
+        for i in 0..ctx.n {
+            let r = at.unwrap_or_else(|| ctx.t(i)) - off;
+            let j = s.ts.partition_point(|x| *x <= r);
+            if j == 0 {
+                continue;
+            }
+            let (st, sv) = (s.ts[j - 1], s.vs[j - 1]);
+            if st < r - lookback || is_stale_nan(sv) {
+                continue;
+            }
+            pts.push((i, st, sv));
+        }
+        if !pts.is_empty() {
+            out.push((s.labels.clone(), pts));
+        }
+    }
+    out
+}
+
+/// A range-vector argument: series without staleness markers, and how to find each step's window.
+pub(crate) struct RangeArg<'e> {
+    pub series: Vec<RawSeries>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+    /// The selector, when the argument is a plain range selector (for `absent_over_time` labels).
+    pub selector: Option<&'e VectorSelector>,
+}
+
+impl RangeArg<'_> {
+    /// Index range `[lo, hi)` of `s`'s samples in the window of evaluation time `t` (both ends inclusive
+    /// in time, as in Prometheus 2.x).
+    pub fn window(&self, s: &RawSeries, t: i64, _ctx: &Ctx) -> (usize, usize) {
+        let r = self.at.unwrap_or(t) - self.offset;
+        let lo = s.ts.partition_point(|x| *x < r - self.range);
+        let hi = s.ts.partition_point(|x| *x <= r);
+        (lo, hi.max(lo))
+    }
+
+    /// Start and end of the window of evaluation time `t`.
+    pub fn bounds(&self, t: i64) -> (i64, i64) {
+        let r = self.at.unwrap_or(t) - self.offset;
+        (r - self.range, r)
+    }
+}
+
+/// Evaluates a range selector or subquery into a [`RangeArg`].
+pub(crate) fn range_arg<'e>(e: &'e Expr, ctx: &Ctx) -> Result<RangeArg<'e>, EvalError> {
+    match unwrap_parens(e) {
+        Expr::MatrixSelector(ms) => {
+            let series = ctx
+                .data
+                .get(&key(&ms.vs))
+                .map(|d| {
+                    d.iter()
+                        .map(|s| {
+                            let (ts, vs): (Vec<i64>, Vec<f64>) =
+                                s.ts.iter()
+                                    .zip(s.vs.iter())
+                                    .filter(|(_, v)| !is_stale_nan(**v))
+                                    .map(|(t, v)| (*t, *v))
+                                    .unzip();
+                            RawSeries {
+                                labels: s.labels.clone(),
+                                ts,
+                                vs,
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(RangeArg {
+                series,
+                range: duration_ms(&ms.range),
+                offset: offset_ms(&ms.vs.offset),
+                at: ctx.at_time(&ms.vs.at),
+                selector: Some(&ms.vs),
+            })
+        }
+        Expr::Subquery(sq) => {
+            let range = duration_ms(&sq.range);
+            let off = offset_ms(&sq.offset);
+            let at = ctx.at_time(&sq.at);
+            let step = sq
+                .step
+                .as_ref()
+                .map(duration_ms)
+                .filter(|s| *s > 0)
+                .unwrap_or(ctx.opts.default_subquery_step_ms);
+            let (first, last) = match at {
+                Some(t) => (t - off, t - off),
+                None => (ctx.t(0) - off, ctx.end() - off),
+            };
+            let lo = first - range;
+            // The first step at or after `lo` that is a multiple of the step, as Prometheus aligns it.
+            let mut start = step * (lo / step);
+            if start < lo {
+                start += step;
+            }
+            let n = if last < start {
+                0
+            } else {
+                ((last - start) / step + 1) as usize
+            };
+            let sub = Ctx {
+                start,
+                step,
+                n,
+                query_start: ctx.query_start,
+                query_end: ctx.query_end,
+                opts: ctx.opts,
+                data: ctx.data,
+            };
+            let series = match eval(&sq.expr, &sub)? {
+                Out::Vector(sers) => sers
+                    .into_iter()
+                    .map(|s| RawSeries {
+                        labels: s.labels,
+                        ts: s.pts.iter().map(|(i, _)| sub.t(*i)).collect(),
+                        vs: s.pts.iter().map(|p| p.1).collect(),
+                    })
+                    .collect(),
+                Out::Scalar(v) => vec![RawSeries {
+                    labels: Labels::empty(),
+                    ts: (0..n).map(|i| sub.t(i)).collect(),
+                    vs: v,
+                }],
+                _ => {
+                    return Err(exec(
+                        "subquery is only allowed on instant vector or scalar expressions",
+                    ));
+                }
+            };
+            Ok(RangeArg {
+                series,
+                range,
+                offset: off,
+                at,
+                selector: None,
+            })
+        }
+        _ => Err(exec(
+            "expected a range vector (a range selector or a subquery)",
+        )),
+    }
+}
+
+/// Merges series that ended up with the same labels (after a name was dropped, say); two points at the
+/// same step are the error Prometheus reports for such vectors.
+pub(crate) fn merge_checked(sers: Vec<Ser>) -> Result<Vec<Ser>, EvalError> {
+    let mut idx: HashMap<Labels, usize> = HashMap::with_capacity(sers.len());
+    let mut out: Vec<Ser> = Vec::with_capacity(sers.len());
+    let mut merged = false;
+    for s in sers {
+        match idx.get(&s.labels) {
+            Some(&k) => {
+                out[k].pts.extend(s.pts);
+                merged = true;
+            }
+            None => {
+                idx.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    if merged {
+        for s in &mut out {
+            s.pts.sort_by_key(|p| p.0);
+            if s.pts.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(exec("vector cannot contain metrics with the same labelset"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Step-major view of series: for each step, `(series index, value)`.
+pub(crate) fn by_step(sers: &[Ser], n: usize) -> Vec<Vec<(usize, f64)>> {
+    let mut out = vec![Vec::new(); n];
+    for (k, s) in sers.iter().enumerate() {
+        for (i, v) in &s.pts {
+            out[*i].push((k, *v));
+        }
+    }
+    out
+}
+
+/// Evaluates an argument that must be a scalar (per step).
+pub(crate) fn scalar_arg(e: &Expr, ctx: &Ctx) -> Result<Vec<f64>, EvalError> {
+    match eval(e, ctx)? {
+        Out::Scalar(v) => Ok(v),
+        _ => Err(exec("expected a scalar argument")),
+    }
+}
+
+/// Evaluates an argument that must be an instant vector.
+pub(crate) fn vector_arg(e: &Expr, ctx: &Ctx) -> Result<Vec<Ser>, EvalError> {
+    match eval(e, ctx)? {
+        Out::Vector(v) => Ok(v),
+        _ => Err(exec("expected an instant vector argument")),
+    }
+}
+
+/// Evaluates an argument that must be a string literal.
+pub(crate) fn string_arg(e: &Expr) -> Result<String, EvalError> {
+    match unwrap_parens(e) {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        _ => Err(exec("expected a string argument")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
