@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod harness;
 mod prometheus_remote_write;
+mod promql;
 mod push;
 mod push_protocols;
 mod scrape;
