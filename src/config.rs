@@ -46,6 +46,34 @@ impl Default for IngestSection {
     }
 }
 
+/// `query:` — limits and settings of the query engine.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerySection {
+    /// Most samples one query may load (Prometheus `--query.max-samples`: 50,000,000).
+    pub max_samples: usize,
+    /// Longest a query may run (Prometheus `--query.timeout`: 2m).
+    pub timeout: vigil_model::PromDuration,
+    /// How far back an instant selector looks for a sample (Prometheus `--query.lookback-delta`: 5m).
+    pub lookback_delta: vigil_model::PromDuration,
+    /// Queries slower than this are logged.
+    pub slow_query_threshold: vigil_model::PromDuration,
+    /// Step of subqueries without one (Prometheus: `global.evaluation_interval`, 1m).
+    pub default_subquery_step: Option<vigil_model::PromDuration>,
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        QuerySection {
+            max_samples: 50_000_000,
+            timeout: vigil_model::PromDuration::from_secs(120),
+            lookback_delta: vigil_model::PromDuration::from_secs(300),
+            slow_query_threshold: vigil_model::PromDuration::from_secs(5),
+            default_subquery_step: None,
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -57,6 +85,8 @@ struct RawConfig {
     storage: StorageSection,
     #[serde(default)]
     ingest: IngestSection,
+    #[serde(default)]
+    query: QuerySection,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
     rule_files: Option<serde_yaml_ng::Value>,
@@ -78,6 +108,7 @@ pub struct Config {
     pub scrape_configs: Option<Vec<ScrapeConfig>>,
     pub storage: StorageSection,
     pub ingest: IngestSection,
+    pub query: QuerySection,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -188,6 +219,7 @@ impl Config {
             scrape_configs: raw.scrape_configs,
             storage: raw.storage,
             ingest: raw.ingest,
+            query: raw.query,
             ignored_sections: ignored,
         })
     }
@@ -197,6 +229,20 @@ impl Config {
         match &self.scrape_configs {
             Some(j) => j.clone(),
             None => vec![self_scrape_job(listen)],
+        }
+    }
+
+    /// Engine settings of the `query` section.
+    pub fn eval_options(&self) -> vigil_query::eval::EvalOptions {
+        let q = &self.query;
+        vigil_query::eval::EvalOptions {
+            lookback_ms: q.lookback_delta.as_millis(),
+            max_samples: q.max_samples,
+            default_subquery_step_ms: q
+                .default_subquery_step
+                .unwrap_or(self.global.evaluation_interval)
+                .as_millis(),
+            timeout: q.timeout.0,
         }
     }
 

@@ -85,6 +85,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ScrapeContext {
             appender: tsdb.clone(),
             exemplars: Some(tsdb.exemplars()),
+            metadata: Some(tsdb.metadata()),
             client,
             metrics: ingest_metrics.clone(),
             user_agent: format!("Vigil/{}", env!("CARGO_PKG_VERSION")),
@@ -101,6 +102,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ingest_metrics,
         config.push_limits(),
     );
+    let mut push = push;
+    push.metadata = Some(tsdb.metadata());
     let body_limit = push.limits.max_body_bytes;
 
     let stop = CancellationToken::new();
@@ -126,11 +129,33 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .route("/api/v1/otlp/v1/metrics", post(vigil_ingest::otlp::handle))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(push);
+    let cfg_now = app_state.config.lock().clone();
     let api_opts = ApiOptions {
         build: BuildInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             revision: option_env!("VIGIL_REVISION").unwrap_or("unknown").into(),
         },
+        config_yaml: config_yaml(&opts, &cfg_now, &self_addr),
+        flags: vec![
+            ("listen".into(), opts.listen.clone()),
+            ("data-dir".into(), opts.data_dir.display().to_string()),
+            (
+                "config".into(),
+                opts.config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ],
+        retention: app_state
+            .config
+            .lock()
+            .storage
+            .tsdb
+            .retention_time
+            .to_string(),
+        eval: cfg_now.eval_options(),
+        slow_query_threshold: cfg_now.query.slow_query_threshold.0,
         ..ApiOptions::default()
     };
     let own_routes = Router::new()
@@ -166,6 +191,27 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tsdb.close().await.context("closing metrics storage")?;
     info!("shutdown complete");
     Ok(())
+}
+
+/// The configuration as `/api/v1/status/config` shows it: the file as written, or the built-in one.
+fn config_yaml(opts: &ServeOptions, c: &Config, listen: &str) -> String {
+    if let Some(p) = &opts.config_file
+        && let Ok(text) = std::fs::read_to_string(p)
+    {
+        return text;
+    }
+    #[derive(serde::Serialize)]
+    struct View<'a> {
+        global: &'a vigil_ingest::scrape::GlobalConfig,
+        scrape_configs: Vec<vigil_ingest::scrape::ScrapeConfig>,
+        storage: &'a vigil_storage::StorageSection,
+    }
+    serde_yaml_ng::to_string(&View {
+        global: &c.global,
+        scrape_configs: c.scrape_jobs(listen),
+        storage: &c.storage,
+    })
+    .unwrap_or_default()
 }
 
 async fn watch_signals(st: Arc<AppState>, stop: CancellationToken) {

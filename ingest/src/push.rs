@@ -50,6 +50,8 @@ pub struct PushState {
     pub metrics: IngestMetrics,
     pub limits: PushLimits,
     pub inflight: Arc<Semaphore>,
+    /// Where metric metadata sent along with samples goes (remote write 1.0 metadata).
+    pub metadata: Option<Arc<vigil_storage::MetadataStore>>,
 }
 
 impl PushState {
@@ -66,6 +68,7 @@ impl PushState {
             metrics,
             limits,
             inflight,
+            metadata: None,
         }
     }
 }

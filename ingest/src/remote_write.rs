@@ -121,6 +121,21 @@ fn v1_labels(labels: Vec<proto::v1::Label>) -> Vec<Label> {
 /// Turns a decoded 1.0 request into series.
 pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled {
     let mut a = Assembled::default();
+    if let Some(store) = &state.metadata {
+        for m in &req.metadata {
+            let kind = proto::v1::metric_metadata::MetricType::try_from(m.r#type)
+                .map(|t| t.as_str_name().to_ascii_lowercase())
+                .unwrap_or_else(|_| "unknown".into());
+            store.record(
+                &m.metric_family_name,
+                vigil_storage::MetricMetadata {
+                    kind,
+                    help: m.help.clone(),
+                    unit: m.unit.clone(),
+                },
+            );
+        }
+    }
     let protocol = Version::V1.protocol();
     for ts in req.timeseries {
         let samples: Vec<Sample> = ts

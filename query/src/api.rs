@@ -19,7 +19,7 @@ use vigil_model::{
 };
 use vigil_storage::{MetricsReader, ReadError};
 
-use crate::eval::{self, EvalError, EvalOptions, Value};
+use crate::eval::{self, EvalError, EvalOptions, QueryStats, Value};
 use crate::format::{format_time, format_value};
 
 /// Build information reported by `/api/v1/status/buildinfo`.
@@ -36,6 +36,15 @@ pub struct ApiOptions {
     /// Most points per series a range query may return (Prometheus: 11,000).
     pub max_points_per_series: i64,
     pub build: BuildInfo,
+    /// Queries slower than this are logged at `info` with their cost.
+    pub slow_query_threshold: std::time::Duration,
+    /// The running configuration as YAML, for `/api/v1/status/config`.
+    pub config_yaml: String,
+    /// Command-line flags, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
+    /// Storage retention as text, for `/api/v1/status/runtimeinfo`.
+    pub retention: String,
+    pub started: std::time::SystemTime,
 }
 
 impl Default for ApiOptions {
@@ -47,6 +56,11 @@ impl Default for ApiOptions {
                 version: env!("CARGO_PKG_VERSION").into(),
                 revision: "unknown".into(),
             },
+            slow_query_threshold: std::time::Duration::from_secs(5),
+            config_yaml: String::new(),
+            flags: Vec::new(),
+            retention: String::new(),
+            started: std::time::SystemTime::now(),
         }
     }
 }
@@ -82,6 +96,14 @@ pub fn router<R: MetricsReader>(reader: Arc<R>, opts: ApiOptions) -> Router {
         .route("/api/v1/labels", get(labels::<R>).post(labels::<R>))
         .route("/api/v1/label/{name}/values", get(label_values::<R>))
         .route("/api/v1/status/buildinfo", get(buildinfo::<R>))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route("/api/v1/metadata", get(metadata::<R>))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/status/config", get(status_config::<R>))
+        .route("/api/v1/status/flags", get(status_flags::<R>))
+        .route("/api/v1/status/runtimeinfo", get(status_runtimeinfo::<R>))
+        .route("/api/v1/status/tsdb", get(status_tsdb::<R>))
         .with_state(st)
 }
 
@@ -108,6 +130,13 @@ impl ApiError {
             message: message.into(),
         }
     }
+    pub fn timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            kind: "timeout",
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {
             kind: "internal",
@@ -122,6 +151,7 @@ impl From<EvalError> for ApiError {
         match e {
             EvalError::BadData(m) => ApiError::bad_data(m),
             EvalError::Execution(m) => ApiError::execution(m),
+            e @ EvalError::Timeout(_) => ApiError::timeout(e.to_string()),
             EvalError::Read(r @ ReadError::TooManySamples { .. }) => {
                 ApiError::execution(r.to_string())
             }
@@ -324,6 +354,70 @@ pub fn value_json(v: &Value) -> String {
     out
 }
 
+/// Evaluation options of one request: the `timeout` parameter can only shorten the server's timeout.
+fn eval_options(st_opts: &ApiOptions, p: &Params) -> Result<EvalOptions, ApiError> {
+    let mut o = st_opts.eval.clone();
+    if let Some(t) = p.get("timeout") {
+        let ms = parse_api_duration(t).map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"timeout\": cannot parse \"{t}\" to a valid duration"
+            ))
+        })?;
+        if ms > 0 {
+            o.timeout = o.timeout.min(std::time::Duration::from_millis(ms as u64));
+        }
+    }
+    Ok(o)
+}
+
+/// The `stats` object Prometheus adds to `data` when asked with `stats=all`.
+fn stats_json(s: &QueryStats, total: f64) -> String {
+    json!({
+        "timings": {
+            "evalTotalTime": total,
+            "resultSortTime": 0.0,
+            "queryPreparationTime": s.load_seconds,
+            "innerEvalTime": s.eval_seconds,
+            "execQueueTime": 0.0,
+            "execTotalTime": total,
+        },
+        "samples": {
+            "totalQueryableSamples": s.samples_loaded,
+            "peakSamples": s.samples_loaded,
+        },
+    })
+    .to_string()
+}
+
+/// Answers a query: the result, its stats when asked, and a log line when it was slow.
+fn answer(
+    opts: &ApiOptions,
+    p: &Params,
+    q: &str,
+    v: &Value,
+    stats: &QueryStats,
+    started: Instant,
+) -> Response {
+    let total = started.elapsed();
+    if total >= opts.slow_query_threshold {
+        tracing::info!(
+            query = q,
+            seconds = total.as_secs_f64(),
+            series = stats.series_loaded,
+            samples = stats.samples_loaded,
+            "slow query"
+        );
+    }
+    let mut data = value_json(v);
+    if p.get("stats").is_some() {
+        data.pop();
+        data.push_str(",\"stats\":");
+        data.push_str(&stats_json(stats, total.as_secs_f64()));
+        data.push('}');
+    }
+    success_raw(data, &[])
+}
+
 async fn query<R: MetricsReader>(
     State(st): State<ApiState<R>>,
     RawQuery(q): RawQuery,
@@ -331,23 +425,19 @@ async fn query<R: MetricsReader>(
     body: Bytes,
 ) -> Response {
     let p = Params::from(q, &headers, &body);
+    let started = Instant::now();
     let run = async {
         let qs = p
             .get("query")
             .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
         let t = p.time("time", now_ms())?;
+        let opts = eval_options(&st.opts, &p)?;
         let expr = eval::parse(qs)?;
-        let started = Instant::now();
-        let v = eval::instant(st.reader.as_ref(), &expr, t, &st.opts.eval).await?;
-        tracing::debug!(
-            query = qs,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "instant query"
-        );
-        Ok::<_, ApiError>(v)
+        let (v, stats) = eval::instant(st.reader.as_ref(), expr, t, &opts).await?;
+        Ok::<_, ApiError>((qs, v, stats))
     };
     match run.await {
-        Ok(v) => success_raw(value_json(&v), &[]),
+        Ok((qs, v, stats)) => answer(&st.opts, &p, qs, &v, &stats, started),
         Err(e) => e.into_response(),
     }
 }
@@ -359,6 +449,7 @@ async fn query_range<R: MetricsReader>(
     body: Bytes,
 ) -> Response {
     let p = Params::from(q, &headers, &body);
+    let started = Instant::now();
     let run = async {
         let qs = p
             .get("query")
@@ -403,13 +494,13 @@ async fn query_range<R: MetricsReader>(
                 st.opts.max_points_per_series
             )));
         }
+        let opts = eval_options(&st.opts, &p)?;
         let expr = eval::parse(qs)?;
-        Ok::<_, ApiError>(
-            eval::range(st.reader.as_ref(), &expr, start, end, step, &st.opts.eval).await?,
-        )
+        let (v, stats) = eval::range(st.reader.as_ref(), expr, start, end, step, &opts).await?;
+        Ok::<_, ApiError>((qs, v, stats))
     };
     match run.await {
-        Ok(v) => success_raw(value_json(&v), &[]),
+        Ok((qs, v, stats)) => answer(&st.opts, &p, qs, &v, &stats, started),
         Err(e) => e.into_response(),
     }
 }
@@ -582,6 +673,166 @@ async fn buildinfo<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response 
         "buildUser": "vigil",
         "buildDate": "unknown",
         "goVersion": "n/a (Rust)",
+    });
+    success_raw(data.to_string(), &[])
+}
+
+async fn format_query(RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let p = Params::from(q, &headers, &body);
+    let run = || {
+        let qs = p
+            .get("query")
+            .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
+        let expr = eval::parse(qs)?;
+        Ok::<_, ApiError>(expr.prettify())
+    };
+    match run() {
+        Ok(s) => success_raw(json_str(&s), &[]),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metadata<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::from(q, &headers, &body);
+    let limit = match p.get("limit") {
+        None => 0,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n >= 0 => n as usize,
+            // Prometheus treats a negative limit as "no limit".
+            Ok(_) => 0,
+            Err(_) => return ApiError::bad_data("limit must be a number").into_response(),
+        },
+    };
+    let m = st.reader.metadata(p.get("metric"), limit);
+    let mut data = serde_json::Map::new();
+    for (name, recs) in m {
+        data.insert(name, serde_json::to_value(recs).unwrap_or_default());
+    }
+    success_raw(serde_json::Value::Object(data).to_string(), &[])
+}
+
+/// Rule groups; the rule engine is not part of this build, so there are none.
+async fn rules() -> Response {
+    success_raw("{\"groups\":[]}".into(), &[])
+}
+
+/// Active alerts; the rule engine is not part of this build, so there are none.
+async fn alerts() -> Response {
+    success_raw("{\"alerts\":[]}".into(), &[])
+}
+
+async fn status_config<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {
+    success_raw(json!({ "yaml": st.opts.config_yaml }).to_string(), &[])
+}
+
+async fn status_flags<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {
+    let mut m = serde_json::Map::new();
+    for (k, v) in &st.opts.flags {
+        m.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    success_raw(serde_json::Value::Object(m).to_string(), &[])
+}
+
+async fn status_runtimeinfo<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {
+    let started = st
+        .opts
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let data = json!({
+        "startTime": crate::format::rfc3339(started),
+        "CWD": cwd,
+        "reloadConfigSuccess": true,
+        "lastConfigTime": crate::format::rfc3339(started),
+        "corruptionCount": 0,
+        "goroutineCount": 0,
+        "GOMAXPROCS": threads,
+        "GOMEMLIMIT": 0,
+        "GOGC": "",
+        "GODEBUG": "",
+        "storageRetention": st.opts.retention,
+    });
+    success_raw(data.to_string(), &[])
+}
+
+/// Cardinality statistics over the series of the last 2h (Prometheus reports its head block).
+async fn status_tsdb<R: MetricsReader>(
+    State(st): State<ApiState<R>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = Params::from(q, &HeaderMap::new(), &Bytes::new());
+    let limit = p
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(10);
+    let now = now_ms();
+    let all = match Matcher::new(vigil_model::MatchOp::Regex, "__name__", ".+") {
+        Ok(m) => vec![vec![m]],
+        Err(e) => return ApiError::internal(e.to_string()).into_response(),
+    };
+    let series = match st.reader.series(&all, now - 2 * 3600 * 1000, now, 0).await {
+        Ok(s) => s,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    use std::collections::HashMap;
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    let mut values_by_label: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    let mut bytes_by_label: HashMap<&str, u64> = HashMap::new();
+    let mut by_pair: HashMap<String, u64> = HashMap::new();
+    let mut pairs = 0u64;
+    for l in &series {
+        if let Some(n) = l.metric_name() {
+            *by_name.entry(n).or_default() += 1;
+        }
+        for lb in l.iter() {
+            pairs += 1;
+            if values_by_label
+                .entry(lb.name.as_str())
+                .or_default()
+                .insert(lb.value.as_str())
+            {
+                *bytes_by_label.entry(lb.name.as_str()).or_default() += lb.value.len() as u64;
+            }
+            *by_pair
+                .entry(format!("{}={}", lb.name, lb.value))
+                .or_default() += 1;
+        }
+    }
+    fn top<K: ToString>(
+        m: impl IntoIterator<Item = (K, u64)>,
+        limit: usize,
+    ) -> Vec<serde_json::Value> {
+        let mut v: Vec<(String, u64)> = m.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter()
+            .take(limit)
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect()
+    }
+    let data = json!({
+        "headStats": {
+            "numSeries": series.len(),
+            "numLabelPairs": pairs,
+            "chunkCount": 0,
+            "minTime": now - 2 * 3600 * 1000,
+            "maxTime": now,
+        },
+        "seriesCountByMetricName": top(by_name, limit),
+        "labelValueCountByLabelName": top(values_by_label.iter().map(|(k, v)| (*k, v.len() as u64)), limit),
+        "memoryInBytesByLabelName": top(bytes_by_label, limit),
+        "seriesCountByLabelValuePair": top(by_pair, limit),
     });
     success_raw(data.to_string(), &[])
 }

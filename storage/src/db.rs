@@ -51,6 +51,7 @@ pub struct Tsdb {
     /// Blocks replaced by compaction or expired, deleted once in-flight reads are done with them.
     doomed: Mutex<Vec<(Instant, String)>>,
     exemplars: Arc<ExemplarStore>,
+    metadata: Arc<crate::MetadataStore>,
     metrics: Arc<StorageMetrics>,
     maintenance: tokio::sync::Mutex<()>,
     staging: PathBuf,
@@ -124,6 +125,7 @@ impl Tsdb {
         );
         let db = Arc::new(Tsdb {
             exemplars: Arc::new(ExemplarStore::new(cfg.section.exemplars.max_exemplars)),
+            metadata: Arc::new(crate::MetadataStore::new(100_000)),
             cfg,
             head,
             wal: Arc::new(wal),
@@ -136,6 +138,11 @@ impl Tsdb {
         });
         db.update_block_metrics();
         Ok(db)
+    }
+
+    /// Metric family metadata reported by scrapes and senders.
+    pub fn metadata(&self) -> Arc<crate::MetadataStore> {
+        self.metadata.clone()
     }
 
     pub fn exemplars(&self) -> Arc<ExemplarStore> {
@@ -619,6 +626,14 @@ fn merge_parts(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
 }
 
 impl MetricsReader for Tsdb {
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, Vec<crate::MetricMetadata>)> {
+        self.metadata.get(metric, limit)
+    }
+
     async fn select(
         &self,
         matchers: &[Matcher],

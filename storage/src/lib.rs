@@ -20,6 +20,7 @@ pub mod db;
 mod db_tests;
 pub mod exemplars;
 pub mod head;
+pub mod metadata;
 pub mod metrics;
 pub mod postings;
 pub mod reader;
@@ -31,5 +32,6 @@ pub use append::{
 pub use config::{StorageConfig, StorageSection};
 pub use db::{StorageError, Tsdb};
 pub use exemplars::{Exemplar, ExemplarStore};
+pub use metadata::{MetadataStore, MetricMetadata};
 pub use metrics::StorageMetrics;
 pub use reader::{MetricsReader, ReadError, SeriesData};

@@ -64,6 +64,15 @@ pub trait MetricsReader: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<String>, ReadError>> + Send;
 
+    /// Metadata (type, help, unit) of `metric`, or of every family, at most `limit` families (0 = all).
+    fn metadata(
+        &self,
+        _metric: Option<&str>,
+        _limit: usize,
+    ) -> Vec<(String, Vec<crate::MetricMetadata>)> {
+        Vec::new()
+    }
+
     /// Exemplars of matching series in `[mint, maxt]`.
     fn exemplars(
         &self,

@@ -6,6 +6,7 @@ mod bad_input;
 mod blocks;
 mod cli;
 mod crash;
+mod grafana;
 mod harness;
 mod prometheus_remote_write;
 mod promql;

@@ -6,34 +6,76 @@ use std::process::Command;
 use crate::harness::*;
 
 fn fixture(name: &str) -> String {
-    fixtures_dir().parent().unwrap().join("promql").join(name).display().to_string()
+    fixtures_dir()
+        .parent()
+        .unwrap()
+        .join("promql")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn promql_answers_match_prometheus() {
-    let Some(prom_bin) = tool("prometheus") else { return };
+    let Some(prom_bin) = tool("prometheus") else {
+        return;
+    };
     let Some(py) = tool("python3") else { return };
     let vigil = Vigil::start("scrape_configs: []\n").await;
-    let prom = Prometheus::start(&prom_bin, "global: {}\nscrape_configs: []\n", &["--web.enable-remote-write-receiver"]).await;
+    let prom = Prometheus::start(
+        &prom_bin,
+        "global: {}\nscrape_configs: []\n",
+        &["--web.enable-remote-write-receiver"],
+    )
+    .await;
     let push = Command::new(&py)
         .arg(fixture("rw-push"))
-        .args(["--url", &format!("{}/api/v1/write", prom.base()), "--url", &vigil.url("/api/v1/write")])
+        .args([
+            "--url",
+            &format!("{}/api/v1/write", prom.base()),
+            "--url",
+            &vigil.url("/api/v1/write"),
+        ])
         .args(["--instances", "20", "--hours", "2", "--end", "1700000000"])
         .output()
         .unwrap();
-    assert!(push.status.success(), "rw-push: {}", String::from_utf8_lossy(&push.stderr));
+    assert!(
+        push.status.success(),
+        "rw-push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
     for list in ["shared-queries.txt", "extra-queries.txt"] {
         let out = Command::new(&py)
             .arg(fixture("promql-compare"))
-            .args(["--ref", &prom.base(), "--cand", &format!("http://{}", vigil.addr())])
-            .args(["--queries", &fixture(list), "--start", "1699993000", "--end", "1700000000"])
+            .args([
+                "--ref",
+                &prom.base(),
+                "--cand",
+                &format!("http://{}", vigil.addr()),
+            ])
+            .args([
+                "--queries",
+                &fixture(list),
+                "--start",
+                "1699993000",
+                "--end",
+                "1700000000",
+            ])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         let last = text.lines().last().unwrap_or("").to_string();
         eprintln!("{list}: {last}");
-        assert!(out.status.success() && last.ends_with(" 0 failed"), "{list}:\n{text}");
-        let passed: usize = last.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(
+            out.status.success() && last.ends_with(" 0 failed"),
+            "{list}:\n{text}"
+        );
+        let passed: usize = last
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         assert!(passed >= 60, "{list}: only {passed} queries compared");
     }
 }

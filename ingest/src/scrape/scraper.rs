@@ -48,6 +48,8 @@ pub struct TargetStatus {
 pub struct ScrapeContext {
     pub appender: Arc<dyn MetricsAppender>,
     pub exemplars: Option<Arc<ExemplarStore>>,
+    /// Where `# TYPE`, `# HELP` and `# UNIT` of scraped families go.
+    pub metadata: Option<Arc<vigil_storage::MetadataStore>>,
     pub client: reqwest::Client,
     pub metrics: IngestMetrics,
     pub user_agent: String,
@@ -278,9 +280,27 @@ impl ScrapeLoop {
             added: 0,
             current: HashMap::new(),
         };
+        let mut families: HashMap<&str, vigil_storage::MetricMetadata> = HashMap::new();
+        let blank = || vigil_storage::MetricMetadata {
+            kind: "unknown".into(),
+            help: String::new(),
+            unit: String::new(),
+        };
         for entry in Parser::new(text, format) {
-            let Entry::Sample(s) = entry.map_err(|e| format!("parse error: {e}"))? else {
-                continue;
+            let s = match entry.map_err(|e| format!("parse error: {e}"))? {
+                Entry::Sample(s) => s,
+                Entry::Help { name, text } => {
+                    families.entry(name).or_insert_with(blank).help = text.into_owned();
+                    continue;
+                }
+                Entry::Type { name, kind } => {
+                    families.entry(name).or_insert_with(blank).kind = kind.as_str().to_string();
+                    continue;
+                }
+                Entry::Unit { name, unit } => {
+                    families.entry(name).or_insert_with(blank).unit = unit.to_string();
+                    continue;
+                }
             };
             page.scraped += 1;
             let labels = match self.cache.get_mut(s.series) {
@@ -334,6 +354,11 @@ impl ScrapeLoop {
                 "sample limit exceeded ({} samples, limit {})",
                 page.post_relabel, self.job.sample_limit
             ));
+        }
+        if let Some(store) = &self.ctx.metadata {
+            for (name, m) in families {
+                store.record(name, m);
+            }
         }
         Ok(page)
     }

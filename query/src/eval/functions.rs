@@ -331,6 +331,7 @@ fn over_time(
     let mut out = Vec::with_capacity(r.series.len());
     let mut window: Vec<(i64, f64)> = Vec::new();
     for s in &r.series {
+        ctx.check()?;
         let mut pts = Vec::new();
         for i in 0..ctx.n {
             let t = ctx.t(i);

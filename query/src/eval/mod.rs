@@ -38,8 +38,20 @@ pub enum EvalError {
     /// The query is valid but cannot be run (422 `execution`).
     #[error("{0}")]
     Execution(String),
+    /// The query ran past its deadline (503 `timeout`).
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
     #[error(transparent)]
     Read(#[from] ReadError),
+}
+
+/// What a query cost, for the API's `stats` option and the slow-query log.
+#[derive(Clone, Debug, Default)]
+pub struct QueryStats {
+    pub series_loaded: usize,
+    pub samples_loaded: usize,
+    pub load_seconds: f64,
+    pub eval_seconds: f64,
 }
 
 /// Evaluation settings.
@@ -50,6 +62,8 @@ pub struct EvalOptions {
     pub max_samples: usize,
     /// Step of subqueries that give none (Prometheus: the global evaluation interval, 1m).
     pub default_subquery_step_ms: i64,
+    /// Longest a query may run (Prometheus: `--query.timeout`, 2m).
+    pub timeout: std::time::Duration,
 }
 
 impl Default for EvalOptions {
@@ -58,6 +72,7 @@ impl Default for EvalOptions {
             lookback_ms: 5 * 60 * 1000,
             max_samples: 50_000_000,
             default_subquery_step_ms: 60_000,
+            timeout: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -68,7 +83,62 @@ const RENAMED: &[(&str, &str)] = &[("holt_winters", "double_exponential_smoothin
 /// Parses a query, turning parser errors into `bad_data` messages.
 pub fn parse(q: &str) -> Result<Expr, EvalError> {
     let q = rename_functions(q);
-    parser::parse(&q).map_err(|e| EvalError::BadData(format!("invalid parameter \"query\": {e}")))
+    parser::parse(&q).map_err(|e| {
+        let (line, col) = error_position(&q, &e);
+        EvalError::BadData(format!(
+            "invalid parameter \"query\": {line}:{col}: parse error: {e}"
+        ))
+    })
+}
+
+/// Where a parse error is, as Prometheus reports it (`line:column`, 1-based), since the parser's
+/// messages carry no position: the end of the input for errors about a missing end, the offending name
+/// for unknown functions and bad regexes, else the first token that no valid prefix reaches.
+fn error_position(q: &str, msg: &str) -> (usize, usize) {
+    let at = |byte: usize| -> (usize, usize) {
+        let before = &q[..byte.min(q.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    };
+    if msg.starts_with("unclosed") || msg.starts_with("unexpected end") {
+        return at(q.trim_end().len());
+    }
+    if let Some(name) = msg
+        .strip_prefix("unknown function with name '")
+        .and_then(|r| r.strip_suffix('\''))
+        && let Some(i) = q.find(name)
+    {
+        return at(i);
+    }
+    if msg.starts_with("illegal regex")
+        && let Some(i) = q.find("=~").or_else(|| q.find("!~"))
+    {
+        return at(i + 2);
+    }
+    if q.len() > 4096 {
+        return at(0);
+    }
+    // Token boundaries: where a word character meets a non-word one.
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == ':' || c == '.';
+    let mut bounds: Vec<usize> = Vec::new();
+    let mut prev: Option<bool> = None;
+    for (i, c) in q.char_indices() {
+        let w = word(c);
+        if prev != Some(w) || !w {
+            bounds.push(i);
+        }
+        prev = Some(w);
+    }
+    bounds.push(q.len());
+    let mut last_ok = 0;
+    for &b in &bounds {
+        if b > 0 && parser::parse(&q[..b]).is_ok() {
+            last_ok = b;
+        }
+    }
+    let rest = &q[last_ok..];
+    at(last_ok + (rest.len() - rest.trim_start().len()))
 }
 
 /// Rewrites 2.x function names outside string literals (`holt_winters(` becomes the 3.x name).
@@ -204,9 +274,18 @@ pub(crate) struct Ctx<'a> {
     pub query_end: i64,
     pub opts: &'a EvalOptions,
     pub data: &'a HashMap<usize, Vec<RawSeries>>,
+    pub deadline: std::time::Instant,
 }
 
 impl Ctx<'_> {
+    /// Fails once the query's deadline has passed.
+    pub fn check(&self) -> Result<(), EvalError> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(EvalError::Timeout("expression evaluation"));
+        }
+        Ok(())
+    }
+
     pub fn t(&self, i: usize) -> i64 {
         self.start + i as i64 * self.step
     }
@@ -317,6 +396,7 @@ async fn load<R: MetricsReader>(
     start: i64,
     end: i64,
     opts: &EvalOptions,
+    stats: &mut QueryStats,
 ) -> Result<HashMap<usize, Vec<RawSeries>>, EvalError> {
     let mut p = HashMap::new();
     plan(expr, start, end, start, end, opts, &mut p)?;
@@ -335,7 +415,16 @@ async fn load<R: MetricsReader>(
             }
             left
         };
-        let sd = reader.select(&m, mint, maxt, budget).await?;
+        let sd = reader
+            .select(&m, mint, maxt, budget)
+            .await
+            .map_err(|e| match e {
+                // The reader saw only what was left of the budget; report the query's limit.
+                ReadError::TooManySamples { .. } => ReadError::TooManySamples {
+                    limit: opts.max_samples,
+                },
+                other => other,
+            })?;
         let series: Vec<RawSeries> = sd
             .into_iter()
             .map(|s| RawSeries {
@@ -345,29 +434,65 @@ async fn load<R: MetricsReader>(
             })
             .collect();
         loaded += series.iter().map(|s| s.ts.len()).sum::<usize>();
+        stats.series_loaded += series.len();
         data.insert(k, series);
     }
+    stats.samples_loaded = loaded;
     Ok(data)
+}
+
+/// Loads the data of `expr` and evaluates it on a blocking thread (evaluation is CPU work), within the
+/// timeout. The expression is boxed so the selectors' addresses, which key the loaded data, stay put.
+async fn run<R: MetricsReader>(
+    reader: &R,
+    expr: Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EvalOptions,
+) -> Result<(Out, QueryStats), EvalError> {
+    let began = std::time::Instant::now();
+    let deadline = began + opts.timeout;
+    let expr = Box::new(expr);
+    let mut stats = QueryStats::default();
+    let data = tokio::time::timeout(
+        opts.timeout,
+        load(reader, &expr, start, end, opts, &mut stats),
+    )
+    .await
+    .map_err(|_| EvalError::Timeout("loading series"))??;
+    stats.load_seconds = began.elapsed().as_secs_f64();
+    let opts = opts.clone();
+    let n = ((end - start) / step + 1).max(0) as usize;
+    let evaluated = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let ctx = Ctx {
+            start,
+            step,
+            n,
+            query_start: start,
+            query_end: end,
+            opts: &opts,
+            data: &data,
+            deadline,
+        };
+        eval(&expr, &ctx)
+    })
+    .await
+    .map_err(|e| exec(format!("query evaluation failed: {e}")))??;
+    stats.eval_seconds = evaluated.elapsed().as_secs_f64();
+    Ok((out, stats))
 }
 
 /// Evaluates an instant query at `t` (ms).
 pub async fn instant<R: MetricsReader>(
     reader: &R,
-    expr: &Expr,
+    expr: Expr,
     t: i64,
     opts: &EvalOptions,
-) -> Result<Value, EvalError> {
-    let data = load(reader, expr, t, t, opts).await?;
-    let ctx = Ctx {
-        start: t,
-        step: 1,
-        n: 1,
-        query_start: t,
-        query_end: t,
-        opts,
-        data: &data,
-    };
-    Ok(match eval(expr, &ctx)? {
+) -> Result<(Value, QueryStats), EvalError> {
+    let (out, stats) = run(reader, expr, t, t, 1, opts).await?;
+    let v = match out {
         Out::Scalar(v) => Value::Scalar(t, v[0]),
         Out::Str(s) => Value::String(t, s),
         Out::Matrix(m) => Value::Matrix(m),
@@ -376,19 +501,20 @@ pub async fn instant<R: MetricsReader>(
                 .filter_map(|s| s.pts.first().map(|p| (s.labels, t, p.1)))
                 .collect(),
         ),
-    })
+    };
+    Ok((v, stats))
 }
 
 /// Evaluates a range query over `[start, end]` every `step` ms.
 pub async fn range<R: MetricsReader>(
     reader: &R,
-    expr: &Expr,
+    expr: Expr,
     start: i64,
     end: i64,
     step: i64,
     opts: &EvalOptions,
-) -> Result<Value, EvalError> {
-    match unwrap_parens(expr) {
+) -> Result<(Value, QueryStats), EvalError> {
+    match unwrap_parens(&expr) {
         Expr::StringLiteral(_) => {
             return Err(EvalError::BadData(
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
@@ -401,31 +527,17 @@ pub async fn range<R: MetricsReader>(
         }
         _ => {}
     }
-    let data = load(reader, expr, start, end, opts).await?;
-    let n = ((end - start) / step + 1).max(0) as usize;
-    let ctx = Ctx {
-        start,
-        step,
-        n,
-        query_start: start,
-        query_end: end,
-        opts,
-        data: &data,
-    };
-    let mut m = match eval(expr, &ctx)? {
+    let (out, stats) = run(reader, expr, start, end, step, opts).await?;
+    let t = |i: usize| start + i as i64 * step;
+    let mut m = match out {
         Out::Scalar(v) => vec![(
             Labels::empty(),
-            v.iter().enumerate().map(|(i, v)| (ctx.t(i), *v)).collect(),
+            v.iter().enumerate().map(|(i, v)| (t(i), *v)).collect(),
         )],
         Out::Vector(sers) => sers
             .into_iter()
             .filter(|s| !s.pts.is_empty())
-            .map(|s| {
-                (
-                    s.labels,
-                    s.pts.iter().map(|(i, v)| (ctx.t(*i), *v)).collect(),
-                )
-            })
+            .map(|s| (s.labels, s.pts.iter().map(|(i, v)| (t(*i), *v)).collect()))
             .collect(),
         Out::Str(_) | Out::Matrix(_) => {
             return Err(EvalError::BadData(
@@ -434,7 +546,7 @@ pub async fn range<R: MetricsReader>(
         }
     };
     m.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Value::Matrix(m))
+    Ok((Value::Matrix(m), stats))
 }
 
 pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
@@ -446,6 +558,7 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
 
 /// Evaluates a node over all steps of `ctx`.
 pub(crate) fn eval(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
+    ctx.check()?;
     match e {
         Expr::Paren(p) => eval(&p.expr, ctx),
         Expr::NumberLiteral(n) => Ok(Out::Scalar(vec![n.val; ctx.n])),
@@ -625,6 +738,7 @@ pub(crate) fn range_arg<'e>(e: &'e Expr, ctx: &Ctx) -> Result<RangeArg<'e>, Eval
                 query_end: ctx.query_end,
                 opts: ctx.opts,
                 data: ctx.data,
+                deadline: ctx.deadline,
             };
             let series = match eval(&sq.expr, &sub)? {
                 Out::Vector(sers) => sers

@@ -26,3 +26,31 @@ fn matchers_from_selector() {
     assert_eq!(m[0], Matcher::equal("__name__", "up"));
     assert!(matches!(parse("{job=~\".*\"}"), Err(EvalError::BadData(_))));
 }
+
+#[test]
+fn parse_errors_carry_positions() {
+    let msg = |q: &str| match parse(q) {
+        Err(EvalError::BadData(m)) => m,
+        other => panic!("{q}: {other:?}"),
+    };
+    assert!(
+        msg("foo bar").contains(": 1:5: parse error"),
+        "{}",
+        msg("foo bar")
+    );
+    assert!(
+        msg("sum(rate(x[5m])").contains(": 1:16: parse error: unclosed left parenthesis"),
+        "{}",
+        msg("sum(rate(x[5m])")
+    );
+    assert!(
+        msg("rate(x[5m]) +\n  nope(x)").contains(": 2:3: parse error"),
+        "{}",
+        msg("rate(x[5m]) +\n  nope(x)")
+    );
+    assert!(
+        msg("x{a=~\"(\"}").contains(": 1:6: parse error"),
+        "{}",
+        msg("x{a=~\"(\"}")
+    );
+}
