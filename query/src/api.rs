@@ -295,15 +295,20 @@ fn labels_json(l: &Labels, out: &mut String) {
 
 fn point_json(t: i64, v: f64, out: &mut String) {
     out.push('[');
-    out.push_str(&format_time(t));
+    crate::format::write_time(out, t);
     out.push_str(",\"");
-    out.push_str(&format_value(v));
+    crate::format::write_value(out, v);
     out.push_str("\"]");
 }
 
 /// The `data` object of a query result.
 pub fn value_json(v: &Value) -> String {
-    let mut out = String::new();
+    let points = match v {
+        Value::Matrix(m) => m.iter().map(|(_, p)| p.len()).sum::<usize>(),
+        Value::Vector(x) => x.len(),
+        _ => 1,
+    };
+    let mut out = String::with_capacity(64 + points * 32);
     match v {
         Value::Scalar(t, x) => {
             out.push_str("{\"resultType\":\"scalar\",\"result\":");

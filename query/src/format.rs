@@ -28,6 +28,38 @@ pub fn format_value(v: f64) -> String {
     format!("{v}")
 }
 
+/// Appends [`format_value`]'s text to `out` without allocating in the common case.
+pub fn write_value(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    let a = v.abs();
+    // Integral values (counters, most gauges) print as integers: no float formatting needed.
+    if a < 9.007_199_254_740_992e15 && v == v.trunc() && !(v == 0.0 && v.is_sign_negative()) {
+        let _ = write!(out, "{}", v as i64);
+    } else if v.is_finite() && (a == 0.0 || (1e-6..1e21).contains(&a)) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_value(v));
+    }
+}
+
+/// Appends [`format_time`]'s text to `out` without allocating.
+pub fn write_time(out: &mut String, ms: i64) {
+    use std::fmt::Write;
+    let secs = ms.div_euclid(1000);
+    let frac = ms.rem_euclid(1000);
+    if frac == 0 {
+        let _ = write!(out, "{secs}");
+    } else if ms < 0 {
+        out.push_str(&format_time(ms));
+    } else if frac % 100 == 0 {
+        let _ = write!(out, "{secs}.{}", frac / 100);
+    } else if frac % 10 == 0 {
+        let _ = write!(out, "{secs}.{:02}", frac / 10);
+    } else {
+        let _ = write!(out, "{secs}.{frac:03}");
+    }
+}
+
 /// A millisecond timestamp as the float seconds the API uses (`1700000000.123`).
 pub fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -47,6 +79,39 @@ pub fn format_time(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writers_match_formatters() {
+        for v in [
+            1.0,
+            0.0015,
+            -0.0,
+            1e308,
+            1e-7,
+            1e20,
+            1e21,
+            f64::NAN,
+            f64::INFINITY,
+            0.1 + 0.2,
+        ] {
+            let mut s = String::new();
+            write_value(&mut s, v);
+            assert_eq!(s, format_value(v));
+        }
+        for t in [
+            0,
+            1_700_000_000_000,
+            1_700_000_000_100,
+            1_700_000_000_120,
+            1_700_000_000_123,
+            1_700_000_000_001,
+            -1500,
+        ] {
+            let mut s = String::new();
+            write_time(&mut s, t);
+            assert_eq!(s, format_time(t), "{t}");
+        }
+    }
 
     #[test]
     fn values_like_go() {

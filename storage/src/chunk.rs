@@ -61,20 +61,30 @@ impl<'a> BitReader<'a> {
         Some(bit)
     }
 
+    /// Reads `nbits` (at most 64) bits, most significant first: one 128-bit big-endian load covers
+    /// any bit offset, instead of a loop over bytes.
     #[inline]
-    fn read_bits(&mut self, mut nbits: u8) -> Option<u64> {
-        let mut v = 0u64;
-        while nbits > 0 {
-            let byte = *self.buf.get(self.pos / 8)? as u64;
-            let avail = 8 - (self.pos % 8) as u8;
-            let take = nbits.min(avail);
-            let shift = avail - take;
-            let chunk = (byte >> shift) & ((1u64 << take) - 1);
-            v = (v << take) | chunk;
-            self.pos += take as usize;
-            nbits -= take;
+    fn read_bits(&mut self, nbits: u8) -> Option<u64> {
+        if nbits == 0 {
+            return Some(0);
         }
-        Some(v)
+        let end = self.pos + nbits as usize;
+        if end > self.buf.len() * 8 {
+            return None;
+        }
+        let byte = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        let word = match self.buf.get(byte..byte + 16) {
+            Some(b) => u128::from_be_bytes(b.try_into().unwrap_or([0; 16])),
+            None => {
+                let mut w = [0u8; 16];
+                let tail = &self.buf[byte..];
+                w[..tail.len()].copy_from_slice(tail);
+                u128::from_be_bytes(w)
+            }
+        };
+        self.pos = end;
+        Some(((word << off) >> (128 - nbits as u32)) as u64)
     }
 }
 

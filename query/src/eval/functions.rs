@@ -198,10 +198,7 @@ pub(crate) fn call(c: &Call, ctx: &Ctx) -> Result<Out, EvalError> {
                     .count() as f64,
             )
         }),
-        "avg_over_time" => over_time(&args, ctx, name, |w, _, _| Some(avg(w))),
-        "sum_over_time" => over_time(&args, ctx, name, |w, _, _| {
-            Some(kahan(w.iter().map(|p| p.1)))
-        }),
+        "avg_over_time" | "sum_over_time" => windowed_sum(&args, ctx, name),
         "count_over_time" => over_time(&args, ctx, name, |w, _, _| Some(w.len() as f64)),
         "min_over_time" => over_time(&args, ctx, name, |w, _, _| {
             Some(
@@ -329,7 +326,6 @@ fn over_time(
     let r = range_arg(e, ctx)?;
     let keep_name = name == "last_over_time";
     let mut out = Vec::with_capacity(r.series.len());
-    let mut window: Vec<(i64, f64)> = Vec::new();
     for s in &r.series {
         ctx.check()?;
         let mut pts = Vec::new();
@@ -339,14 +335,7 @@ fn over_time(
             if lo >= hi {
                 continue;
             }
-            window.clear();
-            window.extend(
-                s.ts[lo..hi]
-                    .iter()
-                    .copied()
-                    .zip(s.vs[lo..hi].iter().copied()),
-            );
-            if let Some(v) = f(&window, &r, (i, t)) {
+            if let Some(v) = f(&s.pts[lo..hi], &r, (i, t)) {
                 pts.push((i, v));
             }
         }
@@ -357,6 +346,69 @@ fn over_time(
                 s.labels.without_metric_name()
             };
             out.push(Ser { labels, pts });
+        }
+    }
+    Ok(Out::Vector(merge_checked(out)?))
+}
+
+/// `sum_over_time` and `avg_over_time`. Windows of consecutive steps overlap, so for a series of finite
+/// values the window sums come from prefix sums kept in double-double precision (error far below the
+/// 1e-12 relative level), one pass per series instead of one per step; series with NaN or ±Inf take the
+/// exact per-window path, whose special-value rules prefix sums cannot follow.
+fn windowed_sum(args: &[&Expr], ctx: &Ctx, name: &str) -> Result<Out, EvalError> {
+    let e = args
+        .first()
+        .ok_or_else(|| exec(format!("function {name}: missing range argument")))?;
+    let r = range_arg(e, ctx)?;
+    let average = name == "avg_over_time";
+    let mut out = Vec::with_capacity(r.series.len());
+    // Prefix sums (double-double) of the finite values, and prefix counts of the others.
+    let (mut hi, mut lo, mut bad): (Vec<f64>, Vec<f64>, Vec<u32>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for s in &r.series {
+        ctx.check()?;
+        hi.clear();
+        lo.clear();
+        bad.clear();
+        hi.push(0.0);
+        lo.push(0.0);
+        bad.push(0);
+        let (mut h, mut l, mut nb) = (0.0f64, 0.0f64, 0u32);
+        for p in &s.pts {
+            if p.1.is_finite() {
+                // TwoSum: h + l holds the running sum to ~106 bits.
+                let t = h + p.1;
+                let bp = t - h;
+                l += (h - (t - bp)) + (p.1 - bp);
+                h = t;
+            } else {
+                nb += 1;
+            }
+            hi.push(h);
+            lo.push(l);
+            bad.push(nb);
+        }
+        let mut pts = Vec::new();
+        for i in 0..ctx.n {
+            let (a, b) = r.window(s, ctx.t(i), ctx);
+            if a >= b {
+                continue;
+            }
+            let v = if bad[b] == bad[a] {
+                let sum = (hi[b] - hi[a]) + (lo[b] - lo[a]);
+                if average { sum / (b - a) as f64 } else { sum }
+            } else if average {
+                avg(&s.pts[a..b])
+            } else {
+                kahan(s.pts[a..b].iter().map(|p| p.1))
+            };
+            pts.push((i, v));
+        }
+        if !pts.is_empty() {
+            out.push(Ser {
+                labels: s.labels.without_metric_name(),
+                pts,
+            });
         }
     }
     Ok(Out::Vector(merge_checked(out)?))

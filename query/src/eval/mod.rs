@@ -595,14 +595,7 @@ pub(crate) fn eval(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
             for s in &r.series {
                 let (lo, hi) = r.window(s, t, ctx);
                 if lo < hi {
-                    out.push((
-                        s.labels.clone(),
-                        s.ts[lo..hi]
-                            .iter()
-                            .copied()
-                            .zip(s.vs[lo..hi].iter().copied())
-                            .collect(),
-                    ));
+                    out.push((s.labels.clone(), s.pts[lo..hi].to_vec()));
                 }
             }
             Ok(Out::Matrix(out))
@@ -645,9 +638,17 @@ pub(crate) fn select_instant(vs: &VectorSelector, ctx: &Ctx) -> Vec<(Labels, Vec
     out
 }
 
+/// A series of a range-vector argument: its samples (no staleness markers) as `(time, value)`, so a
+/// step's window is a slice.
+#[derive(Clone, Debug)]
+pub(crate) struct RangeSeries {
+    pub labels: Labels,
+    pub pts: Vec<(i64, f64)>,
+}
+
 /// A range-vector argument: series without staleness markers, and how to find each step's window.
 pub(crate) struct RangeArg<'e> {
-    pub series: Vec<RawSeries>,
+    pub series: Vec<RangeSeries>,
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
@@ -658,10 +659,10 @@ pub(crate) struct RangeArg<'e> {
 impl RangeArg<'_> {
     /// Index range `[lo, hi)` of `s`'s samples in the window of evaluation time `t` (both ends inclusive
     /// in time, as in Prometheus 2.x).
-    pub fn window(&self, s: &RawSeries, t: i64, _ctx: &Ctx) -> (usize, usize) {
+    pub fn window(&self, s: &RangeSeries, t: i64, _ctx: &Ctx) -> (usize, usize) {
         let r = self.at.unwrap_or(t) - self.offset;
-        let lo = s.ts.partition_point(|x| *x < r - self.range);
-        let hi = s.ts.partition_point(|x| *x <= r);
+        let lo = s.pts.partition_point(|x| x.0 < r - self.range);
+        let hi = s.pts.partition_point(|x| x.0 <= r);
         (lo, hi.max(lo))
     }
 
@@ -681,18 +682,15 @@ pub(crate) fn range_arg<'e>(e: &'e Expr, ctx: &Ctx) -> Result<RangeArg<'e>, Eval
                 .get(&key(&ms.vs))
                 .map(|d| {
                     d.iter()
-                        .map(|s| {
-                            let (ts, vs): (Vec<i64>, Vec<f64>) =
-                                s.ts.iter()
-                                    .zip(s.vs.iter())
-                                    .filter(|(_, v)| !is_stale_nan(**v))
-                                    .map(|(t, v)| (*t, *v))
-                                    .unzip();
-                            RawSeries {
-                                labels: s.labels.clone(),
-                                ts,
-                                vs,
-                            }
+                        .map(|s| RangeSeries {
+                            labels: s.labels.clone(),
+                            pts: s
+                                .ts
+                                .iter()
+                                .zip(s.vs.iter())
+                                .filter(|(_, v)| !is_stale_nan(**v))
+                                .map(|(t, v)| (*t, *v))
+                                .collect(),
                         })
                         .collect()
                 })
@@ -743,16 +741,18 @@ pub(crate) fn range_arg<'e>(e: &'e Expr, ctx: &Ctx) -> Result<RangeArg<'e>, Eval
             let series = match eval(&sq.expr, &sub)? {
                 Out::Vector(sers) => sers
                     .into_iter()
-                    .map(|s| RawSeries {
+                    .map(|s| RangeSeries {
                         labels: s.labels,
-                        ts: s.pts.iter().map(|(i, _)| sub.t(*i)).collect(),
-                        vs: s.pts.iter().map(|p| p.1).collect(),
+                        pts: s.pts.iter().map(|(i, v)| (sub.t(*i), *v)).collect(),
                     })
                     .collect(),
-                Out::Scalar(v) => vec![RawSeries {
+                Out::Scalar(v) => vec![RangeSeries {
                     labels: Labels::empty(),
-                    ts: (0..n).map(|i| sub.t(i)).collect(),
-                    vs: v,
+                    pts: v
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (sub.t(i), v))
+                        .collect(),
                 }],
                 _ => {
                     return Err(exec(
