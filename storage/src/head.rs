@@ -405,7 +405,7 @@ impl Head {
                 continue;
             };
             let st = s.state.lock();
-            let mut samples = Vec::new();
+            let mut samples = Vec::with_capacity(128);
             st.in_order(mint.max(min_valid), maxt, &mut samples);
             let ooo: Vec<(i64, f64)> = st
                 .ooo
