@@ -35,6 +35,10 @@ pub fn write_value(out: &mut String, v: f64) {
     // Integral values (counters, most gauges) print as integers: no float formatting needed.
     if a < 9.007_199_254_740_992e15 && v == v.trunc() && !(v == 0.0 && v.is_sign_negative()) {
         let _ = write!(out, "{}", v as i64);
+    } else if (1e-5..1e9).contains(&a) {
+        // ryu prints the same shortest digits as Go, in plain decimal notation in this range.
+        let mut b = ryu::Buffer::new();
+        out.push_str(b.format_finite(v));
     } else if v.is_finite() && (a == 0.0 || (1e-6..1e21).contains(&a)) {
         let _ = write!(out, "{v}");
     } else {
@@ -79,6 +83,27 @@ pub fn format_time(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ryu_range_matches_core_formatting() {
+        let mut x = 1e-5f64;
+        while x < 1e16 {
+            for v in [
+                x,
+                x * 1.234_567_891_234_5,
+                -x * 7.77,
+                x + 0.1,
+                1.0 / x.max(1e-3),
+                x * 0.999_999_999_7,
+                x / 3.0,
+            ] {
+                let mut s = String::new();
+                write_value(&mut s, v);
+                assert_eq!(s, format_value(v), "{v:e}");
+            }
+            x *= 1.37;
+        }
+    }
 
     #[test]
     fn writers_match_formatters() {

@@ -165,12 +165,8 @@ pub(crate) fn call(c: &Call, ctx: &Ctx) -> Result<Out, EvalError> {
             Ok(Out::Vector(vec![Ser { labels, pts }]))
         }
         "histogram_quantile" => histogram_quantile(&args, ctx),
-        "rate" => over_time(&args, ctx, name, |w, r, t| {
-            extrapolated(w, r, t, true, true)
-        }),
-        "increase" => over_time(&args, ctx, name, |w, r, t| {
-            extrapolated(w, r, t, true, false)
-        }),
+        "rate" => counter_rate(&args, ctx, name, true),
+        "increase" => counter_rate(&args, ctx, name, false),
         "delta" => over_time(&args, ctx, name, |w, r, t| {
             extrapolated(w, r, t, false, false)
         }),
@@ -329,16 +325,11 @@ fn over_time(
     for s in &r.series {
         ctx.check()?;
         let mut pts = Vec::new();
-        for i in 0..ctx.n {
-            let t = ctx.t(i);
-            let (lo, hi) = r.window(s, t, ctx);
-            if lo >= hi {
-                continue;
-            }
+        r.for_each_window(s, ctx, |i, t, lo, hi| {
             if let Some(v) = f(&s.pts[lo..hi], &r, (i, t)) {
                 pts.push((i, v));
             }
-        }
+        });
         if !pts.is_empty() {
             let labels = if keep_name {
                 s.labels.clone()
@@ -389,11 +380,7 @@ fn windowed_sum(args: &[&Expr], ctx: &Ctx, name: &str) -> Result<Out, EvalError>
             bad.push(nb);
         }
         let mut pts = Vec::new();
-        for i in 0..ctx.n {
-            let (a, b) = r.window(s, ctx.t(i), ctx);
-            if a >= b {
-                continue;
-            }
+        r.for_each_window(s, ctx, |i, _, a, b| {
             let v = if bad[b] == bad[a] {
                 let sum = (hi[b] - hi[a]) + (lo[b] - lo[a]);
                 if average { sum / (b - a) as f64 } else { sum }
@@ -403,7 +390,7 @@ fn windowed_sum(args: &[&Expr], ctx: &Ctx, name: &str) -> Result<Out, EvalError>
                 kahan(s.pts[a..b].iter().map(|p| p.1))
             };
             pts.push((i, v));
-        }
+        });
         if !pts.is_empty() {
             out.push(Ser {
                 labels: s.labels.without_metric_name(),
@@ -418,9 +405,61 @@ fn windowed_sum(args: &[&Expr], ctx: &Ctx, name: &str) -> Result<Out, EvalError>
 fn extrapolated(
     w: &[(i64, f64)],
     r: &RangeArg,
+    t: (usize, i64),
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    extrapolated_with(w, r, t, counter, per_second, None)
+}
+
+/// `rate` and `increase`: counter resets are summed once per series into prefix sums, so each step's
+/// correction is one subtraction (exactly 0 for windows without resets, as the per-window loop gives);
+/// series whose corrections are not all finite use the loop.
+fn counter_rate(args: &[&Expr], ctx: &Ctx, name: &str, per_second: bool) -> Result<Out, EvalError> {
+    let e = args
+        .first()
+        .ok_or_else(|| exec(format!("function {name}: missing range argument")))?;
+    let r = range_arg(e, ctx)?;
+    let mut out = Vec::with_capacity(r.series.len());
+    let mut resets: Vec<f64> = Vec::new();
+    for s in &r.series {
+        ctx.check()?;
+        resets.clear();
+        resets.push(0.0);
+        let mut acc = 0.0f64;
+        for k in 1..s.pts.len() {
+            let prev = s.pts[k - 1].1;
+            if s.pts[k].1 < prev {
+                acc += prev;
+            }
+            resets.push(acc);
+        }
+        let prefix_ok = acc.is_finite();
+        let mut pts = Vec::new();
+        r.for_each_window(s, ctx, |i, t, a, b| {
+            let corr = prefix_ok.then(|| resets[b - 1] - resets[a]);
+            if let Some(v) = extrapolated_with(&s.pts[a..b], &r, (i, t), true, per_second, corr) {
+                pts.push((i, v));
+            }
+        });
+        if !pts.is_empty() {
+            out.push(Ser {
+                labels: s.labels.without_metric_name(),
+                pts,
+            });
+        }
+    }
+    Ok(Out::Vector(merge_checked(out)?))
+}
+
+/// `rate`, `increase` and `delta`; `correction` is the counter-reset correction when already known.
+fn extrapolated_with(
+    w: &[(i64, f64)],
+    r: &RangeArg,
     (_, t): (usize, i64),
     counter: bool,
     per_second: bool,
+    correction: Option<f64>,
 ) -> Option<f64> {
     if w.len() < 2 {
         return None;
@@ -428,7 +467,9 @@ fn extrapolated(
     let (range_start, range_end) = r.bounds(t);
     let (first, last) = (w[0], w[w.len() - 1]);
     let mut result = last.1 - first.1;
-    if counter {
+    if let (true, Some(c)) = (counter, correction) {
+        result += c;
+    } else if counter {
         let mut prev = first.1;
         for p in &w[1..] {
             if p.1 < prev {

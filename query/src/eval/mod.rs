@@ -666,6 +666,39 @@ impl RangeArg<'_> {
         (lo, hi.max(lo))
     }
 
+    /// Calls `f(step, time, lo, hi)` for every step whose window holds samples of `s`, moving the window
+    /// bounds forward instead of searching for them per step (steps only move forward in time).
+    pub fn for_each_window(
+        &self,
+        s: &RangeSeries,
+        ctx: &Ctx,
+        mut f: impl FnMut(usize, i64, usize, usize),
+    ) {
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let n = s.pts.len();
+        for i in 0..ctx.n {
+            let t = ctx.t(i);
+            let (a, b) = if self.at.is_some() {
+                self.window(s, t, ctx)
+            } else {
+                let r = t - self.offset;
+                while lo < n && s.pts[lo].0 < r - self.range {
+                    lo += 1;
+                }
+                if hi < lo {
+                    hi = lo;
+                }
+                while hi < n && s.pts[hi].0 <= r {
+                    hi += 1;
+                }
+                (lo, hi)
+            };
+            if a < b {
+                f(i, t, a, b);
+            }
+        }
+    }
+
     /// Start and end of the window of evaluation time `t`.
     pub fn bounds(&self, t: i64) -> (i64, i64) {
         let r = self.at.unwrap_or(t) - self.offset;
