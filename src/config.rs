@@ -52,6 +52,8 @@ impl Default for IngestSection {
 pub struct QuerySection {
     /// Most samples one query may load (Prometheus `--query.max-samples`: 50,000,000).
     pub max_samples: usize,
+    /// Most series one query may load (0 = unlimited).
+    pub max_series: usize,
     /// Longest a query may run (Prometheus `--query.timeout`: 2m).
     pub timeout: vigil_model::PromDuration,
     /// How far back an instant selector looks for a sample (Prometheus `--query.lookback-delta`: 5m).
@@ -66,6 +68,7 @@ impl Default for QuerySection {
     fn default() -> Self {
         QuerySection {
             max_samples: 50_000_000,
+            max_series: 1_000_000,
             timeout: vigil_model::PromDuration::from_secs(120),
             lookback_delta: vigil_model::PromDuration::from_secs(300),
             slow_query_threshold: vigil_model::PromDuration::from_secs(5),
@@ -238,6 +241,7 @@ impl Config {
         vigil_query::eval::EvalOptions {
             lookback_ms: q.lookback_delta.as_millis(),
             max_samples: q.max_samples,
+            max_series: q.max_series,
             default_subquery_step_ms: q
                 .default_subquery_step
                 .unwrap_or(self.global.evaluation_interval)

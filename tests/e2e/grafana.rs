@@ -460,3 +460,36 @@ async fn promtool_queries_vigil() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_limit_gives_a_clear_error() {
+    let v = Vigil::start("scrape_configs: []\nquery:\n  max_series: 2\n").await;
+    load(&v, 1_700_000_000_000).await;
+    let (s, body) = post_form(
+        &v.url("/api/v1/query"),
+        &[("query", "gf_requests_total"), ("time", "1700003000")],
+    )
+    .await;
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (s, e["errorType"].as_str()),
+        (422, Some("execution")),
+        "{body}"
+    );
+    assert!(
+        e["error"].as_str().unwrap().contains("more than 2 series"),
+        "{body}"
+    );
+    let r = ok_json(
+        "within the limit",
+        post_form(
+            &v.url("/api/v1/query"),
+            &[
+                ("query", "gf_requests_total{path=\"/a\"}"),
+                ("time", "1700003000"),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(r["data"]["result"].as_array().unwrap().len(), 1);
+}

@@ -60,6 +60,8 @@ pub struct EvalOptions {
     pub lookback_ms: i64,
     /// Most samples one query may load (0 = unlimited).
     pub max_samples: usize,
+    /// Most series one query may load (0 = unlimited).
+    pub max_series: usize,
     /// Step of subqueries that give none (Prometheus: the global evaluation interval, 1m).
     pub default_subquery_step_ms: i64,
     /// Longest a query may run (Prometheus: `--query.timeout`, 2m).
@@ -71,6 +73,7 @@ impl Default for EvalOptions {
         EvalOptions {
             lookback_ms: 5 * 60 * 1000,
             max_samples: 50_000_000,
+            max_series: 0,
             default_subquery_step_ms: 60_000,
             timeout: std::time::Duration::from_secs(120),
         }
@@ -435,6 +438,12 @@ async fn load<R: MetricsReader>(
             .collect();
         loaded += series.iter().map(|s| s.ts.len()).sum::<usize>();
         stats.series_loaded += series.len();
+        if opts.max_series > 0 && stats.series_loaded > opts.max_series {
+            return Err(exec(format!(
+                "query would load more than {} series (query.max_series); narrow the selectors",
+                opts.max_series
+            )));
+        }
         data.insert(k, series);
     }
     stats.samples_loaded = loaded;
