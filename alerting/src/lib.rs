@@ -1,3 +1,6 @@
-//! Rule groups (Prometheus rule files), the Alertmanager-compatible router and the notifiers (email, PagerDuty, webhook, runbook).
+//! Alerting: Prometheus rule groups (recording and alerting rules, `vigil check rules`), and later the
+//! Alertmanager-compatible router and the notifiers (email, PagerDuty, webhook, runbook).
 //!
-//! Not built yet: issue #4 fills this crate. It must never write to storage except through the appender.
+//! Rules read through the query engine and write only through [`vigil_storage::MetricsAppender`].
+
+pub mod rules;

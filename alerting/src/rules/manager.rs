@@ -1,0 +1,173 @@
+//! The rule manager: loads rule files (globs), runs each group on its interval, reloads without
+//! losing alert state, and serves the state to the API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use vigil_storage::{MetricsAppender, MetricsReader};
+
+use super::config::{RuleFile, RuleFileError};
+use super::group::{Group, GroupOptions};
+
+/// A rule file that failed to load.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {error}")]
+pub struct LoadError {
+    pub file: String,
+    pub error: RuleFileError,
+}
+
+/// Expands `rule_files` patterns (relative to `base`) into files, sorted.
+pub fn expand_globs(patterns: &[String], base: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let full = if Path::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            base.join(p)
+        };
+        let pat = full.to_string_lossy().to_string();
+        let paths =
+            glob::glob(&pat).map_err(|e| format!("invalid rule_files pattern {p:?}: {e}"))?;
+        for f in paths.flatten() {
+            if f.is_file() {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Loads and validates every group of `files`.
+pub fn load_groups(files: &[PathBuf], opts: &GroupOptions) -> Result<Vec<Group>, LoadError> {
+    let mut groups = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let rf = RuleFile::load(f).map_err(|error| LoadError {
+            file: name.clone(),
+            error,
+        })?;
+        for g in rf.groups {
+            groups.push(Group::new(&name, g, opts));
+        }
+    }
+    Ok(groups)
+}
+
+struct Running {
+    group: Arc<Group>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Runs rule groups against a reader and writes their results through an appender.
+pub struct RuleManager<R: MetricsReader> {
+    reader: Arc<R>,
+    appender: Arc<dyn MetricsAppender>,
+    opts: Mutex<GroupOptions>,
+    running: tokio::sync::Mutex<Vec<Running>>,
+    snapshot: Mutex<Vec<Arc<Group>>>,
+    first_start: Mutex<bool>,
+}
+
+impl<R: MetricsReader> RuleManager<R> {
+    pub fn new(
+        reader: Arc<R>,
+        appender: Arc<dyn MetricsAppender>,
+        opts: GroupOptions,
+    ) -> Arc<Self> {
+        Arc::new(RuleManager {
+            reader,
+            appender,
+            opts: Mutex::new(opts),
+            running: tokio::sync::Mutex::new(Vec::new()),
+            snapshot: Mutex::new(Vec::new()),
+            first_start: Mutex::new(true),
+        })
+    }
+
+    /// The groups currently loaded, for the API.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.snapshot.lock().clone()
+    }
+
+    /// Replaces the running groups with `groups`. Groups and rules that are unchanged keep their state;
+    /// on the first start, alert `activeAt` times are restored from `ALERTS_FOR_STATE`.
+    pub async fn apply(self: &Arc<Self>, groups: Vec<Group>, opts: GroupOptions) {
+        *self.opts.lock() = opts.clone();
+        let mut running = self.running.lock().await;
+        let old: Vec<Running> = std::mem::take(&mut *running);
+        for r in &old {
+            r.cancel.cancel();
+        }
+        for r in &old {
+            r.task.abort();
+        }
+        let first = std::mem::replace(&mut *self.first_start.lock(), false);
+        let now = vigil_model::now_ms();
+        let mut snap = Vec::new();
+        for g in groups {
+            if let Some(o) = old.iter().find(|o| o.group.key() == g.key()) {
+                g.inherit(&o.group);
+            } else if first {
+                g.prepare_restore(self.reader.as_ref(), now, &opts).await;
+            }
+            let g = Arc::new(g);
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn(run_group(self.clone(), g.clone(), cancel.clone()));
+            snap.push(g.clone());
+            running.push(Running {
+                group: g,
+                cancel,
+                task,
+            });
+        }
+        info!(groups = snap.len(), "rule groups loaded");
+        *self.snapshot.lock() = snap;
+    }
+
+    /// Stops every group.
+    pub async fn stop(&self) {
+        let mut running = self.running.lock().await;
+        for r in running.drain(..) {
+            r.cancel.cancel();
+            let _ = r.task.await;
+        }
+    }
+}
+
+async fn run_group<R: MetricsReader>(
+    m: Arc<RuleManager<R>>,
+    g: Arc<Group>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let now = vigil_model::now_ms();
+        let iv = g.interval.as_millis() as i64;
+        // The next evaluation time of this group's phase.
+        let mut next = g.eval_timestamp(now);
+        if next < now || g.last_evaluation.lock().is_some_and(|l| l >= next) {
+            next += iv;
+        }
+        let wait = Duration::from_millis((next - now).max(0) as u64);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let opts = m.opts.lock().clone();
+        let started = std::time::Instant::now();
+        g.evaluate(m.reader.as_ref(), &m.appender, next, &opts)
+            .await;
+        let took = started.elapsed();
+        if took > g.interval {
+            warn!(group = %g.config.name, seconds = took.as_secs_f64(), "rule group evaluation took longer than its interval");
+        }
+    }
+}
