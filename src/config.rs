@@ -1,7 +1,7 @@
 //! The configuration file: a prometheus.yml-shaped YAML document plus Vigil's own sections.
 //!
 //! Sections: `global`, `scrape_configs` (Prometheus syntax), `storage` and `ingest`. Prometheus keys that
-//! later parts of Vigil serve (`rule_files`, `alerting`, `remote_write`, `remote_read`, `storage` of
+//! later parts of Vigil serve (`alerting`, `remote_write`, `remote_read`, `storage` of
 //! Prometheus's own shape is not accepted) are accepted and reported as not yet used, so a whole
 //! prometheus.yml loads.
 
@@ -92,7 +92,7 @@ struct RawConfig {
     query: QuerySection,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
-    rule_files: Option<serde_yaml_ng::Value>,
+    rule_files: Vec<String>,
     #[serde(default)]
     alerting: Option<serde_yaml_ng::Value>,
     #[serde(default)]
@@ -112,6 +112,8 @@ pub struct Config {
     pub storage: StorageSection,
     pub ingest: IngestSection,
     pub query: QuerySection,
+    /// `rule_files:` patterns, relative to the configuration file's directory.
+    pub rule_files: Vec<String>,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -207,7 +209,6 @@ impl Config {
         }
         let mut ignored = Vec::new();
         for (present, name) in [
-            (raw.rule_files.is_some(), "rule_files"),
             (raw.alerting.is_some(), "alerting"),
             (raw.remote_write.is_some(), "remote_write"),
             (raw.remote_read.is_some(), "remote_read"),
@@ -223,6 +224,7 @@ impl Config {
             storage: raw.storage,
             ingest: raw.ingest,
             query: raw.query,
+            rule_files: raw.rule_files,
             ignored_sections: ignored,
         })
     }
@@ -356,7 +358,8 @@ storage:
     retention_time: 30d
 "#;
         let c = Config::parse(y).unwrap();
-        assert_eq!(c.ignored_sections, vec!["rule_files", "alerting"]);
+        assert_eq!(c.ignored_sections, vec!["alerting"]);
+        assert_eq!(c.rule_files, vec!["rules/*.yml"]);
         assert_eq!(c.scrape_jobs("x:1")[0].job_name, "prometheus");
         assert_eq!(c.storage.tsdb.block_duration.to_string(), "1h");
     }

@@ -49,8 +49,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CheckWhat {
-    /// Validate configuration files; errors name the line.
+    /// Validate configuration files (and the rule files they name); errors name the line.
     Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate Prometheus rule files, as `promtool check rules` does.
+    Rules {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -98,6 +103,29 @@ fn main() -> ExitCode {
             }
         }
         Command::Check {
+            what: CheckWhat::Rules { files },
+        } => {
+            let mut ok = true;
+            for f in files {
+                println!("Checking {}", f.display());
+                match vigil_alerting::rules::RuleFile::load(&f) {
+                    Ok(rf) => {
+                        let n: usize = rf.groups.iter().map(|g| g.rules.len()).sum();
+                        println!("  SUCCESS: {n} rules found");
+                    }
+                    Err(e) => {
+                        ok = false;
+                        println!("  FAILED: {}: {e}", f.display());
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Check {
             what: CheckWhat::Config { files },
         } => {
             let mut ok = true;
@@ -115,10 +143,26 @@ fn main() -> ExitCode {
                                 f.display()
                             ),
                         }
-                        for s in c.ignored_sections {
+                        for s in &c.ignored_sections {
                             println!(
                                 "  NOTE: section {s:?} is accepted but not used by this version"
                             );
+                        }
+                        let opts = server::ServeOptions {
+                            listen: String::new(),
+                            data_dir: PathBuf::new(),
+                            config_file: Some(f.clone()),
+                        };
+                        let gopts = vigil_alerting::rules::GroupOptions::default();
+                        match server::load_rules(&opts, &c, &gopts) {
+                            Ok(g) if !c.rule_files.is_empty() => {
+                                println!("  SUCCESS: {} rule groups found", g.len());
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                ok = false;
+                                println!("  FAILED: rule files: {e}");
+                            }
                         }
                     }
                     Err(e) => {

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,8 +32,11 @@ pub struct ServeOptions {
     pub config_file: Option<PathBuf>,
 }
 
+type Rules = Arc<vigil_alerting::rules::RuleManager<Tsdb>>;
+
 struct AppState {
     registry: Registry,
+    rules: Rules,
     ready: AtomicBool,
     scrape: Arc<ScrapeManager>,
     config: Mutex<Config>,
@@ -96,6 +99,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .apply(&config.global, &config.scrape_jobs(&self_addr))
         .await;
 
+    let group_opts = group_options(&config, &self_addr);
+    let rules: Rules =
+        vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
+    let groups = load_rules(&opts, &config, &group_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    rules.apply(groups, group_opts).await;
+
     let push = PushState::new(
         tsdb.clone(),
         tsdb.exemplars(),
@@ -116,6 +125,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let app_state = Arc::new(AppState {
         registry,
+        rules: rules.clone(),
         ready: AtomicBool::new(true),
         scrape: scrape.clone(),
         config: Mutex::new(config),
@@ -164,6 +174,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload_handler).put(reload_handler))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/rules", get(rules_api))
+        .route("/api/v1/alerts", get(alerts_api))
         .with_state(app_state.clone());
     let app = Router::new()
         .merge(push_routes)
@@ -186,6 +198,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     info!("shutting down: stopping scrapes, flushing storage");
     app_state.ready.store(false, Ordering::SeqCst);
     scrape.stop().await;
+    rules.stop().await;
     stop.cancel();
     let _ = maintenance.await;
     tsdb.close().await.context("closing metrics storage")?;
@@ -212,6 +225,48 @@ fn config_yaml(opts: &ServeOptions, c: &Config, listen: &str) -> String {
         storage: &c.storage,
     })
     .unwrap_or_default()
+}
+
+/// Settings of rule evaluation from the configuration.
+fn group_options(c: &Config, listen: &str) -> vigil_alerting::rules::GroupOptions {
+    vigil_alerting::rules::GroupOptions {
+        default_interval: c.global.evaluation_interval.0,
+        external_labels: c.global.external_labels.clone(),
+        external_url: format!("http://{listen}"),
+        eval: c.eval_options(),
+    }
+}
+
+/// Loads the rule groups of `rule_files` (patterns relative to the configuration file's directory).
+pub fn load_rules(
+    opts: &ServeOptions,
+    c: &Config,
+    group_opts: &vigil_alerting::rules::GroupOptions,
+) -> Result<Vec<vigil_alerting::rules::Group>, String> {
+    let base = opts
+        .config_file
+        .as_ref()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let files = vigil_alerting::rules::expand_globs(&c.rule_files, &base)?;
+    vigil_alerting::rules::load_groups(&files, group_opts).map_err(|e| e.to_string())
+}
+
+/// `GET /api/v1/rules` (`type=alert|record` filters).
+async fn rules_api(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+    let kind = q.as_deref().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("type="))
+            .map(|v| v.to_string())
+    });
+    let data = vigil_alerting::rules::api::rules_json(&st.rules.groups(), kind.as_deref());
+    axum::Json(json!({"status": "success", "data": data})).into_response()
+}
+
+/// `GET /api/v1/alerts`.
+async fn alerts_api(State(st): State<Arc<AppState>>) -> Response {
+    let data = vigil_alerting::rules::api::alerts_json(&st.rules.groups());
+    axum::Json(json!({"status": "success", "data": data})).into_response()
 }
 
 async fn watch_signals(st: Arc<AppState>, stop: CancellationToken) {
@@ -255,9 +310,12 @@ async fn reload(st: &AppState) -> Result<(), String> {
             );
         }
     }
+    let group_opts = group_options(&new, &st.opts.listen);
+    let groups = load_rules(&st.opts, &new, &group_opts)?;
     st.scrape
         .apply(&new.global, &new.scrape_jobs(&st.opts.listen))
         .await;
+    st.rules.apply(groups, group_opts).await;
     *st.config.lock() = new;
     info!("configuration reloaded");
     Ok(())

@@ -98,8 +98,6 @@ pub fn router<R: MetricsReader>(reader: Arc<R>, opts: ApiOptions) -> Router {
         .route("/api/v1/status/buildinfo", get(buildinfo::<R>))
         .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/api/v1/metadata", get(metadata::<R>))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/status/config", get(status_config::<R>))
         .route("/api/v1/status/flags", get(status_flags::<R>))
         .route("/api/v1/status/runtimeinfo", get(status_runtimeinfo::<R>))
@@ -719,16 +717,6 @@ async fn metadata<R: MetricsReader>(
         data.insert(name, serde_json::to_value(recs).unwrap_or_default());
     }
     success_raw(serde_json::Value::Object(data).to_string(), &[])
-}
-
-/// Rule groups; the rule engine is not part of this build, so there are none.
-async fn rules() -> Response {
-    success_raw("{\"groups\":[]}".into(), &[])
-}
-
-/// Active alerts; the rule engine is not part of this build, so there are none.
-async fn alerts() -> Response {
-    success_raw("{\"alerts\":[]}".into(), &[])
 }
 
 async fn status_config<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {

@@ -12,4 +12,5 @@ mod prometheus_remote_write;
 mod promql;
 mod push;
 mod push_protocols;
+mod rules;
 mod scrape;

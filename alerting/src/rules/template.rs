@@ -369,8 +369,8 @@ mod tests {
             "2ki"
         );
         assert_eq!(
-            expand("{{ printf \"%.2f\" $value }}", &l, &e, "", 3.14159),
-            "3.14"
+            expand("{{ printf \"%.2f\" $value }}", &l, &e, "", 1.23456),
+            "1.23"
         );
         assert_eq!(
             expand("{{ $labels.instance | stripPort }}", &l, &e, "", 0.0),
