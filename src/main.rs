@@ -45,6 +45,20 @@ enum Command {
         #[command(subcommand)]
         what: CheckWhat,
     },
+    /// Run tests (rule unit tests in promtool's format).
+    Test {
+        #[command(subcommand)]
+        what: TestWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestWhat {
+    /// Run promtool-style rule unit-test files.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +114,43 @@ fn main() -> ExitCode {
                     eprintln!("vigil: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Test {
+            what: TestWhat::Rules { files },
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("vigil: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut ok = true;
+            for f in files {
+                println!("Unit Testing:  {}", f.display());
+                match rt.block_on(vigil_alerting::rules::unittest::run_file(&f)) {
+                    Ok(fails) if fails.is_empty() => println!("  SUCCESS"),
+                    Ok(fails) => {
+                        ok = false;
+                        println!("  FAILED:");
+                        for x in fails {
+                            println!("    {x}");
+                        }
+                    }
+                    Err(e) => {
+                        ok = false;
+                        println!("  FAILED:\n    {e}");
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::Check {

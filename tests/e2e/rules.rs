@@ -252,3 +252,105 @@ fn check_rules_like_promtool() {
         );
     }
 }
+
+const UNIT_RULES: &str = r#"
+groups:
+  - name: example
+    rules:
+      - alert: InstanceDown
+        expr: up == 0
+        for: 5m
+        labels:
+          severity: page
+        annotations:
+          summary: "Instance {{ $labels.instance }} down"
+          description: "{{ $labels.instance }} of job {{ $labels.job }} has been down for more than 5 minutes."
+      - record: job:up:sum
+        expr: sum by (job) (up)
+      - alert: AnyInstanceDown
+        expr: job:up:sum < 2
+        for: 2m
+"#;
+
+fn unit_test(expect_summary: &str) -> String {
+    format!(
+        r#"
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'up{{job="prometheus", instance="localhost:9090"}}'
+        values: '0 0 0 0 0 0 0 0 0 0 0 0 0 0 0'
+      - series: 'up{{job="node_exporter", instance="localhost:9100"}}'
+        values: '1+0x6 0 0 0 0 0 0 0 0'
+      - series: 'go_goroutines{{job="prometheus", instance="localhost:9090"}}'
+        values: '10+10x2 30+20x5'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: InstanceDown
+        exp_alerts:
+          - exp_labels:
+              severity: page
+              instance: localhost:9090
+              job: prometheus
+            exp_annotations:
+              summary: "{expect_summary}"
+              description: "localhost:9090 of job prometheus has been down for more than 5 minutes."
+      - eval_time: 4m
+        alertname: InstanceDown
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: AnyInstanceDown
+        exp_alerts:
+          - exp_labels: {{job: prometheus}}
+          - exp_labels: {{job: node_exporter}}
+    promql_expr_test:
+      - expr: go_goroutines > 5
+        eval_time: 4m
+        exp_samples:
+          - labels: 'go_goroutines{{job="prometheus",instance="localhost:9090"}}'
+            value: 50
+      - expr: job:up:sum
+        eval_time: 12m
+        exp_samples:
+          - labels: 'job:up:sum{{job="prometheus"}}'
+            value: 0
+          - labels: 'job:up:sum{{job="node_exporter"}}'
+            value: 0
+"#
+    )
+}
+
+#[test]
+fn rule_unit_tests_agree_with_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), UNIT_RULES).unwrap();
+    let good = dir.path().join("good_test.yml");
+    std::fs::write(&good, unit_test("Instance localhost:9090 down")).unwrap();
+    let bad = dir.path().join("bad_test.yml");
+    std::fs::write(&bad, unit_test("Instance somewhere-else down")).unwrap();
+    let run = |prog: &std::path::Path, pre: &[&str], f: &std::path::Path| {
+        let out = Command::new(prog).args(pre).arg(f).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let vigil = std::path::Path::new(env!("CARGO_BIN_EXE_vigil"));
+    let (ok, out) = run(vigil, &["test", "rules"], &good);
+    assert!(ok && out.contains("SUCCESS"), "{out}");
+    let (ok, out) = run(vigil, &["test", "rules"], &bad);
+    assert!(
+        !ok && out.contains("FAILED") && out.contains("somewhere-else"),
+        "{out}"
+    );
+    // The same files under promtool 2.42: the same verdicts.
+    if let Some(promtool) = tool("promtool") {
+        let (ok, out) = run(&promtool, &["test", "rules"], &good);
+        assert!(ok, "promtool disagrees on the passing file: {out}");
+        let (ok, out) = run(&promtool, &["test", "rules"], &bad);
+        assert!(!ok, "promtool disagrees on the failing file: {out}");
+    }
+}

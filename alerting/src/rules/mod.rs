@@ -5,6 +5,7 @@ pub mod config;
 pub mod group;
 pub mod manager;
 pub mod template;
+pub mod unittest;
 
 pub use config::{RuleFile, RuleFileError};
 pub use group::{Alert, AlertState, Group, GroupOptions};
