@@ -77,7 +77,11 @@ impl Default for QuerySection {
     }
 }
 
-#[derive(Deserialize, Default)]
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
@@ -90,6 +94,8 @@ struct RawConfig {
     ingest: IngestSection,
     #[serde(default)]
     query: QuerySection,
+    #[serde(default = "yes")]
+    builtin_rules: bool,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
     rule_files: Vec<String>,
@@ -104,7 +110,7 @@ struct RawConfig {
 }
 
 /// A loaded, validated configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub global: GlobalConfig,
     /// `None` when the file has no `scrape_configs` key: the built-in self-scrape job applies.
@@ -114,8 +120,17 @@ pub struct Config {
     pub query: QuerySection,
     /// `rule_files:` patterns, relative to the configuration file's directory.
     pub rule_files: Vec<String>,
+    /// Evaluate Vigil's built-in rules for its own health.
+    pub builtin_rules: bool,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
+}
+
+impl Default for Config {
+    /// The embedded defaults (what `vigil serve` runs with when no file is given).
+    fn default() -> Self {
+        Config::parse("").expect("the empty configuration is valid")
+    }
 }
 
 /// A configuration error, with the line it was found on when known.
@@ -156,7 +171,7 @@ impl Config {
             let t = l.trim();
             t.is_empty() || t.starts_with('#')
         }) {
-            RawConfig::default()
+            serde_yaml_ng::from_str("{}").expect("an empty configuration is valid")
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| {
                 let loc = e.location();
@@ -225,6 +240,7 @@ impl Config {
             ingest: raw.ingest,
             query: raw.query,
             rule_files: raw.rule_files,
+            builtin_rules: raw.builtin_rules,
             ignored_sections: ignored,
         })
     }

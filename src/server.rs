@@ -249,7 +249,12 @@ pub fn load_rules(
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_else(|| std::path::PathBuf::from("."));
     let files = vigil_alerting::rules::expand_globs(&c.rule_files, &base)?;
-    vigil_alerting::rules::load_groups(&files, group_opts).map_err(|e| e.to_string())
+    let mut groups =
+        vigil_alerting::rules::load_groups(&files, group_opts).map_err(|e| e.to_string())?;
+    if c.builtin_rules {
+        groups.extend(vigil_alerting::rules::builtin_groups(group_opts));
+    }
+    Ok(groups)
 }
 
 /// `GET /api/v1/rules` (`type=alert|record` filters).

@@ -72,6 +72,11 @@ async fn serve_with_defaults_scrapes_itself_and_stops_cleanly() {
     assert_eq!(targets.len(), 1, "{t}");
     assert_eq!(targets[0]["labels"]["job"], "vigil");
     assert_eq!(targets[0]["scrapeInterval"], "15s");
+    // The built-in rules for Vigil's own health are loaded.
+    let r = get_json(&format!("{base}/api/v1/rules")).await;
+    let g = &r["data"]["groups"][0];
+    assert_eq!(g["name"], "vigil-self", "{r}");
+    assert!(g["rules"].as_array().unwrap().len() >= 5);
     p.signal("TERM");
     let st = p.wait(Duration::from_secs(30));
     assert!(st.success(), "exit status {st}");

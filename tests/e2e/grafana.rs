@@ -218,8 +218,10 @@ async fn grafana_requests_get_what_grafana_parses() {
     assert_eq!(r["data"], json!({}));
 
     // Called on data source init.
+    // Only Vigil's built-in rules are loaded here.
     let r = ok_json("rules", get(&v.url("/api/v1/rules")).await);
-    assert_eq!(r["data"]["groups"], json!([]));
+    assert_eq!(r["data"]["groups"][0]["name"], "vigil-self", "{r}");
+    assert_eq!(r["data"]["groups"][0]["file"], "<builtin>");
     let r = ok_json("alerts", get(&v.url("/api/v1/alerts")).await);
     assert_eq!(r["data"]["alerts"], json!([]));
     for p in [

@@ -45,6 +45,24 @@ pub fn expand_globs(patterns: &[String], base: &Path) -> Result<Vec<PathBuf>, St
     Ok(out)
 }
 
+/// Vigil's built-in rules for its own health.
+pub const BUILTIN_RULES: &str = include_str!("builtin.yml");
+
+/// The built-in groups, under the file name `<builtin>`.
+pub fn builtin_groups(opts: &GroupOptions) -> Vec<Group> {
+    match RuleFile::parse(BUILTIN_RULES) {
+        Ok(f) => f
+            .groups
+            .into_iter()
+            .map(|g| Group::new("<builtin>", g, opts))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "built-in rules do not load");
+            Vec::new()
+        }
+    }
+}
+
 /// Loads and validates every group of `files`.
 pub fn load_groups(files: &[PathBuf], opts: &GroupOptions) -> Result<Vec<Group>, LoadError> {
     let mut groups = Vec::new();

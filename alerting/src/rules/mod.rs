@@ -9,4 +9,13 @@ pub mod unittest;
 
 pub use config::{RuleFile, RuleFileError};
 pub use group::{Alert, AlertState, Group, GroupOptions};
-pub use manager::{RuleManager, expand_globs, load_groups};
+pub use manager::{BUILTIN_RULES, RuleManager, builtin_groups, expand_globs, load_groups};
+
+#[cfg(test)]
+mod builtin_tests {
+    #[test]
+    fn builtin_rules_are_valid() {
+        let f = super::RuleFile::parse(super::BUILTIN_RULES).unwrap();
+        assert!(f.groups[0].rules.len() >= 5);
+    }
+}
