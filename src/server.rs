@@ -102,6 +102,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let group_opts = group_options(&config, &self_addr);
     let rules: Rules =
         vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
+    rules.metrics().register(&mut registry);
     let groups = load_rules(&opts, &config, &group_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     rules.apply(groups, group_opts).await;
 

@@ -114,6 +114,26 @@ async fn rules_record_alert_and_keep_state_across_restart_and_reload() {
     assert_eq!(r[0]["value"][1], "11", "{r}");
     assert_eq!(r[0]["metric"]["team"], "web");
 
+    // The rule engine's own metrics.
+    let m = client()
+        .get(v.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("vigil_rule_evaluations_total{") && l.contains("demo.yml;demo")),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("vigil_rule_group_alerts_firing{") && l.contains(";demo\"} 1")),
+        "{m}"
+    );
+
     // The rules API in Prometheus's shape.
     let rules = v.get_json("/api/v1/rules").await;
     let g = &rules["data"]["groups"][0];

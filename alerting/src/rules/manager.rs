@@ -93,6 +93,7 @@ pub struct RuleManager<R: MetricsReader> {
     running: tokio::sync::Mutex<Vec<Running>>,
     snapshot: Mutex<Vec<Arc<Group>>>,
     first_start: Mutex<bool>,
+    metrics: super::RuleMetrics,
 }
 
 impl<R: MetricsReader> RuleManager<R> {
@@ -108,7 +109,13 @@ impl<R: MetricsReader> RuleManager<R> {
             running: tokio::sync::Mutex::new(Vec::new()),
             snapshot: Mutex::new(Vec::new()),
             first_start: Mutex::new(true),
+            metrics: super::RuleMetrics::default(),
         })
+    }
+
+    /// The manager's metrics, to register in the server's registry.
+    pub fn metrics(&self) -> &super::RuleMetrics {
+        &self.metrics
     }
 
     /// The groups currently loaded, for the API.
@@ -184,6 +191,40 @@ async fn run_group<R: MetricsReader>(
         g.evaluate(m.reader.as_ref(), &m.appender, next, &opts)
             .await;
         let took = started.elapsed();
+        let label = super::metrics::GroupLabel {
+            rule_group: g.key(),
+        };
+        let met = &m.metrics;
+        met.evaluations
+            .get_or_create(&label)
+            .inc_by(g.rules.len() as u64);
+        let failed = g
+            .rules
+            .iter()
+            .filter(|r| r.status.lock().health == "err")
+            .count();
+        met.evaluation_failures
+            .get_or_create(&label)
+            .inc_by(failed as u64);
+        met.last_duration
+            .get_or_create(&label)
+            .set(took.as_secs_f64());
+        met.interval
+            .get_or_create(&label)
+            .set(g.interval.as_secs_f64());
+        met.rules.get_or_create(&label).set(g.rules.len() as i64);
+        let firing: usize = g
+            .rules
+            .iter()
+            .map(|r| {
+                r.active
+                    .lock()
+                    .values()
+                    .filter(|a| a.state == super::AlertState::Firing)
+                    .count()
+            })
+            .sum();
+        met.alerts_firing.get_or_create(&label).set(firing as i64);
         if took > g.interval {
             warn!(group = %g.config.name, seconds = took.as_secs_f64(), "rule group evaluation took longer than its interval");
         }

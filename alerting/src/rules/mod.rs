@@ -4,12 +4,14 @@ pub mod api;
 pub mod config;
 pub mod group;
 pub mod manager;
+pub mod metrics;
 pub mod template;
 pub mod unittest;
 
 pub use config::{RuleFile, RuleFileError};
 pub use group::{Alert, AlertState, Group, GroupOptions};
 pub use manager::{BUILTIN_RULES, RuleManager, builtin_groups, expand_globs, load_groups};
+pub use metrics::RuleMetrics;
 
 #[cfg(test)]
 mod builtin_tests {
