@@ -3,4 +3,5 @@
 //!
 //! Rules read through the query engine and write only through [`vigil_storage::MetricsAppender`].
 
+pub mod router;
 pub mod rules;

@@ -1,0 +1,8 @@
+//! The Alertmanager-compatible router: configuration (`alertmanager.yml`), label matchers and the
+//! routing tree. Grouping, timing, inhibition, silences and notifiers build on this.
+
+pub mod config;
+pub mod matchers;
+
+pub use config::{AlertmanagerConfig, Route};
+pub use matchers::{MatchType, Matcher, Matchers};
