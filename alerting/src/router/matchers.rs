@@ -62,7 +62,7 @@ impl Matcher {
     pub fn parse(s: &str) -> Result<Matcher, String> {
         let s = s.trim();
         let name_end = s
-            .find(|c: char| c == '=' || c == '!')
+            .find(['=', '!'])
             .ok_or_else(|| format!("bad matcher format: {s}"))?;
         let name = s[..name_end].trim();
         if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
