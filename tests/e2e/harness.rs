@@ -31,7 +31,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     if in_ci() {
         panic!(
-            "{name} is not installed; scripts/test installs it (apt-get install -y prometheus prometheus-node-exporter)"
+            "{name} is not installed; ./scripts/test installs the test peers (prometheus, prometheus-node-exporter, prometheus-alertmanager, python3)"
         );
     }
     eprintln!("SKIPPED: {name} is not installed (run ./scripts/test to install the test peers)");

@@ -12,5 +12,6 @@ mod prometheus_remote_write;
 mod promql;
 mod push;
 mod push_protocols;
+mod routing;
 mod rules;
 mod scrape;
