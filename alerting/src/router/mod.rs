@@ -2,7 +2,9 @@
 //! routing tree. Grouping, timing, inhibition, silences and notifiers build on this.
 
 pub mod config;
+pub mod dispatch;
 pub mod matchers;
 
 pub use config::{AlertmanagerConfig, Route};
+pub use dispatch::{Alert, Dispatcher, Notification};
 pub use matchers::{MatchType, Matcher, Matchers};
