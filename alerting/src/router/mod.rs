@@ -3,7 +3,9 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod inhibit;
 pub mod matchers;
+pub mod silence;
 
 pub use config::{AlertmanagerConfig, Route};
 pub use dispatch::{Alert, Dispatcher, Notification};
