@@ -96,6 +96,8 @@ struct RawConfig {
     query: QuerySection,
     #[serde(default = "yes")]
     builtin_rules: bool,
+    #[serde(default)]
+    alertmanager_config: Option<String>,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
     rule_files: Vec<String>,
@@ -122,6 +124,8 @@ pub struct Config {
     pub rule_files: Vec<String>,
     /// Evaluate Vigil's built-in rules for its own health.
     pub builtin_rules: bool,
+    /// An alertmanager.yml for the router (relative to the configuration file's directory).
+    pub alertmanager_config: Option<String>,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -241,6 +245,7 @@ impl Config {
             query: raw.query,
             rule_files: raw.rule_files,
             builtin_rules: raw.builtin_rules,
+            alertmanager_config: raw.alertmanager_config,
             ignored_sections: ignored,
         })
     }

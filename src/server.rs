@@ -37,6 +37,7 @@ type Rules = Arc<vigil_alerting::rules::RuleManager<Tsdb>>;
 struct AppState {
     registry: Registry,
     rules: Rules,
+    router: Arc<vigil_alerting::router::AlertRouter>,
     ready: AtomicBool,
     scrape: Arc<ScrapeManager>,
     config: Mutex<Config>,
@@ -103,6 +104,17 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let rules: Rules =
         vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
     rules.metrics().register(&mut registry);
+    let am_text = alertmanager_text(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let router = vigil_alerting::router::AlertRouter::new(
+        &am_text,
+        vigil_alerting::router::RouterOptions {
+            data_dir: Some(opts.data_dir.join("alerting")),
+            external_url: format!("http://{self_addr}"),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("alertmanager configuration: {e}"))?;
+    std::fs::create_dir_all(opts.data_dir.join("alerting")).ok();
+    rules.set_router(router.clone());
     let groups = load_rules(&opts, &config, &group_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     rules.apply(groups, group_opts).await;
 
@@ -127,6 +139,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let app_state = Arc::new(AppState {
         registry,
         rules: rules.clone(),
+        router: router.clone(),
         ready: AtomicBool::new(true),
         scrape: scrape.clone(),
         config: Mutex::new(config),
@@ -178,8 +191,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .route("/api/v1/rules", get(rules_api))
         .route("/api/v1/alerts", get(alerts_api))
         .with_state(app_state.clone());
+    let router_task = tokio::spawn(router.clone().run(stop.clone()));
     let app = Router::new()
         .merge(push_routes)
+        .merge(vigil_alerting::router::api::router(router.clone()))
         .merge(vigil_query::router(tsdb.clone(), api_opts))
         .merge(own_routes);
 
@@ -201,6 +216,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     scrape.stop().await;
     rules.stop().await;
     stop.cancel();
+    let _ = router_task.await;
     let _ = maintenance.await;
     tsdb.close().await.context("closing metrics storage")?;
     info!("shutdown complete");
@@ -226,6 +242,20 @@ fn config_yaml(opts: &ServeOptions, c: &Config, listen: &str) -> String {
         storage: &c.storage,
     })
     .unwrap_or_default()
+}
+
+/// The router's alertmanager.yml text: the file `alertmanager_config` names, or the built-in default.
+pub fn alertmanager_text(opts: &ServeOptions, c: &Config) -> Result<String, String> {
+    let Some(f) = &c.alertmanager_config else {
+        return Ok(vigil_alerting::router::service::DEFAULT_CONFIG.to_string());
+    };
+    let base = opts
+        .config_file
+        .as_ref()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let p = base.join(f);
+    std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
 }
 
 /// Settings of rule evaluation from the configuration.
@@ -318,6 +348,10 @@ async fn reload(st: &AppState) -> Result<(), String> {
     }
     let group_opts = group_options(&new, &st.opts.listen);
     let groups = load_rules(&st.opts, &new, &group_opts)?;
+    let am_text = alertmanager_text(&st.opts, &new)?;
+    st.router
+        .reload(&am_text)
+        .map_err(|e| format!("alertmanager configuration: {e}"))?;
     st.scrape
         .apply(&new.global, &new.scrape_jobs(&st.opts.listen))
         .await;

@@ -180,8 +180,20 @@ pub struct Vigil {
 impl Vigil {
     /// Starts Vigil with `config` (YAML) in a fresh directory.
     pub async fn start(config: &str) -> Vigil {
+        Vigil::start_with_files(config, &[]).await
+    }
+
+    /// Starts Vigil with `config` and extra files (name, content) beside the configuration file.
+    pub async fn start_with_files(config: &str, files: &[(&str, &str)]) -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vigil.yml"), config).unwrap();
+        for (name, content) in files {
+            let p = dir.path().join(name);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(p, content).unwrap();
+        }
         let mut v = Vigil {
             dir,
             port: free_port(),

@@ -94,6 +94,8 @@ pub struct RuleManager<R: MetricsReader> {
     snapshot: Mutex<Vec<Arc<Group>>>,
     first_start: Mutex<bool>,
     metrics: super::RuleMetrics,
+    /// Where firing and resolved alerts go after each evaluation.
+    router: Mutex<Option<Arc<crate::router::AlertRouter>>>,
 }
 
 impl<R: MetricsReader> RuleManager<R> {
@@ -110,7 +112,13 @@ impl<R: MetricsReader> RuleManager<R> {
             snapshot: Mutex::new(Vec::new()),
             first_start: Mutex::new(true),
             metrics: super::RuleMetrics::default(),
+            router: Mutex::new(None),
         })
+    }
+
+    /// Sends alerts to `router` from now on.
+    pub fn set_router(&self, router: Arc<crate::router::AlertRouter>) {
+        *self.router.lock() = Some(router);
     }
 
     /// The manager's metrics, to register in the server's registry.
@@ -191,6 +199,9 @@ async fn run_group<R: MetricsReader>(
         g.evaluate(m.reader.as_ref(), &m.appender, next, &opts)
             .await;
         let took = started.elapsed();
+        if let Some(r) = m.router.lock().clone() {
+            r.insert(router_alerts(&g, next, &opts));
+        }
         let label = super::metrics::GroupLabel {
             rule_group: g.key(),
         };
@@ -229,4 +240,46 @@ async fn run_group<R: MetricsReader>(
             warn!(group = %g.config.name, seconds = took.as_secs_f64(), "rule group evaluation took longer than its interval");
         }
     }
+}
+
+/// The group's alerts as the router takes them, as Prometheus sends them to Alertmanager: firing
+/// alerts with `endsAt` four intervals (at least four minutes) ahead, so they resolve by themselves if
+/// Vigil stops sending them; resolved alerts with their resolution time. Pending alerts are not sent.
+fn router_alerts(g: &Group, ts: i64, opts: &GroupOptions) -> Vec<crate::router::Alert> {
+    let resend = 4 * (g.interval.as_millis() as i64).max(60_000);
+    let mut out = Vec::new();
+    for r in g.rules.iter().filter(|r| r.is_alerting()) {
+        let url = format!(
+            "{}/graph?g0.expr={}&g0.tab=1",
+            opts.external_url,
+            url_escape(&r.config.expr)
+        );
+        for a in r.active.lock().values() {
+            let ends_at = match (a.state, a.resolved_at) {
+                (super::AlertState::Firing, _) => ts + resend,
+                (super::AlertState::Inactive, Some(t)) if a.fired_at.is_some() => t,
+                _ => continue,
+            };
+            out.push(crate::router::Alert {
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                starts_at: a.fired_at.unwrap_or(a.active_at),
+                ends_at,
+                generator_url: url.clone(),
+                updated_at: ts,
+            });
+        }
+    }
+    out
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

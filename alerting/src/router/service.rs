@@ -1,0 +1,304 @@
+//! The running router: alerts in (from rules and `POST /api/v2/alerts`), silences and inhibition
+//! applied, groups flushed on time, notifications delivered by the receivers' notifiers with retries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use vigil_model::Labels;
+
+use super::config::{AlertmanagerConfig, ReceiverConfig};
+use super::dispatch::{Alert, Dispatcher, Notification};
+use super::inhibit::{InhibitRule, inhibited};
+use super::silence::SilenceStore;
+
+/// The default configuration: every alert to one receiver with no integrations.
+pub const DEFAULT_CONFIG: &str = "route:\n  receiver: default\nreceivers:\n  - name: default\n";
+
+/// What the router needs from outside.
+#[derive(Clone, Debug)]
+pub struct RouterOptions {
+    /// Where silences and the notification log are kept.
+    pub data_dir: Option<PathBuf>,
+    /// This server's URL, for `externalURL` in notifications.
+    pub external_url: String,
+}
+
+struct Inner {
+    config: AlertmanagerConfig,
+    config_text: String,
+    inhibit: Vec<InhibitRule>,
+    dispatcher: Dispatcher,
+}
+
+/// The alert router.
+pub struct AlertRouter {
+    inner: Mutex<Inner>,
+    pub silences: Mutex<SilenceStore>,
+    opts: RouterOptions,
+    client: reqwest::Client,
+    started: i64,
+}
+
+fn send_resolved_for(
+    receivers: &[ReceiverConfig],
+) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+    // A receiver wants resolved notifications when any of its integrations does (webhook and
+    // PagerDuty default to yes, email to no).
+    let map: BTreeMap<String, bool> = receivers
+        .iter()
+        .map(|r| {
+            let flag = |v: &serde_yaml_ng::Value, default: bool| {
+                v.get("send_resolved")
+                    .and_then(|x| x.as_bool())
+                    .unwrap_or(default)
+            };
+            let any = r.webhook_configs.iter().any(|c| flag(c, true))
+                || r.pagerduty_configs.iter().any(|c| flag(c, true))
+                || r.email_configs.iter().any(|c| flag(c, false));
+            (r.name.clone(), any)
+        })
+        .collect();
+    move |name: &str| map.get(name).copied().unwrap_or(false)
+}
+
+impl AlertRouter {
+    pub fn new(config_text: &str, opts: RouterOptions) -> Result<Arc<AlertRouter>, String> {
+        let config = AlertmanagerConfig::parse(config_text)?;
+        let inhibit = config
+            .inhibit_rules
+            .iter()
+            .map(InhibitRule::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
+        let dispatcher =
+            Dispatcher::new(config.root_route()?, send_resolved_for(&config.receivers));
+        let silences = SilenceStore::open(opts.data_dir.as_ref().map(|d| d.join("silences.json")))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(AlertRouter {
+            inner: Mutex::new(Inner {
+                config,
+                config_text: config_text.to_string(),
+                inhibit,
+                dispatcher,
+            }),
+            silences: Mutex::new(silences),
+            opts,
+            client,
+            started: vigil_model::now_ms(),
+        }))
+    }
+
+    /// Applies a new configuration; alerts and groups stay.
+    pub fn reload(&self, config_text: &str) -> Result<(), String> {
+        let config = AlertmanagerConfig::parse(config_text)?;
+        let inhibit = config
+            .inhibit_rules
+            .iter()
+            .map(InhibitRule::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut g = self.inner.lock();
+        let log = g.dispatcher.log().clone();
+        let mut d = Dispatcher::new(config.root_route()?, send_resolved_for(&config.receivers));
+        d.restore_log(log);
+        // Re-insert the alerts held so far under the new tree.
+        let now = vigil_model::now_ms();
+        for (a, _) in g.dispatcher.alerts() {
+            d.insert(a, now);
+        }
+        g.dispatcher = d;
+        g.config = config;
+        g.config_text = config_text.to_string();
+        g.inhibit = inhibit;
+        Ok(())
+    }
+
+    pub fn config_text(&self) -> String {
+        self.inner.lock().config_text.clone()
+    }
+
+    pub fn receivers(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .config
+            .receivers
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    pub fn started(&self) -> i64 {
+        self.started
+    }
+
+    /// Adds or updates alerts.
+    pub fn insert(&self, alerts: Vec<Alert>) {
+        let now = vigil_model::now_ms();
+        let mut g = self.inner.lock();
+        for a in alerts {
+            g.dispatcher.insert(a, now);
+        }
+    }
+
+    /// Every alert held, with its receivers and why it is muted.
+    pub fn alerts(&self, now: i64) -> Vec<(Alert, Vec<String>, Vec<String>, bool)> {
+        let g = self.inner.lock();
+        let all: Vec<(Alert, Vec<String>)> = g.dispatcher.alerts();
+        let plain: Vec<Alert> = all.iter().map(|(a, _)| a.clone()).collect();
+        let sil = self.silences.lock();
+        all.into_iter()
+            .map(|(a, r)| {
+                let s = sil.muting(&a.labels, now);
+                let inh = inhibited(&g.inhibit, &a, &plain, now);
+                (a, r, s, inh)
+            })
+            .collect()
+    }
+
+    /// Alert groups, for `/api/v2/alerts/groups`.
+    pub fn groups(&self) -> Vec<(Labels, String, Vec<Alert>)> {
+        self.inner.lock().dispatcher.groups()
+    }
+
+    /// Flushes due groups at `now` and returns the notifications, muted alerts removed.
+    pub fn tick(&self, now: i64) -> Vec<Notification> {
+        let mut g = self.inner.lock();
+        let plain: Vec<Alert> = g.dispatcher.alerts().into_iter().map(|(a, _)| a).collect();
+        let sil = self.silences.lock();
+        let inh = g.inhibit.clone();
+        let keep =
+            |a: &Alert| sil.muting(&a.labels, now).is_empty() && !inhibited(&inh, a, &plain, now);
+        g.dispatcher.tick(now, &keep)
+    }
+
+    /// Runs until cancelled: flush every second, deliver, record what was delivered.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let now = vigil_model::now_ms();
+            for n in self.tick(now) {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if me.deliver(&n).await {
+                        me.inner.lock().dispatcher.sent(&n);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Delivers a notification to every integration of its receiver, retrying with backoff for up to
+    /// a minute; true when all succeeded.
+    pub async fn deliver(&self, n: &Notification) -> bool {
+        let receiver = {
+            let g = self.inner.lock();
+            g.config
+                .receivers
+                .iter()
+                .find(|r| r.name == n.receiver)
+                .cloned()
+        };
+        let Some(r) = receiver else { return true };
+        let mut ok = true;
+        for w in &r.webhook_configs {
+            let Some(url) = w.get("url").and_then(|u| u.as_str()) else {
+                continue;
+            };
+            let max = w.get("max_alerts").and_then(|m| m.as_u64()).unwrap_or(0) as usize;
+            let body = webhook_payload(n, &self.opts.external_url, max);
+            let mut delay = Duration::from_millis(500);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                match self.client.post(url).json(&body).send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        info!(receiver = %n.receiver, url, "webhook notification sent");
+                        break;
+                    }
+                    Ok(resp) => {
+                        warn!(receiver = %n.receiver, url, status = %resp.status(), "webhook refused the notification")
+                    }
+                    Err(e) => warn!(receiver = %n.receiver, url, error = %e, "webhook unreachable"),
+                }
+                if tokio::time::Instant::now() + delay > deadline {
+                    ok = false;
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+        ok
+    }
+}
+
+fn time(ms: i64) -> String {
+    if ms <= 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    vigil_query::format::rfc3339(Duration::from_millis(ms as u64))
+}
+
+/// The alert as Alertmanager's notifications and v2 API print it.
+pub fn alert_json(a: &Alert, now: i64) -> Value {
+    json!({
+        "status": if a.resolved_at(now) { "resolved" } else { "firing" },
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "startsAt": time(a.starts_at),
+        "endsAt": time(a.ends_at),
+        "generatorURL": a.generator_url,
+        "fingerprint": format!("{:016x}", a.fingerprint()),
+    })
+}
+
+/// Labels (or annotations) every alert shares.
+fn common(maps: Vec<BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    let mut it = maps.into_iter();
+    let Some(mut acc) = it.next() else {
+        return BTreeMap::new();
+    };
+    for m in it {
+        acc.retain(|k, v| m.get(k) == Some(v));
+    }
+    acc
+}
+
+/// Alertmanager's webhook payload, version 4.
+pub fn webhook_payload(n: &Notification, external_url: &str, max_alerts: usize) -> Value {
+    let firing = n.alerts.iter().any(|a| !a.resolved_at(n.at));
+    let labels = |a: &Alert| {
+        a.labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let common_labels = common(n.alerts.iter().map(labels).collect());
+    let common_annotations = common(n.alerts.iter().map(|a| a.annotations.clone()).collect());
+    let shown = if max_alerts > 0 {
+        n.alerts.len().min(max_alerts)
+    } else {
+        n.alerts.len()
+    };
+    json!({
+        "version": "4",
+        "groupKey": n.group_key,
+        "truncatedAlerts": n.alerts.len() - shown,
+        "status": if firing { "firing" } else { "resolved" },
+        "receiver": n.receiver,
+        "groupLabels": n.group_labels,
+        "commonLabels": common_labels,
+        "commonAnnotations": common_annotations,
+        "externalURL": external_url,
+        "alerts": n.alerts[..shown].iter().map(|a| alert_json(a, n.at)).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,264 @@
+//! Vigil as an Alertmanager: a real Prometheus 2.42 sends it alerts, which are routed to a webhook;
+//! amtool creates, queries and expires silences and posts and queries alerts.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+/// A webhook receiver: records every JSON body POSTed to it.
+async fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                loop {
+                    let Ok(n) = s.read(&mut tmp).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(h) = text.find("\r\n\r\n") {
+                        let len = text[..h]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= h + 4 + len {
+                            let body = &buf[h + 4..h + 4 + len];
+                            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                                g.lock().push(v);
+                            }
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+const AM: &str = r#"
+route:
+  receiver: default
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  routes:
+    - matchers: ['severity="page"']
+      receiver: hook
+receivers:
+  - name: default
+  - name: hook
+    webhook_configs:
+      - url: http://127.0.0.1:HOOK_PORT/alerts
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_sends_alerts_to_vigil_and_they_are_routed() {
+    let Some(prom_bin) = tool("prometheus") else {
+        return;
+    };
+    let (hook_port, got) = webhook().await;
+    let am = AM.replace("HOOK_PORT", &hook_port.to_string());
+    let v = Vigil::start_with_files(
+        "scrape_configs: []\nalertmanager_config: am.yml\n",
+        &[("am.yml", &am)],
+    )
+    .await;
+
+    let rules_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules_dir.path().join("r.yml"),
+        "groups:\n  - name: p\n    interval: 1s\n    rules:\n      - alert: FromPrometheus\n        expr: vector(1)\n        labels: {severity: page}\n        annotations: {summary: 'sent by Prometheus'}\n",
+    )
+    .unwrap();
+    let cfg = format!(
+        "global:\n  evaluation_interval: 1s\nrule_files: ['{}/r.yml']\nalerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs: [{{targets: ['{}']}}]\n",
+        rules_dir.path().display(),
+        v.addr()
+    );
+    // Prometheus drops the very first send while its Alertmanager discovery starts and then resends
+    // every resend delay (1m by default): 1s keeps the test short.
+    let _prom = Prometheus::start(&prom_bin, &cfg, &["--rules.alert.resend-delay=1s"]).await;
+
+    let body = eventually(
+        Duration::from_secs(60),
+        "the webhook to receive Prometheus's alert",
+        || async {
+            got.lock()
+                .iter()
+                .find(|b| b["alerts"][0]["labels"]["alertname"] == "FromPrometheus")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["receiver"], "hook");
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["groupLabels"]["alertname"], "FromPrometheus");
+    assert_eq!(body["commonAnnotations"]["summary"], "sent by Prometheus");
+    assert!(
+        body["alerts"][0]["generatorURL"]
+            .as_str()
+            .unwrap()
+            .contains("/graph"),
+        "{body}"
+    );
+    // The v2 API lists it with its receiver.
+    let alerts = get_json(&v.url("/api/v2/alerts")).await;
+    let a = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "FromPrometheus")
+        .unwrap();
+    assert_eq!(a["receivers"][0]["name"], "hook");
+    assert_eq!(a["status"]["state"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn amtool_manages_silences_and_alerts() {
+    let Some(amtool) = tool("amtool") else { return };
+    let v = Vigil::start("scrape_configs: []\n").await;
+    let url = format!("--alertmanager.url=http://{}", v.addr());
+    let run = |args: &[&str]| {
+        let out = Command::new(&amtool).arg(&url).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "amtool {args:?}: {text}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Alerts in and out.
+    run(&[
+        "alert",
+        "add",
+        "alertname=Disk",
+        "instance=db-1",
+        "severity=warning",
+        "--annotation=summary=full",
+    ]);
+    let q = run(&["alert", "query", "-o", "json"]);
+    let alerts: Value = serde_json::from_str(&q).unwrap();
+    assert_eq!(alerts[0]["labels"]["alertname"], "Disk", "{q}");
+    // A silence mutes it.
+    let id = run(&[
+        "silence",
+        "add",
+        "alertname=Disk",
+        "instance=~db-.*",
+        "--comment=maintenance",
+        "--author=ops",
+        "--duration=1h",
+    ]);
+    assert_eq!(id.len(), 36, "{id}");
+    let q: Value = serde_json::from_str(&run(&["silence", "query", "-o", "json"])).unwrap();
+    assert_eq!(q[0]["id"], id.as_str());
+    assert_eq!(q[0]["status"]["state"], "active");
+    assert_eq!(q[0]["createdBy"], "ops");
+    let a: Value =
+        serde_json::from_str(&run(&["alert", "query", "-o", "json", "--silenced"])).unwrap();
+    assert_eq!(a[0]["status"]["state"], "suppressed", "{a}");
+    assert_eq!(a[0]["status"]["silencedBy"][0], id.as_str());
+    let q = run(&["silence", "query", "alertname=Disk", "-q"]);
+    assert_eq!(q, id);
+    // Expire: it stops muting and shows as expired.
+    run(&["silence", "expire", &id]);
+    let q: Value =
+        serde_json::from_str(&run(&["silence", "query", "--expired", "-o", "json"])).unwrap();
+    assert_eq!(q[0]["status"]["state"], "expired", "{q}");
+    let a: Value = serde_json::from_str(&run(&["alert", "query", "-o", "json"])).unwrap();
+    assert_eq!(a[0]["status"]["state"], "active", "{a}");
+    // Status and receivers as amtool reads them.
+    let s = run(&["config", "show"]);
+    assert!(s.contains("receiver: default"), "{s}");
+    // Grafana's Alertmanager data source wants /alertmanager/api/v2/status to be a 404.
+    let r = client()
+        .get(v.url("/alertmanager/api/v2/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vigil_rules_are_routed_to_the_webhook_and_resolve() {
+    let (hook_port, got) = webhook().await;
+    let am = AM.replace("HOOK_PORT", &hook_port.to_string());
+    let rules = "groups:\n  - name: own\n    interval: 1s\n    rules:\n      - alert: FromVigil\n        expr: flag > 0\n        labels: {severity: page}\n        annotations: {summary: 'flag is {{ $value }}'}\n";
+    let v = Vigil::start_with_files(
+        "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\n",
+        &[("am.yml", &am), ("r.yml", rules)],
+    )
+    .await;
+    let push = |value: f64| {
+        let url = v.url("/api/v1/write");
+        async move {
+            let t = (now_secs() * 1000.0) as i64;
+            let (s, b) = crate::push::write_v1(
+                &url,
+                &[crate::push::series(
+                    &[("__name__", "flag"), ("job", "x")],
+                    vec![(t, value)],
+                )],
+            )
+            .await;
+            assert_eq!(s, 204, "{b}");
+        }
+    };
+    push(1.0).await;
+    let body = eventually(
+        Duration::from_secs(30),
+        "FromVigil at the webhook",
+        || async {
+            got.lock()
+                .iter()
+                .find(|b| {
+                    b["alerts"][0]["labels"]["alertname"] == "FromVigil" && b["status"] == "firing"
+                })
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(body["alerts"][0]["annotations"]["summary"], "flag is 1");
+    assert_eq!(body["alerts"][0]["labels"]["job"], "x");
+    // The condition ends: the webhook (send_resolved defaults to true) hears that it resolved.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    push(0.0).await;
+    eventually(
+        Duration::from_secs(30),
+        "the resolved notification",
+        || async {
+            got.lock()
+                .iter()
+                .any(|b| {
+                    b["alerts"][0]["labels"]["alertname"] == "FromVigil"
+                        && b["status"] == "resolved"
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
