@@ -115,6 +115,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("alertmanager configuration: {e}"))?;
     std::fs::create_dir_all(opts.data_dir.join("alerting")).ok();
     rules.set_router(router.clone());
+    router.metrics.register(&mut registry);
     let groups = load_rules(&opts, &config, &group_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     rules.apply(groups, group_opts).await;
 

@@ -262,3 +262,77 @@ async fn vigil_rules_are_routed_to_the_webhook_and_resolve() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_firing_sends_no_duplicate_page() {
+    let (hook_port, got) = webhook().await;
+    let am = AM.replace("HOOK_PORT", &hook_port.to_string()).replace(
+        "group_interval: 2s",
+        "group_interval: 1s\n  repeat_interval: 1h",
+    );
+    let rules = "groups:\n  - name: own\n    interval: 1s\n    rules:\n      - alert: StillBroken\n        expr: broken > 0\n        for: 2s\n        labels: {severity: page}\n";
+    let mut v = Vigil::start_with_files(
+        "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\n",
+        &[("am.yml", &am), ("r.yml", rules)],
+    )
+    .await;
+    let t = (now_secs() * 1000.0) as i64;
+    let (s, b) = crate::push::write_v1(
+        &v.url("/api/v1/write"),
+        &[crate::push::series(
+            &[("__name__", "broken"), ("job", "x")],
+            vec![(t, 1.0)],
+        )],
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    let pages = |got: &Arc<Mutex<Vec<Value>>>| {
+        got.lock()
+            .iter()
+            .filter(|b| {
+                b["alerts"][0]["labels"]["alertname"] == "StillBroken" && b["status"] == "firing"
+            })
+            .count()
+    };
+    eventually(Duration::from_secs(30), "the first page", || async {
+        (pages(&got) == 1).then_some(())
+    })
+    .await;
+
+    // kill -9 while the alert fires; after the restart it is firing again at once (its activeAt is
+    // restored) and its group is flushed, but the notification log says it was already sent.
+    v.kill9();
+    v.launch().await;
+    eventually(
+        Duration::from_secs(30),
+        "the alert to fire again after the restart",
+        || async {
+            let a = get_json(&v.url("/api/v1/alerts")).await;
+            a["data"]["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["state"] == "firing")
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "three group flushes after the restart",
+        || async {
+            (v.self_metric("vigil_alert_group_flushes_total")
+                .await
+                .unwrap_or(0.0)
+                >= 3.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        pages(&got),
+        1,
+        "a duplicate page after the restart: {:?}",
+        got.lock()
+    );
+}

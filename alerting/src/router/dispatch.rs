@@ -62,7 +62,7 @@ impl Notification {
 }
 
 /// What was last sent for a group to a receiver (Alertmanager's notification log entry).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub firing: BTreeSet<u64>,
     pub resolved: BTreeSet<u64>,
@@ -84,6 +84,8 @@ pub struct Dispatcher {
     root: Route,
     groups: BTreeMap<String, Group>,
     log: HashMap<(String, String), LogEntry>,
+    /// Group flushes so far (with or without a notification), for metrics and tests.
+    pub flushes: u64,
     send_resolved: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
@@ -110,6 +112,7 @@ impl Dispatcher {
             root,
             groups: BTreeMap::new(),
             log: HashMap::new(),
+            flushes: 0,
             send_resolved: Box::new(send_resolved),
         }
     }
@@ -200,6 +203,7 @@ impl Dispatcher {
                 continue;
             }
             g.flushed = true;
+            self.flushes += 1;
             g.next = now + g.route.group_interval.as_millis() as i64;
             // Resolved alerts that were announced (or never needed announcing) leave the group.
             let mut alerts: Vec<Alert> = g.alerts.values().filter(|a| keep(a)).cloned().collect();

@@ -36,8 +36,70 @@ struct Inner {
     dispatcher: Dispatcher,
 }
 
+/// Per-receiver notification metrics (`vigil_notifications_*`) and group flushes.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    pub notifications: prometheus_client::metrics::family::Family<
+        ReceiverLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub failed: prometheus_client::metrics::family::Family<
+        ReceiverLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub latency: prometheus_client::metrics::family::Family<
+        ReceiverLabel,
+        prometheus_client::metrics::histogram::Histogram,
+    >,
+    pub flushes: prometheus_client::metrics::counter::Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReceiverLabel {
+    pub receiver: String,
+}
+
+impl RouterMetrics {
+    fn new() -> Self {
+        RouterMetrics {
+            notifications: Default::default(),
+            failed: Default::default(),
+            latency: prometheus_client::metrics::family::Family::new_with_constructor(|| {
+                prometheus_client::metrics::histogram::Histogram::new(
+                    prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
+                )
+            }),
+            flushes: Default::default(),
+        }
+    }
+
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "vigil_notifications",
+            "Notifications delivered, per receiver",
+            self.notifications.clone(),
+        );
+        r.register(
+            "vigil_notifications_failed",
+            "Notifications that could not be delivered after retries, per receiver",
+            self.failed.clone(),
+        );
+        r.register(
+            "vigil_notification_latency_seconds",
+            "Time to deliver a notification, retries included",
+            self.latency.clone(),
+        );
+        r.register(
+            "vigil_alert_group_flushes",
+            "Alert group flushes (sent or deduplicated)",
+            self.flushes.clone(),
+        );
+    }
+}
+
 /// The alert router.
 pub struct AlertRouter {
+    pub metrics: RouterMetrics,
     inner: Mutex<Inner>,
     pub silences: Mutex<SilenceStore>,
     opts: RouterOptions,
@@ -78,11 +140,22 @@ impl AlertRouter {
         let dispatcher =
             Dispatcher::new(config.root_route()?, send_resolved_for(&config.receivers));
         let silences = SilenceStore::open(opts.data_dir.as_ref().map(|d| d.join("silences.json")))?;
+        let mut dispatcher = dispatcher;
+        if let Some(p) = opts.data_dir.as_ref().map(|d| d.join("nflog.json"))
+            && p.exists()
+        {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let entries: Vec<((String, String), super::dispatch::LogEntry)> =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            dispatcher.restore_log(entries);
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Arc::new(AlertRouter {
+            metrics: RouterMetrics::new(),
             inner: Mutex::new(Inner {
                 config,
                 config_text: config_text.to_string(),
@@ -167,15 +240,44 @@ impl AlertRouter {
         self.inner.lock().dispatcher.groups()
     }
 
+    /// Writes the notification log, so a restart does not notify again what was already sent.
+    fn persist_log(&self) {
+        let Some(dir) = &self.opts.data_dir else {
+            return;
+        };
+        let now = vigil_model::now_ms();
+        let entries: Vec<((String, String), super::dispatch::LogEntry)> = self
+            .inner
+            .lock()
+            .dispatcher
+            .log()
+            .iter()
+            .filter(|(_, e)| e.at + super::silence::RETENTION_MS > now)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let p = dir.join("nflog.json");
+        let tmp = dir.join("nflog.json.tmp");
+        let res = serde_json::to_string(&entries)
+            .map_err(|e| e.to_string())
+            .and_then(|t| std::fs::write(&tmp, t).map_err(|e| e.to_string()))
+            .and_then(|_| std::fs::rename(&tmp, &p).map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            warn!(error = %e, "cannot persist the notification log");
+        }
+    }
+
     /// Flushes due groups at `now` and returns the notifications, muted alerts removed.
     pub fn tick(&self, now: i64) -> Vec<Notification> {
         let mut g = self.inner.lock();
+        let before = g.dispatcher.flushes;
         let plain: Vec<Alert> = g.dispatcher.alerts().into_iter().map(|(a, _)| a).collect();
         let sil = self.silences.lock();
         let inh = g.inhibit.clone();
         let keep =
             |a: &Alert| sil.muting(&a.labels, now).is_empty() && !inhibited(&inh, a, &plain, now);
-        g.dispatcher.tick(now, &keep)
+        let out = g.dispatcher.tick(now, &keep);
+        self.metrics.flushes.inc_by(g.dispatcher.flushes - before);
+        out
     }
 
     /// Runs until cancelled: flush every second, deliver, record what was delivered.
@@ -189,8 +291,20 @@ impl AlertRouter {
             for n in self.tick(now) {
                 let me = self.clone();
                 tokio::spawn(async move {
+                    let label = ReceiverLabel {
+                        receiver: n.receiver.clone(),
+                    };
+                    let t0 = std::time::Instant::now();
                     if me.deliver(&n).await {
+                        me.metrics.notifications.get_or_create(&label).inc();
+                        me.metrics
+                            .latency
+                            .get_or_create(&label)
+                            .observe(t0.elapsed().as_secs_f64());
                         me.inner.lock().dispatcher.sent(&n);
+                        me.persist_log();
+                    } else {
+                        me.metrics.failed.get_or_create(&label).inc();
                     }
                 });
             }
