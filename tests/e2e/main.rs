@@ -7,6 +7,7 @@ mod bad_input;
 mod blocks;
 mod cli;
 mod crash;
+mod email;
 mod grafana;
 mod harness;
 mod prometheus_remote_write;

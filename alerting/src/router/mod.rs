@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod dispatch;
+pub mod email;
 pub mod inhibit;
 pub mod matchers;
 pub mod service;

@@ -105,6 +105,8 @@ pub struct AlertRouter {
     opts: RouterOptions,
     client: reqwest::Client,
     started: i64,
+    /// Notifications being delivered (receiver, group key): a flush does not start a second one.
+    in_flight: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 fn send_resolved_for(
@@ -166,6 +168,7 @@ impl AlertRouter {
             opts,
             client,
             started: vigil_model::now_ms(),
+            in_flight: Mutex::new(Default::default()),
         }))
     }
 
@@ -289,6 +292,10 @@ impl AlertRouter {
             }
             let now = vigil_model::now_ms();
             for n in self.tick(now) {
+                let key = (n.receiver.clone(), n.group_key.clone());
+                if !self.in_flight.lock().insert(key.clone()) {
+                    continue;
+                }
                 let me = self.clone();
                 tokio::spawn(async move {
                     let label = ReceiverLabel {
@@ -306,21 +313,26 @@ impl AlertRouter {
                     } else {
                         me.metrics.failed.get_or_create(&label).inc();
                     }
+                    me.in_flight.lock().remove(&key);
                 });
             }
         }
     }
 
-    /// Delivers a notification to every integration of its receiver, retrying with backoff for up to
-    /// a minute; true when all succeeded.
+    /// Delivers a notification to every integration of its receiver, each retried with backoff for up
+    /// to a minute; true when all succeeded. A failed notification is not logged as sent, so the group's
+    /// next flush tries again: nothing is lost while a receiver is down, and nothing is sent twice.
     pub async fn deliver(&self, n: &Notification) -> bool {
-        let receiver = {
+        let (receiver, global) = {
             let g = self.inner.lock();
-            g.config
-                .receivers
-                .iter()
-                .find(|r| r.name == n.receiver)
-                .cloned()
+            (
+                g.config
+                    .receivers
+                    .iter()
+                    .find(|r| r.name == n.receiver)
+                    .cloned(),
+                g.config.global.clone(),
+            )
         };
         let Some(r) = receiver else { return true };
         let mut ok = true;
@@ -330,28 +342,55 @@ impl AlertRouter {
             };
             let max = w.get("max_alerts").and_then(|m| m.as_u64()).unwrap_or(0) as usize;
             let body = webhook_payload(n, &self.opts.external_url, max);
-            let mut delay = Duration::from_millis(500);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
+            ok &= retry(&n.receiver, url, || async {
                 match self.client.post(url).json(&body).send().await {
-                    Ok(resp) if resp.status().is_success() => {
-                        info!(receiver = %n.receiver, url, "webhook notification sent");
-                        break;
-                    }
-                    Ok(resp) => {
-                        warn!(receiver = %n.receiver, url, status = %resp.status(), "webhook refused the notification")
-                    }
-                    Err(e) => warn!(receiver = %n.receiver, url, error = %e, "webhook unreachable"),
+                    Ok(resp) if resp.status().is_success() => Ok(()),
+                    Ok(resp) => Err(format!("status {}", resp.status())),
+                    Err(e) => Err(e.to_string()),
                 }
-                if tokio::time::Instant::now() + delay > deadline {
+            })
+            .await;
+        }
+        for e in &r.email_configs {
+            let cfg = match super::email::EmailConfig::from_yaml(e, &global) {
+                Ok(c) => c,
+                Err(err) => {
+                    warn!(receiver = %n.receiver, error = %err, "email receiver misconfigured");
                     ok = false;
-                    break;
+                    continue;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+            };
+            if n.firing().next().is_none() && !cfg.send_resolved {
+                continue;
             }
+            let what = format!("smtp://{} to {}", cfg.smarthost, cfg.to);
+            ok &= retry(&n.receiver, &what, || super::email::send(&cfg, n)).await;
         }
         ok
+    }
+}
+
+/// Runs `f` until it succeeds, backing off from 0.5 s to 10 s, for at most a minute.
+async fn retry<F, Fut>(receiver: &str, target: &str, f: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut delay = Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match f().await {
+            Ok(()) => {
+                info!(receiver, target, "notification sent");
+                return true;
+            }
+            Err(e) => warn!(receiver, target, error = %e, "notification failed; will retry"),
+        }
+        if tokio::time::Instant::now() + delay > deadline {
+            return false;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
