@@ -10,6 +10,7 @@ mod crash;
 mod email;
 mod grafana;
 mod harness;
+mod pagerduty;
 mod prometheus_remote_write;
 mod promql;
 mod push;

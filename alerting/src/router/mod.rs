@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod email;
 pub mod inhibit;
 pub mod matchers;
+pub mod pagerduty;
 pub mod service;
 pub mod silence;
 

@@ -351,6 +351,37 @@ impl AlertRouter {
             })
             .await;
         }
+        for p in &r.pagerduty_configs {
+            let cfg = match super::pagerduty::PagerDutyConfig::from_yaml(
+                p,
+                &global,
+                &self.opts.external_url,
+            ) {
+                Ok(c) => c,
+                Err(err) => {
+                    warn!(receiver = %n.receiver, error = %err, "PagerDuty receiver misconfigured");
+                    ok = false;
+                    continue;
+                }
+            };
+            if n.firing().next().is_none() && !cfg.send_resolved {
+                continue;
+            }
+            let body = super::pagerduty::event(&cfg, n);
+            ok &= retry(&n.receiver, &cfg.url, || async {
+                match self.client.post(&cfg.url).json(&body).send().await {
+                    Ok(resp) if resp.status().is_success() => Ok(()),
+                    // PagerDuty: 400 is a bad event (do not retry forever), 429 and 5xx are retried.
+                    Ok(resp) if resp.status().as_u16() == 400 => {
+                        warn!(receiver = %n.receiver, "PagerDuty refused the event as invalid");
+                        Ok(())
+                    }
+                    Ok(resp) => Err(format!("status {}", resp.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await;
+        }
         for e in &r.email_configs {
             let cfg = match super::email::EmailConfig::from_yaml(e, &global) {
                 Ok(c) => c,
