@@ -105,6 +105,18 @@ fn config_verdicts_like_amtool() {
             "route:\n  receiver: a\n  routes: [{receiver: b, matchers: ['a=\"1\"', 'b=~\"x|y\"']}]\nreceivers: [{name: a}, {name: b}]\n",
             true,
         ),
+        (
+            "route:\n  receiver: a\n  routes: [{receiver: a, mute_time_intervals: [night], active_time_intervals: [week]}]\nreceivers: [{name: a}]\ntime_intervals:\n  - name: night\n    time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}], weekdays: ['monday:friday']}]\n  - name: week\n    time_intervals: [{days_of_month: ['1:7', '-3:-1'], months: ['january:march'], years: ['2024:2030']}]\n",
+            true,
+        ),
+        (
+            "route:\n  receiver: a\nreceivers: [{name: a}]\ntime_intervals:\n  - name: bad\n    time_intervals: [{weekdays: [funday]}]\n",
+            false,
+        ),
+        (
+            "route:\n  receiver: a\nreceivers: [{name: a}]\ntime_intervals:\n  - name: bad\n    time_intervals: [{times: [{start_time: '25:00', end_time: '26:00'}]}]\n",
+            false,
+        ),
     ];
     for (i, (text, valid)) in cases.iter().enumerate() {
         let f = dir.path().join(format!("c{i}.yml"));

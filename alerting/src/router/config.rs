@@ -280,7 +280,28 @@ impl AlertmanagerConfig {
             legacy(&i.target_match, &i.target_match_re)?;
         }
         c.root_route()?;
+        c.intervals()?;
         Ok(c)
+    }
+
+    /// The named time intervals (`time_intervals` and the older `mute_time_intervals`).
+    pub fn intervals(&self) -> Result<Vec<super::timeinterval::NamedInterval>, String> {
+        self.time_intervals
+            .iter()
+            .chain(self.mute_time_intervals.iter())
+            .map(|t| {
+                let specs = t
+                    .time_intervals
+                    .iter()
+                    .map(super::timeinterval::TimeSpec::parse)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("time interval {:?}: {e}", t.name))?;
+                Ok(super::timeinterval::NamedInterval {
+                    name: t.name.clone(),
+                    specs,
+                })
+            })
+            .collect()
     }
 
     /// The routing tree with Alertmanager's defaults (30s wait, 5m interval, 4h repeat) and inheritance.

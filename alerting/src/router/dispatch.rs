@@ -196,6 +196,17 @@ impl Dispatcher {
     /// Flushes every group due at `now`; `keep(alert)` filters out silenced or inhibited alerts.
     /// Returns the notifications to send; the caller reports success with [`Dispatcher::sent`].
     pub fn tick(&mut self, now: i64, keep: &dyn Fn(&Alert) -> bool) -> Vec<Notification> {
+        self.tick_with(now, keep, &|_, _| false)
+    }
+
+    /// [`Dispatcher::tick`] with time-based muting: `muted(route, now)` true (a mute time interval is
+    /// active, or no active time interval is) holds the route's notifications back; the alerts stay.
+    pub fn tick_with(
+        &mut self,
+        now: i64,
+        keep: &dyn Fn(&Alert) -> bool,
+        muted: &dyn Fn(&Route, i64) -> bool,
+    ) -> Vec<Notification> {
         let mut out = Vec::new();
         let mut empty = Vec::new();
         for (key, g) in self.groups.iter_mut() {
@@ -205,6 +216,9 @@ impl Dispatcher {
             g.flushed = true;
             self.flushes += 1;
             g.next = now + g.route.group_interval.as_millis() as i64;
+            if muted(&g.route, now) {
+                continue;
+            }
             // Resolved alerts that were announced (or never needed announcing) leave the group.
             let mut alerts: Vec<Alert> = g.alerts.values().filter(|a| keep(a)).cloned().collect();
             alerts.sort_by(|x, y| x.labels.cmp(&y.labels));
@@ -416,5 +430,36 @@ mod tests {
             ],
             "instance 1 to b (its own group, continue) and c; instance 2 only to c"
         );
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+    use crate::router::AlertmanagerConfig;
+
+    #[test]
+    fn muted_routes_hold_notifications_until_unmuted() {
+        let c = AlertmanagerConfig::parse("route:\n  receiver: r\n  group_wait: 0s\n  group_interval: 1s\nreceivers: [{name: r}]\n").unwrap();
+        let mut d = Dispatcher::new(c.root_route().unwrap(), |_| true);
+        let a = Alert {
+            labels: Labels::from_pairs([("alertname", "A")]),
+            annotations: BTreeMap::new(),
+            starts_at: 0,
+            ends_at: i64::MAX / 2,
+            generator_url: String::new(),
+            updated_at: 0,
+        };
+        d.insert(a, 0);
+        // Muted until t = 5 s.
+        let muted = |_: &Route, now: i64| now < 5000;
+        for t in 0..5 {
+            assert!(
+                d.tick_with(t * 1000, &|_| true, &muted).is_empty(),
+                "muted at {t}s"
+            );
+        }
+        let n = d.tick_with(5000, &|_| true, &muted);
+        assert_eq!(n.len(), 1, "sent once the mute ends");
     }
 }

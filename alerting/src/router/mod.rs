@@ -10,6 +10,7 @@ pub mod matchers;
 pub mod pagerduty;
 pub mod service;
 pub mod silence;
+pub mod timeinterval;
 
 pub use config::{AlertmanagerConfig, Route};
 pub use dispatch::{Alert, Dispatcher, Notification};

@@ -30,6 +30,7 @@ pub struct RouterOptions {
 }
 
 struct Inner {
+    intervals: Vec<super::timeinterval::NamedInterval>,
     config: AlertmanagerConfig,
     config_text: String,
     inhibit: Vec<InhibitRule>,
@@ -159,6 +160,7 @@ impl AlertRouter {
         Ok(Arc::new(AlertRouter {
             metrics: RouterMetrics::new(),
             inner: Mutex::new(Inner {
+                intervals: config.intervals()?,
                 config,
                 config_text: config_text.to_string(),
                 inhibit,
@@ -190,6 +192,7 @@ impl AlertRouter {
             d.insert(a, now);
         }
         g.dispatcher = d;
+        g.intervals = config.intervals()?;
         g.config = config;
         g.config_text = config_text.to_string();
         g.inhibit = inhibit;
@@ -278,7 +281,19 @@ impl AlertRouter {
         let inh = g.inhibit.clone();
         let keep =
             |a: &Alert| sil.muting(&a.labels, now).is_empty() && !inhibited(&inh, a, &plain, now);
-        let out = g.dispatcher.tick(now, &keep);
+        let intervals = g.intervals.clone();
+        let active = |names: &[String]| {
+            names
+                .iter()
+                .any(|n| intervals.iter().any(|i| i.name == *n && i.contains(now)))
+        };
+        // A route is muted while one of its mute intervals is active, or while none of its active
+        // intervals (when it has some) is.
+        let muted = |r: &super::config::Route, _: i64| {
+            active(&r.mute_time_intervals)
+                || (!r.active_time_intervals.is_empty() && !active(&r.active_time_intervals))
+        };
+        let out = g.dispatcher.tick_with(now, &keep, &muted);
         self.metrics.flushes.inc_by(g.dispatcher.flushes - before);
         out
     }
