@@ -12,6 +12,8 @@
 mod aggregate;
 mod binary;
 mod functions;
+mod histogram;
+mod range_fns;
 
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
