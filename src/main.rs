@@ -215,6 +215,21 @@ fn main() -> ExitCode {
                                 println!("  FAILED: rule files: {e}");
                             }
                         }
+                        if c.alertmanager_config.is_some() {
+                            let checked = server::alertmanager_text(&opts, &c).and_then(|t| {
+                                vigil_alerting::router::AlertmanagerConfig::parse(&t)
+                            });
+                            match checked {
+                                Ok(am) => println!(
+                                    "  SUCCESS: alertmanager configuration valid ({} receivers)",
+                                    am.receivers.len()
+                                ),
+                                Err(e) => {
+                                    ok = false;
+                                    println!("  FAILED: alertmanager configuration: {e}");
+                                }
+                            }
+                        }
                     }
                     Err(e) => {
                         ok = false;

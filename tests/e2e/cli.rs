@@ -43,6 +43,26 @@ fn check_config_names_the_line() {
     assert!(!ok);
     assert!(out.contains("line 5") || out.contains("line 4"), "{out}");
 
+    // The alertmanager.yml a configuration names is checked too.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: nope\nreceivers: [{name: a}]\n",
+    )
+    .unwrap();
+    let f = dir.path().join("vigil.yml");
+    std::fs::write(&f, "alertmanager_config: am.yml\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["check", "config"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("undefined receiver"),
+        "{text}"
+    );
+
     let (ok, out) = check("storage:\n  tsdb:\n    retention_size: lots\n");
     assert!(!ok);
     assert!(out.contains("line 3") && out.contains("lots"), "{out}");
