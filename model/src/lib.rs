@@ -21,5 +21,7 @@ pub use labels::{
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
-pub use timestamp::{TimeParseError, now_ms, parse_api_duration, parse_api_time};
+pub use timestamp::{
+    TimeParseError, civil_from_days, days_in_month, now_ms, parse_api_duration, parse_api_time,
+};
 pub use validate::{LabelError, LabelLimits, is_valid_label_name, is_valid_metric_name};

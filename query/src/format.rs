@@ -167,16 +167,7 @@ pub fn rfc3339(since_epoch: std::time::Duration) -> String {
     let secs = since_epoch.as_secs() as i64;
     let nanos = since_epoch.subsec_nanos();
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = vigil_model::civil_from_days(days);
     let mut s = format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
@@ -190,6 +181,15 @@ pub fn rfc3339(since_epoch: std::time::Duration) -> String {
     }
     s.push('Z');
     s
+}
+
+/// [`rfc3339`] of Unix milliseconds; 0 and earlier print as Go's zero time (`0001-01-01T00:00:00Z`),
+/// which is how the Prometheus and Alertmanager APIs write "never".
+pub fn rfc3339_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    rfc3339(std::time::Duration::from_millis(ms as u64))
 }
 
 #[cfg(test)]

@@ -38,9 +38,7 @@ fn bad(msg: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(json!(msg.into()))).into_response()
 }
 
-fn time(ms: i64) -> String {
-    vigil_query::format::rfc3339(std::time::Duration::from_millis(ms.max(0) as u64))
-}
+use vigil_query::format::rfc3339_ms as time;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -72,19 +72,7 @@ impl PagerDutyConfig {
 /// A stable key for a group: 32 hex digits from the group key (the same group always pages the same
 /// incident; a restart does not change it).
 pub fn dedup_key(group_key: &str) -> String {
-    let h = |seed: u64| {
-        let mut x = seed;
-        for b in group_key.as_bytes() {
-            x ^= *b as u64;
-            x = x.wrapping_mul(0x100000001b3);
-        }
-        x
-    };
-    format!(
-        "{:016x}{:016x}",
-        h(0xcbf29ce484222325),
-        h(0x84222325cbf29ce4)
-    )
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(group_key.as_bytes()))
 }
 
 /// The Events API v2 body for `n`.

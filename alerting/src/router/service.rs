@@ -440,12 +440,7 @@ where
     }
 }
 
-fn time(ms: i64) -> String {
-    if ms <= 0 {
-        return "0001-01-01T00:00:00Z".into();
-    }
-    vigil_query::format::rfc3339(Duration::from_millis(ms as u64))
-}
+use vigil_query::format::rfc3339_ms as time;
 
 /// The alert as Alertmanager's notifications and v2 API print it.
 pub fn alert_json(a: &Alert, now: i64) -> Value {

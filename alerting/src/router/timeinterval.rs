@@ -170,9 +170,9 @@ impl TimeSpec {
         let secs = ms.div_euclid(1000);
         let days = secs.div_euclid(86_400);
         let minute = (secs.rem_euclid(86_400) / 60) as u32;
-        let (y, m, d) = civil(days);
+        let (y, m, d) = vigil_model::civil_from_days(days);
         let weekday = (days + 4).rem_euclid(7) as u32;
-        let dim = days_in_month(y, m) as i32;
+        let dim = vigil_model::days_in_month(y, m) as i32;
         let ok_times =
             self.times.is_empty() || self.times.iter().any(|(a, b)| minute >= *a && minute < *b);
         let ok_wd = self.weekdays.is_empty()
@@ -189,27 +189,6 @@ impl TimeSpec {
         let ok_m = self.months.is_empty() || self.months.iter().any(|(a, b)| m >= *a && m <= *b);
         let ok_y = self.years.is_empty() || self.years.iter().any(|(a, b)| y >= *a && y <= *b);
         ok_times && ok_wd && ok_dom && ok_m && ok_y
-    }
-}
-
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
     }
 }
 

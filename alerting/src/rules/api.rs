@@ -1,18 +1,14 @@
 //! `/api/v1/rules` and `/api/v1/alerts` in Prometheus's shapes (what Grafana parses).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use vigil_query::format::rfc3339;
+use vigil_query::format::rfc3339_ms;
 
 use super::group::{Alert, AlertState, Group};
 
 fn time(ms: Option<i64>) -> String {
-    match ms {
-        Some(ms) if ms >= 0 => rfc3339(Duration::from_millis(ms as u64)),
-        _ => "0001-01-01T00:00:00Z".into(),
-    }
+    rfc3339_ms(ms.unwrap_or(0))
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as the alerts API prints values.

@@ -149,7 +149,7 @@ impl Group {
     /// spreads groups over their interval.
     pub fn eval_timestamp(&self, now: i64) -> i64 {
         let iv = (self.interval.as_millis() as i64).max(1);
-        let phase = (fnv(self.key().as_bytes()) % iv as u64) as i64;
+        let phase = (xxhash_rust::xxh3::xxh3_64(self.key().as_bytes()) % iv as u64) as i64;
         let adjusted = now - phase;
         adjusted - adjusted.rem_euclid(iv) + phase
     }
@@ -480,13 +480,4 @@ impl Group {
         }
         Ok(())
     }
-}
-
-fn fnv(b: &[u8]) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
-    for x in b {
-        h ^= *x as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }

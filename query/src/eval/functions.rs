@@ -129,7 +129,9 @@ pub(crate) fn call(c: &Call, ctx: &Ctx) -> Result<Out, EvalError> {
         "day_of_month" => date_fn(&args, ctx, |d| d.day as f64),
         "day_of_week" => date_fn(&args, ctx, |d| d.weekday as f64),
         "day_of_year" => date_fn(&args, ctx, |d| d.yday as f64),
-        "days_in_month" => date_fn(&args, ctx, |d| days_in_month(d.year, d.month) as f64),
+        "days_in_month" => date_fn(&args, ctx, |d| {
+            vigil_model::days_in_month(d.year, d.month) as f64
+        }),
         "hour" => date_fn(&args, ctx, |d| d.hour as f64),
         "minute" => date_fn(&args, ctx, |d| d.minute as f64),
         "month" => date_fn(&args, ctx, |d| d.month as f64),
@@ -328,16 +330,8 @@ struct Civil {
 fn civil(secs: i64) -> Civil {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let (year, month, day) = vigil_model::civil_from_days(days);
+    let leap = vigil_model::days_in_month(year, 2) == 29;
     const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
     let yday = CUM[(month - 1) as usize] + day + u32::from(leap && month > 2);
     Civil {
@@ -348,16 +342,6 @@ fn civil(secs: i64) -> Civil {
         minute: (rem % 3600 / 60) as u32,
         weekday: (days + 4).rem_euclid(7) as u32,
         yday,
-    }
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if leap => 29,
-        _ => 28,
     }
 }
 
@@ -498,7 +482,6 @@ mod tests {
             (d.year, d.month, d.day, d.hour, d.minute, d.weekday, d.yday),
             (2023, 11, 14, 22, 13, 2, 318)
         );
-        assert_eq!(days_in_month(2024, 2), 29);
         assert_eq!(civil(0).weekday, 4);
     }
 
