@@ -292,9 +292,9 @@ pub fn load_rules(
 /// `GET /api/v1/rules` (`type=alert|record` filters).
 async fn rules_api(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
     let kind = q.as_deref().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("type="))
-            .map(|v| v.to_string())
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v.into_owned())
     });
     let data = vigil_alerting::rules::api::rules_json(&st.rules.groups(), kind.as_deref());
     axum::Json(json!({"status": "success", "data": data})).into_response()

@@ -110,35 +110,17 @@ async fn post_alerts(State(r): State<Arc<AlertRouter>>, body: Bytes) -> Response
 /// Query parameters, repeated keys kept.
 fn params(q: &Option<String>) -> Vec<(String, String)> {
     q.as_deref()
-        .map(|q| {
-            q.split('&')
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    let dec = |s: &str| percent_decode(&s.replace('+', " "));
-                    (dec(k), dec(v))
-                })
-                .collect()
-        })
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
+/// The matchers of every `filter` parameter.
+fn filters(ps: &[(String, String)]) -> Result<Vec<super::Matcher>, String> {
+    let mut out = Vec::new();
+    for (_, f) in ps.iter().filter(|(k, _)| k == "filter") {
+        out.extend(Matchers::parse_entry(f)?);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(out)
 }
 
 fn flag(ps: &[(String, String)], name: &str) -> bool {
@@ -150,13 +132,10 @@ fn flag(ps: &[(String, String)], name: &str) -> bool {
 
 async fn get_alerts(State(r): State<Arc<AlertRouter>>, RawQuery(q): RawQuery) -> Response {
     let ps = params(&q);
-    let mut filter = Vec::new();
-    for (_, f) in ps.iter().filter(|(k, _)| k == "filter") {
-        match Matchers::parse_entry(f) {
-            Ok(m) => filter.extend(m),
-            Err(e) => return bad(e),
-        }
-    }
+    let filter = match filters(&ps) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
     let (active, silenced, inhibited) = (
         flag(&ps, "active"),
         flag(&ps, "silenced"),
@@ -247,13 +226,10 @@ fn silence_json(s: &Silence, now: i64) -> Value {
 
 async fn get_silences(State(r): State<Arc<AlertRouter>>, RawQuery(q): RawQuery) -> Response {
     let ps = params(&q);
-    let mut filter = Vec::new();
-    for (_, f) in ps.iter().filter(|(k, _)| k == "filter") {
-        match Matchers::parse_entry(f) {
-            Ok(m) => filter.extend(m),
-            Err(e) => return bad(e),
-        }
-    }
+    let filter = match filters(&ps) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
     let now = vigil_model::now_ms();
     let list = r.silences.lock().list(now);
     let out: Vec<Value> = list
