@@ -61,6 +61,8 @@ pub struct RuleStatus {
 /// A rule of a group.
 pub struct Rule {
     pub config: RuleConfig,
+    /// The expression, parsed once when the rule is loaded (not at every evaluation).
+    expr: Result<promql_parser::parser::Expr, String>,
     /// Labels of the rule (group labels overridden by the rule's own).
     pub labels: BTreeMap<String, String>,
     pub status: Mutex<RuleStatus>,
@@ -118,6 +120,7 @@ impl Group {
                 let mut labels = config.labels.clone();
                 labels.extend(r.labels.clone());
                 Rule {
+                    expr: eval::parse(&r.expr).map_err(|e| e.to_string()),
                     config: r.clone(),
                     labels,
                     status: Mutex::new(RuleStatus {
@@ -262,25 +265,6 @@ impl Group {
         *self.evaluation_seconds.lock() = started.elapsed().as_secs_f64();
     }
 
-    async fn query<R: MetricsReader>(
-        &self,
-        reader: &R,
-        expr: &str,
-        ts: i64,
-        opts: &GroupOptions,
-    ) -> Result<Vec<(Labels, f64)>, String> {
-        let e = eval::parse(expr).map_err(|e| e.to_string())?;
-        match eval::instant(reader, e, ts, &opts.eval)
-            .await
-            .map_err(|e| e.to_string())?
-            .0
-        {
-            Value::Vector(v) => Ok(v.into_iter().map(|(l, _, x)| (l, x)).collect()),
-            Value::Scalar(_, x) => Ok(vec![(Labels::empty(), x)]),
-            _ => Err("rule expression must be a scalar or an instant vector".into()),
-        }
-    }
-
     async fn eval_recording<R: MetricsReader>(
         &self,
         rule: &Rule,
@@ -290,20 +274,15 @@ impl Group {
         opts: &GroupOptions,
         out: &mut Vec<SeriesBatch>,
     ) -> Result<(), String> {
-        let v = self
-            .query(reader, &rule.config.expr, query_ts, opts)
-            .await?;
+        let v = query(reader, rule, query_ts, opts).await?;
         let mut seen = HashSet::new();
         let mut rows = Vec::with_capacity(v.len());
         for (l, x) in v {
             let mut b = l.to_builder();
             b.set("__name__", rule.name());
+            // An empty rule label deletes the label (the builder's `set` does that).
             for (k, val) in &rule.labels {
-                if val.is_empty() {
-                    b.del(k);
-                } else {
-                    b.set(k.clone(), val.clone());
-                }
+                b.set(k.clone(), val.clone());
             }
             let labels = b.build();
             if !seen.insert(labels.clone()) {
@@ -337,9 +316,7 @@ impl Group {
         opts: &GroupOptions,
         out: &mut Vec<SeriesBatch>,
     ) -> Result<(), String> {
-        let v = self
-            .query(reader, &rule.config.expr, query_ts, opts)
-            .await?;
+        let v = query(reader, rule, query_ts, opts).await?;
         let hold = rule.config.for_.map(|d| d.as_millis()).unwrap_or(0);
         let keep_for = rule
             .config
@@ -364,12 +341,7 @@ impl Group {
             let mut b = l.to_builder();
             b.del("__name__");
             for (k, val) in &rule.labels {
-                let e = expand(val);
-                if e.is_empty() {
-                    b.del(k);
-                } else {
-                    b.set(k.clone(), e);
-                }
+                b.set(k.clone(), expand(val));
             }
             b.set("alertname", rule.name());
             let labels = b.build();
@@ -479,5 +451,24 @@ impl Group {
             });
         }
         Ok(())
+    }
+}
+
+/// Runs a rule's expression at `ts`; a scalar result is one sample without labels, as in Prometheus.
+async fn query<R: MetricsReader>(
+    reader: &R,
+    rule: &Rule,
+    ts: i64,
+    opts: &GroupOptions,
+) -> Result<Vec<(Labels, f64)>, String> {
+    let e = rule.expr.clone()?;
+    match eval::instant(reader, e, ts, &opts.eval)
+        .await
+        .map_err(|e| e.to_string())?
+        .0
+    {
+        Value::Vector(v) => Ok(v.into_iter().map(|(l, _, x)| (l, x)).collect()),
+        Value::Scalar(_, x) => Ok(vec![(Labels::empty(), x)]),
+        _ => Err("rule expression must be a scalar or an instant vector".into()),
     }
 }

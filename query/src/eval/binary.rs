@@ -324,14 +324,8 @@ fn vector_vector(
                         }
                     }
                     for nme in &include {
-                        match one[o].labels.get(nme) {
-                            Some(v) if !v.is_empty() => {
-                                lb.set(nme.clone(), v.to_string());
-                            }
-                            _ => {
-                                lb.del(nme);
-                            }
-                        }
+                        // Taken from the "one" side; absent there means deleted.
+                        lb.set(nme.clone(), one[o].labels.get(nme).unwrap_or(""));
                     }
                     let labels = lb.build();
                     let x = match out_index.get(&labels) {

@@ -392,12 +392,9 @@ fn label_replace(args: &[&Expr], ctx: &Ctx) -> Result<Out, EvalError> {
                 Some(caps) => {
                     let mut res = String::new();
                     caps.expand(&repl, &mut res);
+                    // An empty result deletes the label (the builder's `set` does that).
                     let mut b = s.labels.to_builder();
-                    if res.is_empty() {
-                        b.del(&dst);
-                    } else {
-                        b.set(dst.clone(), res);
-                    }
+                    b.set(dst.clone(), res);
                     b.build()
                 }
                 None => s.labels,
@@ -432,11 +429,7 @@ fn label_join(args: &[&Expr], ctx: &Ctx) -> Result<Out, EvalError> {
                 .collect::<Vec<_>>()
                 .join(&sep);
             let mut b = s.labels.to_builder();
-            if joined.is_empty() {
-                b.del(&dst);
-            } else {
-                b.set(dst.clone(), joined);
-            }
+            b.set(dst.clone(), joined);
             Ser {
                 labels: b.build(),
                 pts: s.pts,
