@@ -656,6 +656,42 @@ mod tests {
     }
 
     #[test]
+    fn replay_skips_without_counting_rejections() {
+        let m = Arc::new(StorageMetrics::default());
+        let h = Head::new(0, m.clone());
+        let s = h.replay_series(1, Labels::from_pairs([("__name__", "a")]));
+        assert_eq!(h.replay_samples(&s, &[(10, 1.0), (20, 2.0)]), 2);
+        // Below the head's lower bound (a cut happened), older than the newest and a duplicate with
+        // another value: skipped by replay, and none of them is a refused write.
+        h.set_min_valid_time(15);
+        assert_eq!(h.replay_samples(&s, &[(12, 5.0), (18, 5.0), (20, 9.0)]), 0);
+        let counted: u64 = [
+            RejectReason::OutOfBounds,
+            RejectReason::OutOfOrder,
+            RejectReason::Duplicate,
+        ]
+        .iter()
+        .map(|r| {
+            m.samples_rejected
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: r.as_label(),
+                })
+                .get()
+        })
+        .sum();
+        assert_eq!(counted, 0);
+        // The same samples through a normal append are counted.
+        append(&h, &[sb("a", &[(12, 5.0)])]);
+        let oob = m
+            .samples_rejected
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: "out_of_bounds",
+            })
+            .get();
+        assert_eq!(oob, 1);
+    }
+
+    #[test]
     fn ooo_window_accepts_and_merges() {
         let h = Head::new(100, Arc::new(StorageMetrics::default()));
         append(&h, &[sb("a", &[(1000, 1.0), (1100, 2.0)])]);
