@@ -269,14 +269,7 @@ async fn bad_input_gets_4xx_naming_the_problem_and_leaves_stored_data_alone() {
         );
     }
     // Rejections are counted by reason.
-    let body = client()
-        .get(v.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = v.metrics_text().await;
     assert!(
         body.contains("vigil_storage_samples_rejected_total{reason=\"out_of_order\"} 1"),
         "{body}"

@@ -121,14 +121,7 @@ receivers:
         "duplicate emails: {:?}",
         messages(&out)
     );
-    let metrics = client()
-        .get(v.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = v.metrics_text().await;
     assert!(
         metrics.contains("vigil_notifications_total{receiver=\"mail\"} 1"),
         "{metrics}"

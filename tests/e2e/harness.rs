@@ -270,15 +270,25 @@ impl Vigil {
     }
 
     /// The value of an unlabelled self-metric from `/metrics`.
-    pub async fn self_metric(&self, name: &str) -> Option<f64> {
-        let body = client()
+    /// The text of `/metrics`, if Vigil answers.
+    async fn try_metrics_text(&self) -> Option<String> {
+        client()
             .get(self.url("/metrics"))
             .send()
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.try_metrics_text().await.expect("GET /metrics")
+    }
+
+    pub async fn self_metric(&self, name: &str) -> Option<f64> {
+        let body = self.try_metrics_text().await?;
         body.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -431,4 +441,62 @@ pub fn now_secs() -> f64 {
 
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exposition")
+}
+
+/// An HTTP receiver (a webhook, a PagerDuty stand-in): records the JSON body of every request and
+/// answers with `reply(body)`'s status line and body. Returns its port and the recorded bodies.
+pub async fn http_receiver(
+    reply: fn(&Value) -> (&'static str, String),
+) -> (u16, std::sync::Arc<parking_lot::Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                // Read the head, then as much body as Content-Length says.
+                let (head, len) = loop {
+                    let Ok(n) = s.read(&mut tmp).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = String::from_utf8_lossy(&buf[..h])
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0usize);
+                    if buf.len() >= h + 4 + len {
+                        break (h + 4, len);
+                    }
+                };
+                let body: Value =
+                    serde_json::from_slice(&buf[head..head + len]).unwrap_or(Value::Null);
+                let (status, answer) = reply(&body);
+                g.lock().push(body);
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (port, got)
 }

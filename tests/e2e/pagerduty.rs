@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
@@ -50,75 +49,28 @@ fn schema_problems(e: &Value) -> Vec<String> {
 }
 
 /// A stand-in for events.pagerduty.com/v2/enqueue: 202 for valid events, 400 with the problems else.
-async fn pagerduty() -> (u16, Arc<Mutex<Vec<(Value, Vec<String>)>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let g = g.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                loop {
-                    let Ok(n) = s.read(&mut tmp).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(h) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let len = text[..h]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < h + 4 + len {
-                        continue;
-                    }
-                    let body: Value =
-                        serde_json::from_slice(&buf[h + 4..h + 4 + len]).unwrap_or(Value::Null);
-                    let problems = schema_problems(&body);
-                    let (status, reply) = if problems.is_empty() {
-                        (
-                            "202 Accepted",
-                            format!(
-                                r#"{{"status":"success","message":"Event processed","dedup_key":{}}}"#,
-                                body["dedup_key"]
-                            ),
-                        )
-                    } else {
-                        (
-                            "400 Bad Request",
-                            format!(
-                                r#"{{"status":"invalid event","errors":{}}}"#,
-                                serde_json::json!(problems)
-                            ),
-                        )
-                    };
-                    g.lock().push((body, problems));
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    let _ = s.write_all(resp.as_bytes()).await;
-                    return;
-                }
-            });
+async fn pagerduty() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    http_receiver(|body| {
+        let problems = schema_problems(body);
+        if problems.is_empty() {
+            (
+                "202 Accepted",
+                format!(
+                    r#"{{"status":"success","message":"Event processed","dedup_key":{}}}"#,
+                    body["dedup_key"]
+                ),
+            )
+        } else {
+            (
+                "400 Bad Request",
+                format!(
+                    r#"{{"status":"invalid event","errors":{}}}"#,
+                    serde_json::json!(problems)
+                ),
+            )
         }
-    });
-    (port, got)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,12 +118,16 @@ receivers:
     let trigger = eventually(Duration::from_secs(30), "the trigger event", || async {
         got.lock()
             .iter()
-            .find(|(e, _)| e["event_action"] == "trigger")
+            .find(|e| e["event_action"] == "trigger")
             .cloned()
     })
     .await;
-    assert!(trigger.1.is_empty(), "schema problems: {:?}", trigger.1);
-    let e = &trigger.0;
+    assert!(
+        schema_problems(&trigger).is_empty(),
+        "schema problems: {:?}",
+        schema_problems(&trigger)
+    );
+    let e = &trigger;
     assert_eq!(e["routing_key"], "0123456789abcdef0123456789abcdef");
     assert_eq!(e["payload"]["severity"], "critical");
     assert_eq!(e["payload"]["source"], "Vigil");
@@ -196,17 +152,21 @@ receivers:
     let resolve = eventually(Duration::from_secs(30), "the resolve event", || async {
         got.lock()
             .iter()
-            .find(|(e, _)| e["event_action"] == "resolve")
+            .find(|e| e["event_action"] == "resolve")
             .cloned()
     })
     .await;
-    assert!(resolve.1.is_empty(), "schema problems: {:?}", resolve.1);
+    assert!(
+        schema_problems(&resolve).is_empty(),
+        "schema problems: {:?}",
+        schema_problems(&resolve)
+    );
     assert_eq!(
-        resolve.0["dedup_key"], trigger.0["dedup_key"],
+        resolve["dedup_key"], trigger["dedup_key"],
         "trigger and resolve share the dedup key"
     );
     assert!(
-        got.lock().iter().all(|(_, p)| p.is_empty()),
+        got.lock().iter().all(|e| schema_problems(e).is_empty()),
         "every request valid: {:?}",
         got.lock()
     );

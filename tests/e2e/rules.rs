@@ -115,14 +115,7 @@ async fn rules_record_alert_and_keep_state_across_restart_and_reload() {
     assert_eq!(r[0]["metric"]["team"], "web");
 
     // The rule engine's own metrics.
-    let m = client()
-        .get(v.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = v.metrics_text().await;
     assert!(
         m.lines()
             .any(|l| l.starts_with("vigil_rule_evaluations_total{") && l.contains("demo.yml;demo")),
