@@ -250,6 +250,15 @@ impl Params {
         }
     }
 
+    /// `start` and `end` (default: all time) and `limit` (default: none) of the metadata endpoints.
+    fn span_and_limit(&self) -> Result<(i64, i64, usize), ApiError> {
+        Ok((
+            self.time("start", MIN_TIME)?,
+            self.time("end", MAX_TIME)?,
+            self.limit()?,
+        ))
+    }
+
     /// `match[]` selectors, each turned into matchers.
     fn matches(&self) -> Result<Vec<Vec<Matcher>>, ApiError> {
         self.all("match[]")
@@ -573,11 +582,21 @@ fn collect_selectors(
     Ok(())
 }
 
-fn truncated_warning(n: usize, limit: usize) -> Vec<String> {
-    if limit > 0 && n >= limit {
-        vec!["results truncated due to limit".into()]
-    } else {
-        Vec::new()
+/// A list answer of the metadata endpoints: the items, plus Prometheus's warning when `limit` cut it.
+fn list_response<T: serde::Serialize>(res: Result<(Vec<T>, usize), ApiError>) -> Response {
+    match res {
+        Ok((items, limit)) => {
+            let warnings: Vec<String> = if limit > 0 && items.len() >= limit {
+                vec!["results truncated due to limit".into()]
+            } else {
+                Vec::new()
+            };
+            success_raw(
+                serde_json::to_string(&items).unwrap_or_else(|_| "[]".into()),
+                &warnings,
+            )
+        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -588,26 +607,17 @@ async fn series<R: MetricsReader>(
     body: Bytes,
 ) -> Response {
     let p = Params::from(q, &headers, &body);
-    let run = async {
-        let m = p.matches()?;
-        if m.is_empty() {
-            return Err(ApiError::bad_data("no match[] parameter provided"));
+    list_response(
+        async {
+            let m = p.matches()?;
+            if m.is_empty() {
+                return Err(ApiError::bad_data("no match[] parameter provided"));
+            }
+            let (start, end, limit) = p.span_and_limit()?;
+            Ok((st.reader.series(&m, start, end, limit).await?, limit))
         }
-        let (start, end, limit) = (
-            p.time("start", MIN_TIME)?,
-            p.time("end", MAX_TIME)?,
-            p.limit()?,
-        );
-        let s = st.reader.series(&m, start, end, limit).await?;
-        Ok::<_, ApiError>((
-            serde_json::to_string(&s).unwrap_or_else(|_| "[]".into()),
-            truncated_warning(s.len(), limit),
-        ))
-    };
-    match run.await {
-        Ok((s, w)) => success_raw(s, &w),
-        Err(e) => e.into_response(),
-    }
+        .await,
+    )
 }
 
 async fn labels<R: MetricsReader>(
@@ -617,23 +627,14 @@ async fn labels<R: MetricsReader>(
     body: Bytes,
 ) -> Response {
     let p = Params::from(q, &headers, &body);
-    let run = async {
-        let m = p.matches()?;
-        let (start, end, limit) = (
-            p.time("start", MIN_TIME)?,
-            p.time("end", MAX_TIME)?,
-            p.limit()?,
-        );
-        let n = st.reader.label_names(&m, start, end, limit).await?;
-        Ok::<_, ApiError>((
-            serde_json::to_string(&n).unwrap_or_else(|_| "[]".into()),
-            truncated_warning(n.len(), limit),
-        ))
-    };
-    match run.await {
-        Ok((s, w)) => success_raw(s, &w),
-        Err(e) => e.into_response(),
-    }
+    list_response(
+        async {
+            let m = p.matches()?;
+            let (start, end, limit) = p.span_and_limit()?;
+            Ok((st.reader.label_names(&m, start, end, limit).await?, limit))
+        }
+        .await,
+    )
 }
 
 async fn label_values<R: MetricsReader>(
@@ -644,26 +645,20 @@ async fn label_values<R: MetricsReader>(
     body: Bytes,
 ) -> Response {
     let p = Params::from(q, &headers, &body);
-    let run = async {
-        if name != "__name__" && !is_valid_label_name(&name) {
-            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    list_response(
+        async {
+            if name != "__name__" && !is_valid_label_name(&name) {
+                return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+            }
+            let m = p.matches()?;
+            let (start, end, limit) = p.span_and_limit()?;
+            Ok((
+                st.reader.label_values(&name, &m, start, end, limit).await?,
+                limit,
+            ))
         }
-        let m = p.matches()?;
-        let (start, end, limit) = (
-            p.time("start", MIN_TIME)?,
-            p.time("end", MAX_TIME)?,
-            p.limit()?,
-        );
-        let v = st.reader.label_values(&name, &m, start, end, limit).await?;
-        Ok::<_, ApiError>((
-            serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()),
-            truncated_warning(v.len(), limit),
-        ))
-    };
-    match run.await {
-        Ok((s, w)) => success_raw(s, &w),
-        Err(e) => e.into_response(),
-    }
+        .await,
+    )
 }
 
 async fn buildinfo<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {
