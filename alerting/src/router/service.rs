@@ -275,13 +275,23 @@ impl AlertRouter {
     /// Flushes due groups at `now` and returns the notifications, muted alerts removed.
     pub fn tick(&self, now: i64) -> Vec<Notification> {
         let mut g = self.inner.lock();
-        let before = g.dispatcher.flushes;
-        let plain: Vec<Alert> = g.dispatcher.alerts().into_iter().map(|(a, _)| a).collect();
+        let Inner {
+            dispatcher,
+            inhibit,
+            intervals,
+            ..
+        } = &mut *g;
+        let before = dispatcher.flushes;
+        // Inhibition compares with every held alert: only collect them when there are rules.
+        let plain: Vec<Alert> = if inhibit.is_empty() {
+            Vec::new()
+        } else {
+            dispatcher.alerts().into_iter().map(|(a, _)| a).collect()
+        };
         let sil = self.silences.lock();
-        let inh = g.inhibit.clone();
-        let keep =
-            |a: &Alert| sil.muting(&a.labels, now).is_empty() && !inhibited(&inh, a, &plain, now);
-        let intervals = g.intervals.clone();
+        let keep = |a: &Alert| {
+            sil.muting(&a.labels, now).is_empty() && !inhibited(inhibit, a, &plain, now)
+        };
         let active = |names: &[String]| {
             names
                 .iter()
@@ -293,8 +303,8 @@ impl AlertRouter {
             active(&r.mute_time_intervals)
                 || (!r.active_time_intervals.is_empty() && !active(&r.active_time_intervals))
         };
-        let out = g.dispatcher.tick_with(now, &keep, &muted);
-        self.metrics.flushes.inc_by(g.dispatcher.flushes - before);
+        let out = dispatcher.tick_with(now, &keep, &muted);
+        self.metrics.flushes.inc_by(dispatcher.flushes - before);
         out
     }
 
@@ -334,6 +344,27 @@ impl AlertRouter {
         }
     }
 
+    /// POSTs a JSON body; success on 2xx (and on 400 when `bad_request_is_final`, logged).
+    async fn post_json(
+        &self,
+        url: &str,
+        body: &Value,
+        bad_request_is_final: bool,
+    ) -> Result<(), String> {
+        match self.client.post(url).json(body).send().await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) if bad_request_is_final && resp.status().as_u16() == 400 => {
+                warn!(
+                    url,
+                    "the receiver refused the notification as invalid; not retrying"
+                );
+                Ok(())
+            }
+            Ok(resp) => Err(format!("status {}", resp.status())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Delivers a notification to every integration of its receiver, each retried with backoff for up
     /// to a minute; true when all succeeded. A failed notification is not logged as sent, so the group's
     /// next flush tries again: nothing is lost while a receiver is down, and nothing is sent twice.
@@ -357,14 +388,7 @@ impl AlertRouter {
             };
             let max = w.get("max_alerts").and_then(|m| m.as_u64()).unwrap_or(0) as usize;
             let body = webhook_payload(n, &self.opts.external_url, max);
-            ok &= retry(&n.receiver, url, || async {
-                match self.client.post(url).json(&body).send().await {
-                    Ok(resp) if resp.status().is_success() => Ok(()),
-                    Ok(resp) => Err(format!("status {}", resp.status())),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
-            .await;
+            ok &= retry(&n.receiver, url, || self.post_json(url, &body, false)).await;
         }
         for p in &r.pagerduty_configs {
             let cfg = match super::pagerduty::PagerDutyConfig::from_yaml(
@@ -383,17 +407,9 @@ impl AlertRouter {
                 continue;
             }
             let body = super::pagerduty::event(&cfg, n);
-            ok &= retry(&n.receiver, &cfg.url, || async {
-                match self.client.post(&cfg.url).json(&body).send().await {
-                    Ok(resp) if resp.status().is_success() => Ok(()),
-                    // PagerDuty: 400 is a bad event (do not retry forever), 429 and 5xx are retried.
-                    Ok(resp) if resp.status().as_u16() == 400 => {
-                        warn!(receiver = %n.receiver, "PagerDuty refused the event as invalid");
-                        Ok(())
-                    }
-                    Ok(resp) => Err(format!("status {}", resp.status())),
-                    Err(e) => Err(e.to_string()),
-                }
+            // PagerDuty answers 400 to an invalid event: retrying cannot help.
+            ok &= retry(&n.receiver, &cfg.url, || {
+                self.post_json(&cfg.url, &body, true)
             })
             .await;
         }
