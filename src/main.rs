@@ -75,6 +75,20 @@ enum CheckWhat {
     },
 }
 
+/// The async runtime of `serve` and `test rules`; None (after saying why) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("vigil: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -92,15 +106,8 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("vigil: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             let opts = server::ServeOptions {
                 listen,
@@ -119,15 +126,8 @@ fn main() -> ExitCode {
         Command::Test {
             what: TestWhat::Rules { files },
         } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("vigil: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             let mut ok = true;
             for f in files {

@@ -146,7 +146,6 @@ pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled
                 v: s.value,
             })
             .collect();
-        let has_histograms = !ts.histograms.is_empty();
         let exemplars: Vec<Exemplar> = ts
             .exemplars
             .into_iter()
@@ -167,15 +166,23 @@ pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled
         ) else {
             continue;
         };
-        if has_histograms {
-            a.invalid_samples += nh;
-            a.problem(format!("series {labels}: native histograms are not supported yet; {nh} histogram samples refused"));
-        }
-        if !exemplars.is_empty() {
-            a.exemplars.push((labels, exemplars));
-        }
+        finish_series(&mut a, labels, nh, exemplars);
     }
     a
+}
+
+/// What both versions do after a series was accepted: refuse its native histogram samples by name,
+/// keep its exemplars.
+fn finish_series(a: &mut Assembled, labels: Labels, histograms: u64, exemplars: Vec<Exemplar>) {
+    if histograms > 0 {
+        a.invalid_samples += histograms;
+        a.problem(format!(
+            "series {labels}: native histograms are not supported yet; {histograms} histogram samples refused"
+        ));
+    }
+    if !exemplars.is_empty() {
+        a.exemplars.push((labels, exemplars));
+    }
 }
 
 /// Turns a decoded 2.0 request into series, resolving symbol references.
@@ -240,13 +247,7 @@ pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembl
         ) else {
             continue;
         };
-        if nh > 0 {
-            a.invalid_samples += nh;
-            a.problem(format!("series {labels}: native histograms are not supported yet; {nh} histogram samples refused"));
-        }
-        if !exemplars.is_empty() {
-            a.exemplars.push((labels, exemplars));
-        }
+        finish_series(&mut a, labels, nh, exemplars);
     }
     Ok(a)
 }
