@@ -173,25 +173,11 @@ impl Group {
         *self.last_evaluation.lock() = *old.last_evaluation.lock();
     }
 
-    /// Loads `ALERTS_FOR_STATE` to restore how long alerts have been active (after a restart).
-    pub async fn prepare_restore<R: MetricsReader>(
-        &self,
-        reader: &R,
-        now: i64,
-        opts: &GroupOptions,
-    ) {
+    /// Hands each alerting rule the `activeAt` times found for its alerts (by alert name) at start-up,
+    /// for its first evaluation to restore.
+    pub fn restore_from(&self, found: &HashMap<String, HashMap<Labels, i64>>) {
         for r in self.rules.iter().filter(|r| r.is_alerting()) {
-            let name = r.name().replace('\\', "\\\\").replace('"', "\\\"");
-            let q = format!("last_over_time(ALERTS_FOR_STATE{{alertname=\"{name}\"}}[1h])");
-            let Ok(expr) = eval::parse(&q) else { continue };
-            let mut found = HashMap::new();
-            if let Ok((Value::Vector(v), _)) = eval::instant(reader, expr, now, &opts.eval).await {
-                for (l, _, active_at_s) in v {
-                    // last_over_time keeps the metric name; alert labels have none.
-                    found.insert(l.without_metric_name(), (active_at_s * 1000.0) as i64);
-                }
-            }
-            *r.restore.lock() = Some(found);
+            *r.restore.lock() = Some(found.get(r.name()).cloned().unwrap_or_default());
         }
     }
 
@@ -471,4 +457,28 @@ async fn query<R: MetricsReader>(
         Value::Scalar(_, x) => Ok(vec![(Labels::empty(), x)]),
         _ => Err("rule expression must be a scalar or an instant vector".into()),
     }
+}
+
+/// Every alert's `activeAt` (ms) from the `ALERTS_FOR_STATE` series of the last hour, by alert name:
+/// one query at start-up for all rules.
+pub async fn load_alert_state<R: MetricsReader>(
+    reader: &R,
+    now: i64,
+    opts: &GroupOptions,
+) -> HashMap<String, HashMap<Labels, i64>> {
+    let mut out: HashMap<String, HashMap<Labels, i64>> = HashMap::new();
+    let Ok(expr) = eval::parse("last_over_time(ALERTS_FOR_STATE[1h])") else {
+        return out;
+    };
+    if let Ok((Value::Vector(v), _)) = eval::instant(reader, expr, now, &opts.eval).await {
+        for (l, _, active_at_s) in v {
+            // last_over_time keeps the metric name; alert labels have none.
+            let l = l.without_metric_name();
+            let name = l.get("alertname").unwrap_or("").to_string();
+            out.entry(name)
+                .or_default()
+                .insert(l, (active_at_s * 1000.0) as i64);
+        }
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! The rule manager: loads rule files (globs), runs each group on its interval, reloads without
 //! losing alert state, and serves the state to the API.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,13 +145,19 @@ impl<R: MetricsReader> RuleManager<R> {
             r.task.abort();
         }
         let first = std::mem::replace(&mut *self.first_start.lock(), false);
-        let now = vigil_model::now_ms();
+        let restored = if first {
+            super::group::load_alert_state(self.reader.as_ref(), vigil_model::now_ms(), &opts).await
+        } else {
+            Default::default()
+        };
+        let old_by_key: HashMap<String, &Running> =
+            old.iter().map(|o| (o.group.key(), o)).collect();
         let mut snap = Vec::new();
         for g in groups {
-            if let Some(o) = old.iter().find(|o| o.group.key() == g.key()) {
+            if let Some(o) = old_by_key.get(&g.key()) {
                 g.inherit(&o.group);
             } else if first {
-                g.prepare_restore(self.reader.as_ref(), now, &opts).await;
+                g.restore_from(&restored);
             }
             let g = Arc::new(g);
             let cancel = CancellationToken::new();
