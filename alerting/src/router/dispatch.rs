@@ -117,11 +117,6 @@ impl Dispatcher {
         }
     }
 
-    /// Replaces the routing tree (reload); existing groups keep their alerts and timers.
-    pub fn set_route(&mut self, root: Route) {
-        self.root = root;
-    }
-
     /// Restores notification-log entries (after a restart) so nothing is sent twice.
     pub fn restore_log(&mut self, entries: impl IntoIterator<Item = ((String, String), LogEntry)>) {
         self.log.extend(entries);
@@ -186,11 +181,6 @@ impl Dispatcher {
                 (g.labels.clone(), g.route.receiver.clone(), a)
             })
             .collect()
-    }
-
-    /// The earliest time a group is due, if any.
-    pub fn next_due(&self) -> Option<i64> {
-        self.groups.values().map(|g| g.next).min()
     }
 
     /// Flushes every group due at `now`; `keep(alert)` filters out silenced or inhibited alerts.

@@ -291,20 +291,6 @@ impl ScrapeConfig {
     }
 }
 
-/// Checks rules across jobs (unique names).
-pub fn validate_jobs(jobs: &[ScrapeConfig]) -> Result<(), String> {
-    let mut seen = std::collections::HashSet::new();
-    for j in jobs {
-        if !seen.insert(&j.job_name) {
-            return Err(format!(
-                "found multiple scrape configs with job name {:?}",
-                j.job_name
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
