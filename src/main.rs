@@ -39,6 +39,16 @@ enum Command {
         /// Log filter, e.g. `info` or `vigil_storage=debug,info` (also RUST_LOG).
         #[arg(long, env = "VIGIL_LOG", default_value = "info")]
         log: String,
+        /// Prometheus's web configuration file (TLS, basic auth, headers); the same file Prometheus,
+        /// Alertmanager and node_exporter read.
+        #[arg(long = "web.config.file", env = "VIGIL_WEB_CONFIG_FILE")]
+        web_config_file: Option<PathBuf>,
+        /// Allow shutdown and reload over HTTP (POST /-/quit, POST /-/reload).
+        #[arg(long = "web.enable-lifecycle")]
+        web_enable_lifecycle: bool,
+        /// Longest time to read and answer one request.
+        #[arg(long = "web.read-timeout", default_value = "5m")]
+        web_read_timeout: vigil_model::PromDuration,
     },
     /// Validate files without starting the server.
     Check {
@@ -90,6 +100,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    vigil_http::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve {
@@ -97,6 +108,9 @@ fn main() -> ExitCode {
             data_dir,
             config,
             log,
+            web_config_file,
+            web_enable_lifecycle,
+            web_read_timeout,
         } => {
             let filter = std::env::var("RUST_LOG").unwrap_or(log);
             tracing_subscriber::fmt()
@@ -113,6 +127,9 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
                 config_file: config,
+                web_config_file,
+                enable_lifecycle: web_enable_lifecycle,
+                read_timeout: web_read_timeout.0,
             };
             match rt.block_on(server::serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -203,6 +220,9 @@ fn main() -> ExitCode {
                             listen: String::new(),
                             data_dir: PathBuf::new(),
                             config_file: Some(f.clone()),
+                            web_config_file: None,
+                            enable_lifecycle: false,
+                            read_timeout: std::time::Duration::ZERO,
                         };
                         let gopts = vigil_alerting::rules::GroupOptions::default();
                         match server::load_rules(&opts, &c, &gopts) {
@@ -216,9 +236,9 @@ fn main() -> ExitCode {
                             }
                         }
                         if c.alertmanager_config.is_some() {
-                            let checked = server::alertmanager_text(&opts, &c).and_then(|t| {
-                                vigil_alerting::router::AlertmanagerConfig::parse(&t)
-                            });
+                            let dir = server::alertmanager_dir(&opts, &c);
+                            let checked = server::alertmanager_text(&opts, &c)
+                                .and_then(|t| vigil_alerting::router::service::check(&t, &dir));
                             match checked {
                                 Ok(am) => println!(
                                     "  SUCCESS: alertmanager configuration valid ({} receivers)",

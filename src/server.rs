@@ -30,6 +30,22 @@ pub struct ServeOptions {
     pub listen: String,
     pub data_dir: PathBuf,
     pub config_file: Option<PathBuf>,
+    /// Prometheus's web configuration file: TLS, basic auth, response headers.
+    pub web_config_file: Option<PathBuf>,
+    /// Allow `POST /-/reload` and `/-/quit` over HTTP (Prometheus's `--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
+    /// Longest time to read and answer one request (Prometheus's `--web.read-timeout`).
+    pub read_timeout: std::time::Duration,
+}
+
+impl ServeOptions {
+    /// The directory relative paths of the configuration are resolved against.
+    pub fn config_dir(&self) -> PathBuf {
+        self.config_file
+            .as_ref()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
 }
 
 type Rules = Arc<vigil_alerting::rules::RuleManager<Tsdb>>;
@@ -43,6 +59,8 @@ struct AppState {
     config: Mutex<Config>,
     opts: ServeOptions,
     reload_lock: tokio::sync::Mutex<()>,
+    self_scrape: SelfScrape,
+    stop: CancellationToken,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -58,6 +76,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         );
     }
 
+    let web = match &opts.web_config_file {
+        Some(p) => Some(
+            vigil_http::WebGuard::load(p)
+                .map_err(|e| anyhow::anyhow!("web configuration {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -81,23 +106,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot open metrics storage in {}", opts.data_dir.display()))?;
 
-    let client = reqwest::Client::builder()
-        .gzip(true)
-        .build()
-        .context("cannot build the HTTP client")?;
     let scrape = Arc::new(ScrapeManager::new(
         ScrapeContext {
             appender: tsdb.clone(),
             exemplars: Some(tsdb.exemplars()),
             metadata: Some(tsdb.metadata()),
-            client,
             metrics: ingest_metrics.clone(),
             user_agent: format!("Vigil/{}", env!("CARGO_PKG_VERSION")),
         },
         rand::random(),
     ));
+    let self_scrape = SelfScrape::new(web.as_deref());
     scrape
-        .apply(&config.global, &config.scrape_jobs(&self_addr))
+        .apply(&config.global, &self_scrape.jobs(&config, &self_addr))
         .await;
 
     let group_opts = group_options(&config, &self_addr);
@@ -109,7 +130,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         &am_text,
         vigil_alerting::router::RouterOptions {
             data_dir: Some(opts.data_dir.join("alerting")),
-            external_url: format!("http://{self_addr}"),
+            external_url: external_url(&web, &self_addr),
+            base_dir: alertmanager_dir(&opts, &config),
         },
     )
     .map_err(|e| anyhow::anyhow!("alertmanager configuration: {e}"))?;
@@ -146,6 +168,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         config: Mutex::new(config),
         opts: opts_for_state,
         reload_lock: tokio::sync::Mutex::new(()),
+        self_scrape,
+        stop: stop.clone(),
     });
 
     let push_routes = Router::new()
@@ -187,7 +211,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
-        .route("/-/reload", post(reload_handler).put(reload_handler))
+        .route(
+            "/-/reload",
+            post(reload_handler).put(reload_handler).get(lifecycle_get),
+        )
+        .route(
+            "/-/quit",
+            post(quit_handler).put(quit_handler).get(lifecycle_get),
+        )
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/rules", get(rules_api))
         .route("/api/v1/alerts", get(alerts_api))
@@ -203,11 +234,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let shutdown = stop.clone();
     let signals = tokio::spawn(watch_signals(app_state.clone(), shutdown));
-    axum::serve(listener, app)
-        .with_graceful_shutdown({
-            let stop = stop.clone();
-            async move { stop.cancelled().await }
-        })
+    let serve_opts = vigil_http::ServeOptions {
+        request_timeout: opts.read_timeout,
+        ..Default::default()
+    };
+    let app = vigil_http::guarded(app, web.clone(), &serve_opts);
+    vigil_http::serve(listener, app, web, serve_opts, stop.clone())
         .await
         .context("HTTP server failed")?;
     signals.abort();
@@ -250,13 +282,66 @@ pub fn alertmanager_text(opts: &ServeOptions, c: &Config) -> Result<String, Stri
     let Some(f) = &c.alertmanager_config else {
         return Ok(vigil_alerting::router::service::DEFAULT_CONFIG.to_string());
     };
-    let base = opts
-        .config_file
-        .as_ref()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-        .unwrap_or_else(|| std::path::PathBuf::from("."));
-    let p = base.join(f);
+    let p = opts.config_dir().join(f);
     std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+/// The directory of the alertmanager.yml (where its relative `templates:` start).
+pub fn alertmanager_dir(opts: &ServeOptions, c: &Config) -> PathBuf {
+    let dir = opts.config_dir();
+    match &c.alertmanager_config {
+        Some(f) => dir.join(f).parent().map(|p| p.to_path_buf()).unwrap_or(dir),
+        None => dir,
+    }
+}
+
+/// The URL notifications link to.
+fn external_url(web: &Option<Arc<vigil_http::WebGuard>>, addr: &str) -> String {
+    let scheme = if web.as_ref().is_some_and(|w| w.tls_enabled()) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{addr}")
+}
+
+/// The built-in job that scrapes Vigil's own `/metrics`. Behind a web configuration it speaks TLS
+/// (the certificate is Vigil's own, so it is not verified) and, with basic auth on, presents a
+/// random bearer token that exists only in this process and that the guard accepts in place of a
+/// password (bcrypt hashes cannot be reversed into a password to send).
+pub struct SelfScrape {
+    tls: bool,
+    token: Option<vigil_model::Secret>,
+}
+
+impl SelfScrape {
+    fn new(web: Option<&vigil_http::WebGuard>) -> SelfScrape {
+        SelfScrape {
+            tls: web.is_some_and(|w| w.tls_enabled()),
+            token: web.map(|w| w.internal_token()),
+        }
+    }
+
+    /// The scrape jobs to run: the file's, or the built-in one.
+    fn jobs(&self, c: &Config, listen: &str) -> Vec<vigil_ingest::scrape::ScrapeConfig> {
+        let mut jobs = c.scrape_jobs(listen);
+        if c.scrape_configs.is_none()
+            && let Some(j) = jobs.first_mut()
+        {
+            if self.tls {
+                j.scheme = "https".into();
+                j.http_config.tls_config.insecure_skip_verify = true;
+            }
+            if let Some(t) = &self.token {
+                j.http_config.authorization = Some(vigil_http::client::Authorization {
+                    kind: "Bearer".into(),
+                    credentials: t.clone(),
+                    credentials_file: String::new(),
+                });
+            }
+        }
+        jobs
+    }
 }
 
 /// Settings of rule evaluation from the configuration.
@@ -354,7 +439,7 @@ async fn reload(st: &AppState) -> Result<(), String> {
         .reload(&am_text)
         .map_err(|e| format!("alertmanager configuration: {e}"))?;
     st.scrape
-        .apply(&new.global, &new.scrape_jobs(&st.opts.listen))
+        .apply(&new.global, &st.self_scrape.jobs(&new, &st.opts.listen))
         .await;
     st.rules.apply(groups, group_opts).await;
     *st.config.lock() = new;
@@ -362,9 +447,35 @@ async fn reload(st: &AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// `GET /-/reload` and `GET /-/quit`, as Prometheus answers them.
+async fn lifecycle_get() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Only POST or PUT requests allowed",
+    )
+        .into_response()
+}
+
+fn lifecycle_disabled() -> Response {
+    (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response()
+}
+
+async fn quit_handler(State(st): State<Arc<AppState>>) -> Response {
+    if !st.opts.enable_lifecycle {
+        return lifecycle_disabled();
+    }
+    info!("termination requested over HTTP (/-/quit)");
+    st.ready.store(false, Ordering::SeqCst);
+    st.stop.cancel();
+    (StatusCode::OK, "Requesting termination... Goodbye!").into_response()
+}
+
 async fn reload_handler(State(st): State<Arc<AppState>>) -> Response {
+    if !st.opts.enable_lifecycle {
+        return lifecycle_disabled();
+    }
     match reload(&st).await {
-        Ok(()) => (StatusCode::OK, "configuration reloaded\n").into_response(),
+        Ok(()) => StatusCode::OK.into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("failed to reload config: {e}\n"),

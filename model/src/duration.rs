@@ -103,6 +103,13 @@ impl From<Duration> for PromDuration {
     }
 }
 
+impl std::str::FromStr for PromDuration {
+    type Err = DurationParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(PromDuration)
+    }
+}
+
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&format_duration(self.0))

@@ -1,7 +1,7 @@
 //! Vigil's shared vocabulary: the types every other part speaks.
 //!
 //! Owns [`Labels`] (a sorted, validated label set), [`Matcher`] (Prometheus label matchers with anchored
-//! regexes), [`Sample`] with the staleness-marker NaN, Prometheus durations and API timestamps, and the
+//! regexes), [`Sample`] with the staleness-marker NaN, Prometheus durations and API timestamps, [`Secret`] for configuration values that must never be shown, and the
 //! validation rules for metric and label names.
 //!
 //! This crate must never do I/O, spawn tasks or depend on another Vigil crate: it is the bottom of the
@@ -11,6 +11,7 @@ mod duration;
 mod labels;
 mod matcher;
 mod sample;
+mod secret;
 mod timestamp;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use labels::{
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
+pub use secret::{SECRET_MARKER, Secret};
 pub use timestamp::{
     TimeParseError, civil_from_days, days_in_month, now_ms, parse_api_duration, parse_api_time,
 };

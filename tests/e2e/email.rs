@@ -73,7 +73,7 @@ receivers:
     // The SMTP server is down: delivery fails and is retried.
     eventually(Duration::from_secs(30), "a failed SMTP attempt", || async {
         v.log()
-            .contains("notification failed; will retry")
+            .contains("notification attempt failed; will retry")
             .then_some(())
     })
     .await;
@@ -123,7 +123,7 @@ receivers:
     );
     let metrics = v.metrics_text().await;
     assert!(
-        metrics.contains("vigil_notifications_total{receiver=\"mail\"} 1"),
+        metrics.contains("vigil_notifications_total{receiver=\"mail\",integration=\"email\"} 1"),
         "{metrics}"
     );
 }

@@ -134,6 +134,7 @@ pub fn tail(path: &Path, n: usize) -> String {
 }
 
 pub fn client() -> reqwest::Client {
+    vigil_http::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -233,6 +234,7 @@ impl Vigil {
             .arg(self.data_dir())
             .arg("--config")
             .arg(self.config_path())
+            .arg("--web.enable-lifecycle")
             .env("VIGIL_LOG", "info")
             .env_remove("RUST_LOG");
         let mut p = Proc::spawn("vigil", &mut cmd, &log);

@@ -130,7 +130,10 @@ receivers:
     let e = &trigger;
     assert_eq!(e["routing_key"], "0123456789abcdef0123456789abcdef");
     assert_eq!(e["payload"]["severity"], "critical");
-    assert_eq!(e["payload"]["source"], "Vigil");
+    assert_eq!(
+        e["payload"]["source"], "Alertmanager",
+        "Alertmanager's default client and source"
+    );
     assert!(
         e["payload"]["summary"]
             .as_str()

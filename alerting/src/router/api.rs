@@ -54,9 +54,6 @@ struct PostableAlert {
     generator_url: String,
 }
 
-/// Resolve timeout of alerts posted without `endsAt` (Alertmanager's `resolve_timeout`, 5m).
-const RESOLVE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
-
 async fn post_alerts(State(r): State<Arc<AlertRouter>>, body: Bytes) -> Response {
     let posted: Vec<PostableAlert> = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -72,25 +69,25 @@ async fn post_alerts(State(r): State<Arc<AlertRouter>>, body: Bytes) -> Response
                 .map_err(|_| format!("invalid time {t:?}")),
         }
     };
+    let resolve_timeout = r.resolve_timeout_ms();
     let mut alerts = Vec::with_capacity(posted.len());
-    for p in posted {
+    for mut p in posted {
+        // Empty values are absent labels, as Alertmanager treats them.
+        p.labels.retain(|_, v| !v.is_empty());
         if p.labels.is_empty() {
             return bad("at least one label pair required");
         }
-        for (k, v) in &p.labels {
+        for k in p.labels.keys() {
             if !vigil_model::is_valid_label_name(k) {
                 return bad(format!("invalid label set: invalid name {k:?}"));
-            }
-            if v.is_empty() {
-                return bad(format!("invalid label set: empty value for {k:?}"));
             }
         }
         let (starts, ends) = match (parse(&p.starts_at), parse(&p.ends_at)) {
             (Ok(s), Ok(e)) => (s, e),
             (Err(e), _) | (_, Err(e)) => return bad(e),
         };
-        let starts_at = starts.unwrap_or(now);
-        let ends_at = ends.unwrap_or(now + RESOLVE_TIMEOUT_MS);
+        let starts_at = starts.or(ends).unwrap_or(now);
+        let ends_at = ends.unwrap_or(now + resolve_timeout);
         if ends_at < starts_at {
             return bad("start time must be before end time");
         }
@@ -294,7 +291,12 @@ async fn post_silence(State(r): State<Arc<AlertRouter>>, body: Bytes) -> Respons
         created_by: p.created_by,
         comment: p.comment,
     };
-    let res = r.silences.lock().set(s, now);
+    let res = {
+        let r = r.clone();
+        tokio::task::spawn_blocking(move || r.silences.lock().set(s, now))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
     match res {
         Ok(id) => axum::Json(json!({"silenceID": id})).into_response(),
         Err(e) if e.contains("not found") => {
@@ -314,7 +316,12 @@ async fn get_silence(State(r): State<Arc<AlertRouter>>, Path(id): Path<String>) 
 
 async fn delete_silence(State(r): State<Arc<AlertRouter>>, Path(id): Path<String>) -> Response {
     let now = vigil_model::now_ms();
-    let res = r.silences.lock().expire(&id, now);
+    let res = {
+        let (r, id) = (r.clone(), id.clone());
+        tokio::task::spawn_blocking(move || r.silences.lock().expire(&id, now))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
     match res {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) if e.contains("not found") => StatusCode::NOT_FOUND.into_response(),

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use serde::Deserialize;
-use vigil_model::PromDuration;
+use serde::{Deserialize, Serialize};
+use vigil_model::{PromDuration, Secret};
 
 use super::matchers::{MatchType, Matcher, Matchers};
 
@@ -13,41 +13,112 @@ fn d(s: u64) -> PromDuration {
     PromDuration::from_secs(s)
 }
 
-/// `global:`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default)]
+/// `global:`: defaults every receiver inherits.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct GlobalConfig {
     pub resolve_timeout: PromDuration,
-    pub smtp_from: Option<String>,
-    pub smtp_hello: Option<String>,
-    pub smtp_smarthost: Option<String>,
-    pub smtp_auth_username: Option<String>,
-    pub smtp_auth_password: Option<String>,
+    pub http_config: vigil_http::HttpClientConfig,
+    pub smtp_from: String,
+    pub smtp_hello: String,
+    pub smtp_smarthost: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub smtp_auth_username: String,
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub smtp_auth_password: Secret,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub smtp_auth_password_file: String,
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub smtp_auth_secret: Secret,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub smtp_auth_identity: String,
     pub smtp_require_tls: bool,
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub slack_api_url: Secret,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub slack_api_url_file: String,
     pub pagerduty_url: String,
-    /// Other global keys of Alertmanager (Slack, OpsGenie, …) are accepted and not used.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+    pub opsgenie_api_url: String,
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub opsgenie_api_key: Secret,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub opsgenie_api_key_file: String,
+    /// Defaults of Alertmanager integrations Vigil does not send to: accepted so an
+    /// alertmanager.yml loads; a receiver that uses one of them is refused by name.
+    #[serde(skip_serializing)]
+    pub wechat_api_url: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub wechat_api_secret: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub wechat_api_corp_id: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub victorops_api_url: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub victorops_api_key: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub victorops_api_key_file: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub telegram_api_url: Option<serde_yaml_ng::Value>,
+    #[serde(skip_serializing)]
+    pub webex_api_url: Option<serde_yaml_ng::Value>,
 }
 
 impl Default for GlobalConfig {
     fn default() -> Self {
         GlobalConfig {
             resolve_timeout: d(300),
-            smtp_from: None,
-            smtp_hello: None,
-            smtp_smarthost: None,
-            smtp_auth_username: None,
-            smtp_auth_password: None,
+            http_config: vigil_http::HttpClientConfig::default(),
+            smtp_from: String::new(),
+            smtp_hello: "localhost".into(),
+            smtp_smarthost: String::new(),
+            smtp_auth_username: String::new(),
+            smtp_auth_password: Secret::default(),
+            smtp_auth_password_file: String::new(),
+            smtp_auth_secret: Secret::default(),
+            smtp_auth_identity: String::new(),
             smtp_require_tls: true,
+            slack_api_url: Secret::default(),
+            slack_api_url_file: String::new(),
             pagerduty_url: "https://events.pagerduty.com/v2/enqueue".into(),
-            other: BTreeMap::new(),
+            opsgenie_api_url: "https://api.opsgenie.com/".into(),
+            opsgenie_api_key: Secret::default(),
+            opsgenie_api_key_file: String::new(),
+            wechat_api_url: None,
+            wechat_api_secret: None,
+            wechat_api_corp_id: None,
+            victorops_api_url: None,
+            victorops_api_key: None,
+            victorops_api_key_file: None,
+            telegram_api_url: None,
+            webex_api_url: None,
         }
     }
 }
 
+impl GlobalConfig {
+    fn validate(&mut self) -> Result<(), String> {
+        if !self.slack_api_url.is_empty() && !self.slack_api_url_file.is_empty() {
+            return Err(
+                "at most one of slack_api_url & slack_api_url_file must be configured".into(),
+            );
+        }
+        if !self.opsgenie_api_key.is_empty() && !self.opsgenie_api_key_file.is_empty() {
+            return Err(
+                "at most one of opsgenie_api_key & opsgenie_api_key_file must be configured".into(),
+            );
+        }
+        if !self.smtp_auth_password.is_empty() && !self.smtp_auth_password_file.is_empty() {
+            return Err(
+                "at most one of smtp_auth_password & smtp_auth_password_file must be configured"
+                    .into(),
+            );
+        }
+        self.http_config.validate().map_err(|e| e.to_string())
+    }
+}
+
 /// A node of the routing tree as written.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub receiver: Option<String>,
@@ -73,26 +144,94 @@ pub struct RouteConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-/// A receiver: where notifications go.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+/// A receiver: where notifications go, through any number of integrations.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     pub name: String,
-    #[serde(default)]
-    pub email_configs: Vec<serde_yaml_ng::Value>,
-    #[serde(default)]
-    pub pagerduty_configs: Vec<serde_yaml_ng::Value>,
-    #[serde(default)]
-    pub webhook_configs: Vec<serde_yaml_ng::Value>,
-    /// Runbook receivers (Vigil's own), filled by the remediation work.
-    #[serde(default)]
-    pub runbook_configs: Vec<serde_yaml_ng::Value>,
-    /// Receiver types of Alertmanager that Vigil does not send to (Slack, OpsGenie, …).
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_configs: Vec<crate::notify::email::EmailConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pagerduty_configs: Vec<crate::notify::pagerduty::PagerDutyConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slack_configs: Vec<crate::notify::slack::SlackConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_configs: Vec<crate::notify::webhook::WebhookConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opsgenie_configs: Vec<crate::notify::opsgenie::OpsGenieConfig>,
+    /// Integrations Alertmanager has and Vigil does not send to: parsed so that the error can
+    /// name them instead of a vague "unknown field".
+    #[serde(default, skip_serializing)]
+    pub wechat_configs: Option<serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing)]
+    pub pushover_configs: Option<serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing)]
+    pub victorops_configs: Option<serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing)]
+    pub sns_configs: Option<serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing)]
+    pub telegram_configs: Option<serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing)]
+    pub discord_configs: Option<serde_yaml_ng::Value>,
+    #[serde(default, skip_serializing)]
+    pub webex_configs: Option<serde_yaml_ng::Value>,
+    /// Runbook receivers: the remediation part (not built yet).
+    #[serde(default, skip_serializing)]
+    pub runbook_configs: Option<serde_yaml_ng::Value>,
+}
+
+impl ReceiverConfig {
+    /// Alertmanager's checks of each integration, in its order, with the `global` defaults
+    /// filled in; an integration type Vigil does not implement is refused by name.
+    fn validate(&mut self, g: &GlobalConfig) -> Result<(), String> {
+        let unsupported = [
+            ("wechat_configs", &self.wechat_configs),
+            ("pushover_configs", &self.pushover_configs),
+            ("victorops_configs", &self.victorops_configs),
+            ("sns_configs", &self.sns_configs),
+            ("telegram_configs", &self.telegram_configs),
+            ("discord_configs", &self.discord_configs),
+            ("webex_configs", &self.webex_configs),
+            ("runbook_configs", &self.runbook_configs),
+        ];
+        for (key, v) in unsupported {
+            if v.as_ref().is_some_and(|v| !v.is_null()) {
+                return Err(format!(
+                    "receiver {:?}: {key} are not supported by Vigil (it sends to email_configs, pagerduty_configs, slack_configs, opsgenie_configs and webhook_configs)",
+                    self.name
+                ));
+            }
+        }
+        for c in &mut self.webhook_configs {
+            c.validate()?;
+        }
+        for c in &mut self.email_configs {
+            c.validate(g)?;
+        }
+        for c in &mut self.slack_configs {
+            c.validate(&g.slack_api_url, &g.slack_api_url_file)?;
+        }
+        for c in &mut self.pagerduty_configs {
+            c.validate(&g.pagerduty_url)?;
+        }
+        for c in &mut self.opsgenie_configs {
+            c.validate(g)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any integration wants resolved notifications.
+    pub fn integrations(&self) -> usize {
+        self.webhook_configs.len()
+            + self.email_configs.len()
+            + self.slack_configs.len()
+            + self.pagerduty_configs.len()
+            + self.opsgenie_configs.len()
+    }
 }
 
 /// `inhibit_rules[]`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InhibitRuleConfig {
     #[serde(default)]
@@ -112,7 +251,7 @@ pub struct InhibitRuleConfig {
 }
 
 /// `time_intervals[]` (and the older `mute_time_intervals[]`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TimeIntervalConfig {
     pub name: String,
@@ -121,7 +260,7 @@ pub struct TimeIntervalConfig {
 }
 
 /// A whole alertmanager.yml.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     #[serde(default)]
@@ -153,8 +292,12 @@ pub struct Route {
     pub mute_time_intervals: Vec<String>,
     pub active_time_intervals: Vec<String>,
     pub routes: Vec<Route>,
-    /// Position in the tree, as Alertmanager prints route keys (`{}/{severity="page"}/0`).
+    /// Position in the tree (`{}/{severity="page"}/0`): unique, even for siblings with the same
+    /// matchers.
     pub id: String,
+    /// Alertmanager 0.25's route key (`{}/{severity="page"}`): part of the group key that
+    /// notifications show and PagerDuty/OpsGenie deduplicate on.
+    pub key: String,
 }
 
 impl Route {
@@ -201,7 +344,11 @@ fn legacy(
 impl AlertmanagerConfig {
     /// Parses and validates, as `amtool check-config` does.
     pub fn parse(text: &str) -> Result<AlertmanagerConfig, String> {
-        let c: AlertmanagerConfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        if text.trim().is_empty() {
+            return Err("no route provided in config".into());
+        }
+        let mut c: AlertmanagerConfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        c.global.validate()?;
         let Some(route) = &c.route else {
             return Err("no routes provided".into());
         };
@@ -217,13 +364,18 @@ impl AlertmanagerConfig {
             if r.name.is_empty() {
                 return Err("missing name in receiver".into());
             }
-            if !names.insert(r.name.as_str()) {
+            if !names.insert(r.name.clone()) {
                 return Err(format!(
                     "notification config name {:?} is not unique",
                     r.name
                 ));
             }
         }
+        let global = c.global.clone();
+        for r in &mut c.receivers {
+            r.validate(&global)?;
+        }
+        let names: HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut intervals = HashSet::new();
         for t in c.time_intervals.iter().chain(c.mute_time_intervals.iter()) {
             if !intervals.insert(t.name.as_str()) {
@@ -319,12 +471,61 @@ impl AlertmanagerConfig {
             active_time_intervals: Vec::new(),
             routes: Vec::new(),
             id: String::new(),
+            key: String::new(),
         };
-        build(&rc, &root, "{}".into(), true)
+        build(&rc, &root, "{}".into(), "{}".into(), true)
     }
 }
 
-fn build(rc: &RouteConfig, parent: &Route, id: String, is_root: bool) -> Result<Route, String> {
+/// Alertmanager's `Matchers.String()` of a route: `match` (anchored, as Go prints a compiled
+/// regex) and `matchers`, sorted by name, value and type.
+fn route_matchers_string(rc: &RouteConfig) -> Result<String, String> {
+    let mut ms: Vec<(String, String, u8, String)> = Vec::new();
+    let quote = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('"', "\\\"")
+    };
+    for (k, v) in &rc.match_eq {
+        ms.push((k.clone(), v.clone(), 0, format!("{k}=\"{}\"", quote(v))));
+    }
+    for (k, v) in &rc.match_re {
+        let anchored = format!("^(?:{v})$");
+        ms.push((
+            k.clone(),
+            anchored.clone(),
+            2,
+            format!("{k}=~\"{}\"", quote(&anchored)),
+        ));
+    }
+    for m in &rc.matchers.0 {
+        let (op, t) = match m.kind {
+            MatchType::Equal => ("=", 0),
+            MatchType::NotEqual => ("!=", 1),
+            MatchType::Regexp => ("=~", 2),
+            MatchType::NotRegexp => ("!~", 3),
+        };
+        ms.push((
+            m.name.clone(),
+            m.value.clone(),
+            t,
+            format!("{}{op}\"{}\"", m.name, quote(&m.value)),
+        ));
+    }
+    ms.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    Ok(format!(
+        "{{{}}}",
+        ms.into_iter().map(|m| m.3).collect::<Vec<_>>().join(",")
+    ))
+}
+
+fn build(
+    rc: &RouteConfig,
+    parent: &Route,
+    id: String,
+    key: String,
+    is_root: bool,
+) -> Result<Route, String> {
     let mut matchers = if is_root {
         Vec::new()
     } else {
@@ -357,6 +558,7 @@ fn build(rc: &RouteConfig, parent: &Route, id: String, is_root: bool) -> Result<
         active_time_intervals: rc.active_time_intervals.clone(),
         routes: Vec::new(),
         id: id.clone(),
+        key: key.clone(),
     };
     for (i, c) in rc.routes.iter().enumerate() {
         let ms: Vec<String> = legacy(&c.match_eq, &c.match_re)?
@@ -365,7 +567,8 @@ fn build(rc: &RouteConfig, parent: &Route, id: String, is_root: bool) -> Result<
             .map(|m| m.to_string())
             .collect();
         let child_id = format!("{id}/{{{}}}/{i}", ms.join(","));
-        let child = build(c, &r, child_id, false)?;
+        let child_key = format!("{key}/{}", route_matchers_string(c)?);
+        let child = build(c, &r, child_id, child_key, false)?;
         r.routes.push(child);
     }
     Ok(r)

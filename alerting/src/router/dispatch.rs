@@ -1,10 +1,22 @@
-//! Grouping and timing, as Alertmanager's dispatcher does it: alerts go to every matching route, are
-//! grouped by the route's `group_by` labels, a new group waits `group_wait`, later changes go out at
-//! `group_interval`, and an unchanged group is re-sent after `repeat_interval`.
+//! Grouping, timing and deduplication, as Alertmanager 0.25's dispatcher and notification
+//! pipeline do them:
 //!
-//! Time is an argument (`now`, ms) rather than a clock the dispatcher reads: the server calls
-//! [`Dispatcher::tick`] with the wall clock, tests with whatever time they need.
+//! - alerts go to every matching route and are grouped by the route's `group_by` labels; a new
+//!   group waits `group_wait`, later flushes come every `group_interval`;
+//! - a flush hands the group's alerts, minus the silenced and inhibited ones, to delivery; when
+//!   nothing is left (everything muted), nothing is sent;
+//! - each integration of the receiver decides on its own, from its own notification-log entry,
+//!   whether the flush is news (new firing alerts, newly resolved ones, or `repeat_interval`
+//!   passed), so a partial failure never repeats a page to the integrations that succeeded;
+//! - resolved alerts leave the group only when a flush carrying them succeeded on every
+//!   integration: a receiver outage delays the resolve, it never loses it;
+//! - a group is not flushed again while its previous delivery is still retrying (delivery gives up
+//!   at the next flush time, as Alertmanager's per-flush deadline does).
+//!
+//! Time is an argument (`now`, ms) rather than a clock the dispatcher reads: the router calls it
+//! with the wall clock, tests with whatever time they need.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vigil_model::Labels;
@@ -25,9 +37,28 @@ pub struct Alert {
     pub updated_at: i64,
 }
 
+/// Alertmanager's fingerprint of a label set: FNV-1a 64 over `name 0xff value 0xff` in name
+/// order. The v2 API and notifications print it as 16 hex digits, as Alertmanager does.
+pub fn fingerprint(l: &Labels) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for x in b {
+            h ^= *x as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for l in l.iter() {
+        eat(l.name.as_bytes());
+        eat(&[0xff]);
+        eat(l.value.as_bytes());
+        eat(&[0xff]);
+    }
+    h
+}
+
 impl Alert {
     pub fn fingerprint(&self) -> u64 {
-        self.labels.stable_hash()
+        fingerprint(&self.labels)
     }
 
     pub fn resolved_at(&self, now: i64) -> bool {
@@ -42,51 +73,132 @@ impl Alert {
     }
 }
 
-/// A notification for one receiver about one alert group.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Notification {
-    pub receiver: String,
-    /// `route id + group labels`, stable across restarts (the notification log's key).
-    pub group_key: String,
-    pub group_labels: Labels,
-    /// Firing and resolved alerts of the group at flush time, sorted by labels.
-    pub alerts: Vec<Alert>,
-    /// When the notification was decided (ms).
-    pub at: i64,
+/// Alertmanager's order of alerts in a notification: by `job`, then `instance` (an alert with the
+/// label first), then fewer labels first, then label by label.
+pub fn alert_order(a: &Alert, b: &Alert) -> Ordering {
+    for key in ["job", "instance"] {
+        match (a.labels.get(key), b.labels.get(key)) {
+            (None, None) => continue,
+            (Some(_), None) => return Ordering::Less,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => continue,
+        }
+    }
+    let (la, lb) = (a.labels.len(), b.labels.len());
+    if la != lb {
+        return la.cmp(&lb);
+    }
+    let names: BTreeSet<&str> = a
+        .labels
+        .iter()
+        .chain(b.labels.iter())
+        .map(|l| l.name.as_str())
+        .collect();
+    for n in names {
+        match (a.labels.get(n), b.labels.get(n)) {
+            (None, _) => return Ordering::Less,
+            (_, None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => {}
+        }
+    }
+    Ordering::Equal
 }
 
-impl Notification {
-    pub fn firing(&self) -> impl Iterator<Item = &Alert> {
-        self.alerts.iter().filter(move |a| !a.resolved_at(self.at))
+/// A group flush handed to delivery: the group's alerts at `at`, muted ones removed, sorted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flush {
+    pub receiver: String,
+    /// Unique id of the group (route position + group labels): the notification log's key.
+    pub group_id: String,
+    /// Alertmanager's group key (`{}/{team="a"}:{alertname="X"}`), shown in payloads and hashed
+    /// into PagerDuty's dedup key and OpsGenie's alias.
+    pub group_key: String,
+    pub group_labels: Labels,
+    pub alerts: Vec<Alert>,
+    pub repeat_interval_ms: i64,
+    /// When delivery should give up retrying: the group's next flush, at least 10 s away.
+    pub deadline: i64,
+    /// ms
+    pub at: i64,
+    /// The resolved alerts of the group at flush time with their `updated_at`, deleted once the
+    /// flush succeeded everywhere (unless updated meanwhile).
+    resolved: Vec<(u64, i64)>,
+}
+
+impl Flush {
+    pub fn firing_set(&self) -> BTreeSet<u64> {
+        self.alerts
+            .iter()
+            .filter(|a| !a.resolved_at(self.at))
+            .map(|a| a.fingerprint())
+            .collect()
+    }
+
+    pub fn resolved_set(&self) -> BTreeSet<u64> {
+        self.alerts
+            .iter()
+            .filter(|a| a.resolved_at(self.at))
+            .map(|a| a.fingerprint())
+            .collect()
     }
 }
 
-/// What was last sent for a group to a receiver (Alertmanager's notification log entry).
+/// What was last sent for a group to one integration (Alertmanager's notification log entry).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub firing: BTreeSet<u64>,
     pub resolved: BTreeSet<u64>,
     /// ms
     pub at: i64,
+    /// ms; the entry is forgotten after this (2 × repeat_interval, as Alertmanager keeps it).
+    #[serde(default)]
+    pub expires: i64,
+}
+
+/// `(group id, receiver, integration)`, e.g. `("{}:{alertname=\"X\"}", "pager", "pagerduty[0]")`.
+pub type LogKey = (String, String, String);
+
+/// Alertmanager's DedupStage: whether an integration must be told about this flush.
+pub fn needs_update(entry: Option<&LogEntry>, f: &Flush, send_resolved: bool) -> bool {
+    let firing = f.firing_set();
+    let Some(e) = entry else {
+        return !firing.is_empty();
+    };
+    if !firing.is_subset(&e.firing) {
+        return true;
+    }
+    if firing.is_empty() {
+        // Everything resolved: tell those who were told it fired (even without send_resolved,
+        // so that the log forgets the firing alerts).
+        return !e.firing.is_empty();
+    }
+    if send_resolved && !f.resolved_set().is_subset(&e.resolved) {
+        return true;
+    }
+    e.at + f.repeat_interval_ms <= f.at
 }
 
 struct Group {
     route: Route,
     labels: Labels,
+    key: String,
     alerts: HashMap<u64, Alert>,
     /// Next flush time (ms).
     next: i64,
     flushed: bool,
+    /// A delivery of this group is in progress.
+    busy: bool,
 }
 
 /// The dispatcher: routing tree, alert groups, notification log.
 pub struct Dispatcher {
     root: Route,
     groups: BTreeMap<String, Group>,
-    log: HashMap<(String, String), LogEntry>,
+    log: HashMap<LogKey, LogEntry>,
     /// Group flushes so far (with or without a notification), for metrics and tests.
     pub flushes: u64,
-    send_resolved: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 /// The labels an alert is grouped by on `route`.
@@ -105,26 +217,59 @@ fn group_labels(route: &Route, labels: &Labels) -> Labels {
     }
 }
 
+/// Go's `%q` of a string (Alertmanager prints label values of group keys so).
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Alertmanager's `LabelSet.String()`: `name="value"` items sorted as text, joined by `", "`.
+pub fn label_set_string(l: &Labels) -> String {
+    let mut items: Vec<String> = l
+        .iter()
+        .map(|l| format!("{}={}", l.name, go_quote(&l.value)))
+        .collect();
+    items.sort();
+    format!("{{{}}}", items.join(", "))
+}
+
 impl Dispatcher {
-    /// `send_resolved(receiver)` says whether a receiver wants resolved notifications.
-    pub fn new(root: Route, send_resolved: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+    pub fn new(root: Route) -> Self {
         Dispatcher {
             root,
             groups: BTreeMap::new(),
             log: HashMap::new(),
             flushes: 0,
-            send_resolved: Box::new(send_resolved),
         }
     }
 
     /// Restores notification-log entries (after a restart) so nothing is sent twice.
-    pub fn restore_log(&mut self, entries: impl IntoIterator<Item = ((String, String), LogEntry)>) {
+    pub fn restore_log(&mut self, entries: impl IntoIterator<Item = (LogKey, LogEntry)>) {
         self.log.extend(entries);
     }
 
     /// The notification log, to persist.
-    pub fn log(&self) -> &HashMap<(String, String), LogEntry> {
+    pub fn log(&self) -> &HashMap<LogKey, LogEntry> {
         &self.log
+    }
+
+    pub fn log_entry(&self, k: &LogKey) -> Option<&LogEntry> {
+        self.log.get(k)
     }
 
     /// Adds or updates an alert at `now`.
@@ -134,13 +279,15 @@ impl Dispatcher {
         let routes: Vec<Route> = self.root.matching(&get).into_iter().cloned().collect();
         for route in routes {
             let gl = group_labels(&route, &alert.labels);
-            let key = format!("{}:{}", route.id, gl);
-            let group = self.groups.entry(key).or_insert_with(|| Group {
+            let id = format!("{}:{}", route.id, label_set_string(&gl));
+            let group = self.groups.entry(id).or_insert_with(|| Group {
                 next: now + route.group_wait.as_millis() as i64,
+                key: format!("{}:{}", route.key, label_set_string(&gl)),
                 route: route.clone(),
                 labels: gl,
                 alerts: HashMap::new(),
                 flushed: false,
+                busy: false,
             });
             // An alert that started more than group_wait ago does not make a new group wait.
             if !group.flushed && alert.starts_at + (group.route.group_wait.as_millis() as i64) < now
@@ -156,16 +303,15 @@ impl Dispatcher {
         }
     }
 
-    /// Every alert currently held, once each.
+    /// Every alert currently held, once each, with its receivers.
     pub fn alerts(&self) -> Vec<(Alert, Vec<String>)> {
         let mut by_fp: BTreeMap<u64, (Alert, Vec<String>)> = BTreeMap::new();
         for g in self.groups.values() {
             for (fp, a) in &g.alerts {
-                by_fp
-                    .entry(*fp)
-                    .or_insert_with(|| (a.clone(), Vec::new()))
-                    .1
-                    .push(g.route.receiver.clone());
+                let e = by_fp.entry(*fp).or_insert_with(|| (a.clone(), Vec::new()));
+                if !e.1.contains(&g.route.receiver) {
+                    e.1.push(g.route.receiver.clone());
+                }
             }
         }
         by_fp.into_values().collect()
@@ -177,91 +323,67 @@ impl Dispatcher {
             .values()
             .map(|g| {
                 let mut a: Vec<Alert> = g.alerts.values().cloned().collect();
-                a.sort_by(|x, y| x.labels.cmp(&y.labels));
+                a.sort_by(alert_order);
                 (g.labels.clone(), g.route.receiver.clone(), a)
             })
             .collect()
     }
 
-    /// Flushes every group due at `now`; `keep(alert)` filters out silenced or inhibited alerts.
-    /// Returns the notifications to send; the caller reports success with [`Dispatcher::sent`].
-    pub fn tick(&mut self, now: i64, keep: &dyn Fn(&Alert) -> bool) -> Vec<Notification> {
-        self.tick_with(now, keep, &|_, _| false)
-    }
-
-    /// [`Dispatcher::tick`] with time-based muting: `muted(route, now)` true (a mute time interval is
-    /// active, or no active time interval is) holds the route's notifications back; the alerts stay.
-    pub fn tick_with(
+    /// Flushes every group due at `now`. `keep(alert)` is false for silenced or inhibited alerts;
+    /// `muted(route)` is true while a mute time interval holds the route (or none of its active
+    /// intervals does). Returns what to deliver; report the outcome with [`Dispatcher::sent`] and
+    /// [`Dispatcher::finished`].
+    pub fn tick(
         &mut self,
         now: i64,
         keep: &dyn Fn(&Alert) -> bool,
-        muted: &dyn Fn(&Route, i64) -> bool,
-    ) -> Vec<Notification> {
+        muted: &dyn Fn(&Route) -> bool,
+    ) -> Vec<Flush> {
         let mut out = Vec::new();
         let mut empty = Vec::new();
-        for (key, g) in self.groups.iter_mut() {
-            if g.next > now {
+        for (id, g) in self.groups.iter_mut() {
+            if g.busy || g.next > now {
+                continue;
+            }
+            if g.alerts.is_empty() {
+                empty.push(id.clone());
                 continue;
             }
             g.flushed = true;
             self.flushes += 1;
-            g.next = now + g.route.group_interval.as_millis() as i64;
-            if muted(&g.route, now) {
-                continue;
-            }
-            // Resolved alerts that were announced (or never needed announcing) leave the group.
-            let mut alerts: Vec<Alert> = g.alerts.values().filter(|a| keep(a)).cloned().collect();
-            alerts.sort_by(|x, y| x.labels.cmp(&y.labels));
-            if g.alerts.is_empty() {
-                empty.push(key.clone());
-                continue;
-            }
-            let firing: BTreeSet<u64> = alerts
+            let interval = g.route.group_interval.as_millis() as i64;
+            g.next = now + interval;
+            let resolved: Vec<(u64, i64)> = g
+                .alerts
                 .iter()
-                .filter(|a| !a.resolved_at(now))
-                .map(|a| a.fingerprint())
+                .filter(|(_, a)| a.resolved_at(now))
+                .map(|(fp, a)| (*fp, a.updated_at))
                 .collect();
-            let resolved: BTreeSet<u64> = alerts
-                .iter()
-                .filter(|a| a.resolved_at(now))
-                .map(|a| a.fingerprint())
-                .collect();
-            let receiver = g.route.receiver.clone();
-            let send_resolved = (self.send_resolved)(&receiver);
-            let entry = self.log.get(&(receiver.clone(), key.clone()));
-            let needs = match entry {
-                None => !firing.is_empty(),
-                Some(e) => {
-                    if !firing.is_subset(&e.firing) {
-                        true
-                    } else if firing.is_empty() {
-                        !e.firing.is_empty()
-                    } else if send_resolved && !resolved.is_subset(&e.resolved) {
-                        true
-                    } else {
-                        e.at + (g.route.repeat_interval.as_millis() as i64) <= now
-                    }
-                }
+            let mut alerts: Vec<Alert> = if muted(&g.route) {
+                Vec::new()
+            } else {
+                g.alerts.values().filter(|a| keep(a)).cloned().collect()
             };
-            if needs {
-                let alerts = if send_resolved {
-                    alerts
-                } else {
-                    alerts.into_iter().filter(|a| !a.resolved_at(now)).collect()
-                };
-                out.push(Notification {
-                    receiver,
-                    group_key: key.clone(),
-                    group_labels: g.labels.clone(),
-                    alerts,
-                    at: now,
-                });
+            if alerts.is_empty() {
+                // Everything muted: nothing is sent, and the flush counts as a success (resolved
+                // alerts leave the group), as in Alertmanager's pipeline.
+                g.alerts
+                    .retain(|fp, a| !resolved.iter().any(|(f, u)| f == fp && *u == a.updated_at));
+                continue;
             }
-            // Resolved alerts are dropped once this flush has considered them.
-            g.alerts.retain(|_, a| !a.resolved_at(now));
-            if g.alerts.is_empty() && !needs {
-                empty.push(key.clone());
-            }
+            alerts.sort_by(alert_order);
+            g.busy = true;
+            out.push(Flush {
+                receiver: g.route.receiver.clone(),
+                group_id: id.clone(),
+                group_key: g.key.clone(),
+                group_labels: g.labels.clone(),
+                alerts,
+                repeat_interval_ms: g.route.repeat_interval.as_millis() as i64,
+                deadline: now + interval.max(10_000),
+                at: now,
+                resolved,
+            });
         }
         for k in empty {
             self.groups.remove(&k);
@@ -269,187 +391,45 @@ impl Dispatcher {
         out
     }
 
-    /// Records that `n` was delivered (the notification log entry that dedups later flushes).
-    pub fn sent(&mut self, n: &Notification) {
-        let firing = n
-            .alerts
-            .iter()
-            .filter(|a| !a.resolved_at(n.at))
-            .map(|a| a.fingerprint())
-            .collect();
-        let resolved = n
-            .alerts
-            .iter()
-            .filter(|a| a.resolved_at(n.at))
-            .map(|a| a.fingerprint())
-            .collect();
+    /// Records that `integration` of the flush's receiver was told about `f` (or needed not be).
+    pub fn sent(&mut self, f: &Flush, integration: &str) {
+        let expires = f.at + (2 * f.repeat_interval_ms).min(super::silence::RETENTION_MS);
         self.log.insert(
-            (n.receiver.clone(), n.group_key.clone()),
+            (
+                f.group_id.clone(),
+                f.receiver.clone(),
+                integration.to_string(),
+            ),
             LogEntry {
-                firing,
-                resolved,
-                at: n.at,
+                firing: f.firing_set(),
+                resolved: f.resolved_set(),
+                at: f.at,
+                expires,
             },
         );
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::router::AlertmanagerConfig;
-
-    const S: i64 = 1000;
-
-    fn dispatcher(yaml: &str) -> Dispatcher {
-        let c = AlertmanagerConfig::parse(yaml).unwrap();
-        Dispatcher::new(c.root_route().unwrap(), |_| true)
-    }
-
-    fn alert(name: &str, instance: &str, start: i64, end: i64) -> Alert {
-        Alert {
-            labels: Labels::from_pairs([("alertname", name), ("instance", instance)]),
-            annotations: BTreeMap::new(),
-            starts_at: start,
-            ends_at: end,
-            generator_url: String::new(),
-            updated_at: start,
-        }
-    }
-
-    const FAR: i64 = i64::MAX / 2;
-
-    /// Runs the dispatcher every second from `from` to `to`, delivering everything; returns
-    /// `(time, receiver, firing instances)` per notification.
-    fn run(d: &mut Dispatcher, from: i64, to: i64) -> Vec<(i64, String, Vec<String>)> {
-        let mut out = Vec::new();
-        let mut t = from;
-        while t <= to {
-            for n in d.tick(t, &|_| true) {
-                let inst = n
-                    .firing()
-                    .map(|a| a.labels.get("instance").unwrap_or("").to_string())
-                    .collect();
-                out.push((t / S, n.receiver.clone(), inst));
-                d.sent(&n);
-            }
-            t += S;
-        }
-        out
-    }
-
-    const CFG: &str = "route:\n  receiver: r\n  group_by: [alertname]\n  group_wait: 30s\n  group_interval: 5m\n  repeat_interval: 1h\nreceivers: [{name: r}]\n";
-
-    #[test]
-    fn group_wait_then_group_interval_then_repeat() {
-        let mut d = dispatcher(CFG);
-        d.insert(alert("A", "1", 0, FAR), 0);
-        // group_wait: the first notification at 30s, not before.
-        assert_eq!(run(&mut d, 0, 29 * S), vec![]);
-        assert_eq!(
-            run(&mut d, 30 * S, 30 * S),
-            vec![(30, "r".into(), vec!["1".into()])]
-        );
-        // A second alert of the same group joins: sent at the next group_interval (30s + 5m).
-        d.insert(alert("A", "2", 40 * S, FAR), 40 * S);
-        assert_eq!(run(&mut d, 31 * S, 329 * S), vec![]);
-        assert_eq!(
-            run(&mut d, 330 * S, 330 * S),
-            vec![(330, "r".into(), vec!["1".into(), "2".into()])]
-        );
-        // Nothing changes: no notification until repeat_interval (1h after the last one).
-        assert_eq!(run(&mut d, 331 * S, 330 * S + 3600 * S - S), vec![]);
-        let repeat = run(&mut d, 330 * S + 3600 * S, 330 * S + 3600 * S + 300 * S);
-        assert_eq!(repeat.len(), 1, "{repeat:?}");
-        assert!(
-            repeat[0].0 >= 3930 && repeat[0].0 <= 3930 + 300,
-            "{repeat:?}"
-        );
-    }
-
-    #[test]
-    fn separate_groups_and_resolution() {
-        let mut d = dispatcher(CFG);
-        d.insert(alert("A", "1", 0, FAR), 0);
-        d.insert(alert("B", "1", 0, FAR), 0);
-        let first = run(&mut d, 0, 30 * S);
-        assert_eq!(first.len(), 2, "one notification per group: {first:?}");
-        // A resolves: with send_resolved, the next group_interval flush announces it.
-        d.insert(alert("A", "1", 0, 100 * S), 100 * S);
-        let n = run(&mut d, 31 * S, 330 * S);
-        assert_eq!(
-            n,
-            vec![(330, "r".into(), vec![])],
-            "resolved notification for A"
-        );
-        // Resolved and announced: the group is gone; nothing more is sent.
-        assert_eq!(
-            run(&mut d, 331 * S, 5000 * S)
-                .iter()
-                .filter(|x| x.2.is_empty())
-                .count(),
-            0
-        );
-    }
-
-    #[test]
-    fn old_alert_does_not_wait_and_resolved_only_groups_are_quiet() {
-        let mut d = dispatcher(CFG);
-        // Started long ago: the new group flushes at once.
-        d.insert(alert("A", "1", -600 * S, FAR), 0);
-        assert_eq!(run(&mut d, 0, 0).len(), 1);
-        // An alert that fired and resolved between flushes of a new group is never sent.
-        d.insert(alert("C", "1", 10 * S, 20 * S), 10 * S);
-        assert!(run(&mut d, 10 * S, 100 * S).iter().all(|x| x.1 != "C"));
-    }
-
-    #[test]
-    fn routes_and_group_by_all() {
-        let mut d = dispatcher(
-            "route:\n  receiver: a\n  group_wait: 0s\n  routes:\n    - matchers: ['instance=\"1\"']\n      receiver: b\n      group_by: ['...']\n      continue: true\n    - matchers: ['alertname=\"A\"']\n      receiver: c\nreceivers: [{name: a}, {name: b}, {name: c}]\n",
-        );
-        d.insert(alert("A", "1", 0, FAR), 0);
-        d.insert(alert("A", "2", 0, FAR), 0);
-        let mut n = run(&mut d, 0, 0);
-        n.sort();
-        assert_eq!(
-            n,
-            vec![
-                (0, "b".into(), vec!["1".into()]),
-                (0, "c".into(), vec!["1".into(), "2".into()])
-            ],
-            "instance 1 to b (its own group, continue) and c; instance 2 only to c"
-        );
-    }
-}
-
-#[cfg(test)]
-mod time_tests {
-    use super::*;
-    use crate::router::AlertmanagerConfig;
-
-    #[test]
-    fn muted_routes_hold_notifications_until_unmuted() {
-        let c = AlertmanagerConfig::parse("route:\n  receiver: r\n  group_wait: 0s\n  group_interval: 1s\nreceivers: [{name: r}]\n").unwrap();
-        let mut d = Dispatcher::new(c.root_route().unwrap(), |_| true);
-        let a = Alert {
-            labels: Labels::from_pairs([("alertname", "A")]),
-            annotations: BTreeMap::new(),
-            starts_at: 0,
-            ends_at: i64::MAX / 2,
-            generator_url: String::new(),
-            updated_at: 0,
+    /// Ends the delivery of `f`. When every integration succeeded, the resolved alerts it carried
+    /// leave the group (unless updated since); otherwise they stay for the next flush.
+    pub fn finished(&mut self, f: &Flush, all_ok: bool) {
+        let Some(g) = self.groups.get_mut(&f.group_id) else {
+            return;
         };
-        d.insert(a, 0);
-        // Muted until t = 5 s.
-        let muted = |_: &Route, now: i64| now < 5000;
-        for t in 0..5 {
-            assert!(
-                d.tick_with(t * 1000, &|_| true, &muted).is_empty(),
-                "muted at {t}s"
-            );
+        g.busy = false;
+        if all_ok {
+            g.alerts.retain(|fp, a| {
+                !f.resolved
+                    .iter()
+                    .any(|(x, u)| x == fp && *u == a.updated_at)
+            });
         }
-        let n = d.tick_with(5000, &|_| true, &muted);
-        assert_eq!(n.len(), 1, "sent once the mute ends");
+    }
+
+    /// Forgets log entries past their expiry.
+    pub fn expire_log(&mut self, now: i64) {
+        self.log.retain(|_, e| e.expires == 0 || e.expires > now);
     }
 }
+
+#[cfg(test)]
+mod tests;

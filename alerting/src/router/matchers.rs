@@ -180,6 +180,12 @@ fn split_top(s: &str) -> Vec<String> {
     out
 }
 
+impl serde::Serialize for Matchers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|m| m.to_string()))
+    }
+}
+
 impl<'de> Deserialize<'de> for Matchers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let entries = Vec::<String>::deserialize(d)?;

@@ -1,18 +1,17 @@
-//! The Alertmanager-compatible router: configuration (`alertmanager.yml`), label matchers and the
-//! routing tree. Grouping, timing, inhibition, silences and notifiers build on this.
+//! The Alertmanager-compatible router: configuration (`alertmanager.yml`), label matchers, the
+//! routing tree, grouping and timing, inhibition, silences, time intervals, the v2 API, and the
+//! running service that hands flushes to the [notifiers](crate::notify).
 
 pub mod api;
 pub mod config;
 pub mod dispatch;
-pub mod email;
 pub mod inhibit;
 pub mod matchers;
-pub mod pagerduty;
 pub mod service;
 pub mod silence;
 pub mod timeinterval;
 
 pub use config::{AlertmanagerConfig, Route};
-pub use dispatch::{Alert, Dispatcher, Notification};
+pub use dispatch::{Alert, Dispatcher, Flush};
 pub use matchers::{MatchType, Matcher, Matchers};
 pub use service::{AlertRouter, RouterOptions};

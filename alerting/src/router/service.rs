@@ -1,5 +1,6 @@
 //! The running router: alerts in (from rules and `POST /api/v2/alerts`), silences and inhibition
-//! applied, groups flushed on time, notifications delivered by the receivers' notifiers with retries.
+//! applied, groups flushed on time, each integration of the receiver told what is new for it, with
+//! retries until the group's next flush, and the notification log kept on disk.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,15 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vigil_model::Labels;
 
-use super::config::{AlertmanagerConfig, ReceiverConfig};
-use super::dispatch::{Alert, Dispatcher, Notification};
+use super::config::AlertmanagerConfig;
+use super::dispatch::{Alert, Dispatcher, Flush, LogEntry, LogKey, needs_update};
 use super::inhibit::{InhibitRule, inhibited};
 use super::silence::SilenceStore;
+use crate::notify::{Integration, Message, Receivers};
 
 /// The default configuration: every alert to one receiver with no integrations.
 pub const DEFAULT_CONFIG: &str = "route:\n  receiver: default\nreceivers:\n  - name: default\n";
@@ -27,37 +32,35 @@ pub struct RouterOptions {
     pub data_dir: Option<PathBuf>,
     /// This server's URL, for `externalURL` in notifications.
     pub external_url: String,
+    /// Where relative `templates:` paths start (the alertmanager.yml's directory).
+    pub base_dir: PathBuf,
 }
 
 struct Inner {
     intervals: Vec<super::timeinterval::NamedInterval>,
     config: AlertmanagerConfig,
-    config_text: String,
+    receivers: Receivers,
     inhibit: Vec<InhibitRule>,
     dispatcher: Dispatcher,
 }
 
-/// Per-receiver notification metrics (`vigil_notifications_*`) and group flushes.
-#[derive(Clone)]
-pub struct RouterMetrics {
-    pub notifications: prometheus_client::metrics::family::Family<
-        ReceiverLabel,
-        prometheus_client::metrics::counter::Counter,
-    >,
-    pub failed: prometheus_client::metrics::family::Family<
-        ReceiverLabel,
-        prometheus_client::metrics::counter::Counter,
-    >,
-    pub latency: prometheus_client::metrics::family::Family<
-        ReceiverLabel,
-        prometheus_client::metrics::histogram::Histogram,
-    >,
-    pub flushes: prometheus_client::metrics::counter::Counter,
+/// Labels of the per-integration notification metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct IntegrationLabel {
+    pub receiver: String,
+    pub integration: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct ReceiverLabel {
-    pub receiver: String,
+/// Notification metrics (`vigil_notifications_*`, `vigil_notification_requests_*`) and group
+/// flushes.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    pub notifications: Family<IntegrationLabel, Counter>,
+    pub failed: Family<IntegrationLabel, Counter>,
+    pub requests: Family<IntegrationLabel, Counter>,
+    pub requests_failed: Family<IntegrationLabel, Counter>,
+    pub latency: Family<IntegrationLabel, Histogram>,
+    pub flushes: Counter,
 }
 
 impl RouterMetrics {
@@ -65,10 +68,12 @@ impl RouterMetrics {
         RouterMetrics {
             notifications: Default::default(),
             failed: Default::default(),
-            latency: prometheus_client::metrics::family::Family::new_with_constructor(|| {
-                prometheus_client::metrics::histogram::Histogram::new(
-                    prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
-                )
+            requests: Default::default(),
+            requests_failed: Default::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.005, 2.0, 14,
+                ))
             }),
             flushes: Default::default(),
         }
@@ -77,22 +82,32 @@ impl RouterMetrics {
     pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
         r.register(
             "vigil_notifications",
-            "Notifications delivered, per receiver",
+            "Notifications delivered, per receiver and integration",
             self.notifications.clone(),
         );
         r.register(
             "vigil_notifications_failed",
-            "Notifications that could not be delivered after retries, per receiver",
+            "Notifications given up on (unrecoverable error, or still failing at the group's next flush)",
             self.failed.clone(),
         );
         r.register(
+            "vigil_notification_requests",
+            "Delivery attempts, retries included",
+            self.requests.clone(),
+        );
+        r.register(
+            "vigil_notification_requests_failed",
+            "Delivery attempts that failed",
+            self.requests_failed.clone(),
+        );
+        r.register(
             "vigil_notification_latency_seconds",
-            "Time to deliver a notification, retries included",
+            "Time of one delivery attempt",
             self.latency.clone(),
         );
         r.register(
             "vigil_alert_group_flushes",
-            "Alert group flushes (sent or deduplicated)",
+            "Alert group flushes (sent, deduplicated or muted)",
             self.flushes.clone(),
         );
     }
@@ -104,103 +119,103 @@ pub struct AlertRouter {
     inner: Mutex<Inner>,
     pub silences: Mutex<SilenceStore>,
     opts: RouterOptions,
-    client: reqwest::Client,
     started: i64,
-    /// Notifications being delivered (receiver, group key): a flush does not start a second one.
-    in_flight: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Serialises writes of the notification log.
+    persist: tokio::sync::Mutex<()>,
 }
 
-fn send_resolved_for(
-    receivers: &[ReceiverConfig],
-) -> impl Fn(&str) -> bool + Send + Sync + 'static {
-    // A receiver wants resolved notifications when any of its integrations does (webhook and
-    // PagerDuty default to yes, email to no).
-    let map: BTreeMap<String, bool> = receivers
+/// Loads and builds a configuration: the routing tree, inhibition rules and every integration
+/// (templates parsed, clients built), so nothing is left to fail at delivery.
+fn load(
+    text: &str,
+    opts: &RouterOptions,
+) -> Result<(AlertmanagerConfig, Receivers, Vec<InhibitRule>), String> {
+    let config = AlertmanagerConfig::parse(text)?;
+    let receivers = crate::notify::build(&config, &opts.base_dir)?;
+    let inhibit = config
+        .inhibit_rules
         .iter()
-        .map(|r| {
-            let flag = |v: &serde_yaml_ng::Value, default: bool| {
-                v.get("send_resolved")
-                    .and_then(|x| x.as_bool())
-                    .unwrap_or(default)
-            };
-            let any = r.webhook_configs.iter().any(|c| flag(c, true))
-                || r.pagerduty_configs.iter().any(|c| flag(c, true))
-                || r.email_configs.iter().any(|c| flag(c, false));
-            (r.name.clone(), any)
-        })
-        .collect();
-    move |name: &str| map.get(name).copied().unwrap_or(false)
+        .map(InhibitRule::from_config)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((config, receivers, inhibit))
+}
+
+/// Checks an alertmanager.yml as the router would load it (for `vigil check config`).
+pub fn check(text: &str, base_dir: &std::path::Path) -> Result<AlertmanagerConfig, String> {
+    let opts = RouterOptions {
+        data_dir: None,
+        external_url: String::new(),
+        base_dir: base_dir.to_path_buf(),
+    };
+    load(text, &opts).map(|(c, _, _)| c)
 }
 
 impl AlertRouter {
     pub fn new(config_text: &str, opts: RouterOptions) -> Result<Arc<AlertRouter>, String> {
-        let config = AlertmanagerConfig::parse(config_text)?;
-        let inhibit = config
-            .inhibit_rules
-            .iter()
-            .map(InhibitRule::from_config)
-            .collect::<Result<Vec<_>, _>>()?;
-        let dispatcher =
-            Dispatcher::new(config.root_route()?, send_resolved_for(&config.receivers));
+        let (config, receivers, inhibit) = load(config_text, &opts)?;
+        let mut dispatcher = Dispatcher::new(config.root_route()?);
         let silences = SilenceStore::open(opts.data_dir.as_ref().map(|d| d.join("silences.json")))?;
-        let mut dispatcher = dispatcher;
         if let Some(p) = opts.data_dir.as_ref().map(|d| d.join("nflog.json"))
             && p.exists()
         {
             let text = std::fs::read_to_string(&p)
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            let entries: Vec<((String, String), super::dispatch::LogEntry)> =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
-            dispatcher.restore_log(entries);
+            // A log from an older version (another key shape) is dropped, not fatal: at worst one
+            // repeated notification.
+            match serde_json::from_str::<Vec<(LogKey, LogEntry)>>(&text) {
+                Ok(entries) => dispatcher.restore_log(entries),
+                Err(e) => {
+                    warn!(file = %p.display(), error = %e, "ignoring an unreadable notification log")
+                }
+            }
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(Arc::new(AlertRouter {
             metrics: RouterMetrics::new(),
             inner: Mutex::new(Inner {
                 intervals: config.intervals()?,
                 config,
-                config_text: config_text.to_string(),
+                receivers,
                 inhibit,
                 dispatcher,
             }),
             silences: Mutex::new(silences),
             opts,
-            client,
             started: vigil_model::now_ms(),
-            in_flight: Mutex::new(Default::default()),
+            persist: tokio::sync::Mutex::new(()),
         }))
     }
 
-    /// Applies a new configuration; alerts and groups stay.
+    /// Applies a new configuration; alerts, groups and the notification log stay.
     pub fn reload(&self, config_text: &str) -> Result<(), String> {
-        let config = AlertmanagerConfig::parse(config_text)?;
-        let inhibit = config
-            .inhibit_rules
-            .iter()
-            .map(InhibitRule::from_config)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (config, receivers, inhibit) = load(config_text, &self.opts)?;
+        let intervals = config.intervals()?;
+        let mut d = Dispatcher::new(config.root_route()?);
         let mut g = self.inner.lock();
-        let log = g.dispatcher.log().clone();
-        let mut d = Dispatcher::new(config.root_route()?, send_resolved_for(&config.receivers));
-        d.restore_log(log);
+        d.restore_log(g.dispatcher.log().clone());
         // Re-insert the alerts held so far under the new tree.
         let now = vigil_model::now_ms();
         for (a, _) in g.dispatcher.alerts() {
             d.insert(a, now);
         }
-        g.dispatcher = d;
-        g.intervals = config.intervals()?;
-        g.config = config;
-        g.config_text = config_text.to_string();
-        g.inhibit = inhibit;
+        *g = Inner {
+            intervals,
+            config,
+            receivers,
+            inhibit,
+            dispatcher: d,
+        };
         Ok(())
     }
 
+    /// The loaded configuration as YAML, defaults filled in and every secret shown as
+    /// `<secret>` (Alertmanager's `config.original`).
     pub fn config_text(&self) -> String {
-        self.inner.lock().config_text.clone()
+        serde_yaml_ng::to_string(&self.inner.lock().config).unwrap_or_default()
+    }
+
+    /// `global.resolve_timeout` in ms: the end of an alert posted without `endsAt`.
+    pub fn resolve_timeout_ms(&self) -> i64 {
+        self.inner.lock().config.global.resolve_timeout.as_millis()
     }
 
     pub fn receivers(&self) -> Vec<String> {
@@ -226,7 +241,7 @@ impl AlertRouter {
         }
     }
 
-    /// Every alert held, with its receivers and why it is muted.
+    /// Every alert held, with its receivers, the silences muting it and whether it is inhibited.
     pub fn alerts(&self, now: i64) -> Vec<(Alert, Vec<String>, Vec<String>, bool)> {
         let g = self.inner.lock();
         let all: Vec<(Alert, Vec<String>)> = g.dispatcher.alerts();
@@ -246,34 +261,37 @@ impl AlertRouter {
         self.inner.lock().dispatcher.groups()
     }
 
-    /// Writes the notification log, so a restart does not notify again what was already sent.
-    fn persist_log(&self) {
-        let Some(dir) = &self.opts.data_dir else {
+    /// Writes the notification log (fsynced, off the async threads), so a restart does not
+    /// notify again what was already sent.
+    async fn persist_log(&self) {
+        let Some(dir) = self.opts.data_dir.clone() else {
             return;
         };
+        let _one = self.persist.lock().await;
         let now = vigil_model::now_ms();
-        let entries: Vec<((String, String), super::dispatch::LogEntry)> = self
-            .inner
-            .lock()
-            .dispatcher
-            .log()
-            .iter()
-            .filter(|(_, e)| e.at + super::silence::RETENTION_MS > now)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let p = dir.join("nflog.json");
-        let tmp = dir.join("nflog.json.tmp");
-        let res = serde_json::to_string(&entries)
-            .map_err(|e| e.to_string())
-            .and_then(|t| std::fs::write(&tmp, t).map_err(|e| e.to_string()))
-            .and_then(|_| std::fs::rename(&tmp, &p).map_err(|e| e.to_string()));
+        let entries: Vec<(LogKey, LogEntry)> = {
+            let mut g = self.inner.lock();
+            g.dispatcher.expire_log(now);
+            g.dispatcher
+                .log()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let res = tokio::task::spawn_blocking(move || {
+            let body = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+            crate::persist::write_durably(&dir.join("nflog.json"), &body).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
         if let Err(e) = res {
             warn!(error = %e, "cannot persist the notification log");
         }
     }
 
-    /// Flushes due groups at `now` and returns the notifications, muted alerts removed.
-    pub fn tick(&self, now: i64) -> Vec<Notification> {
+    /// Flushes due groups at `now`: silenced, inhibited and time-muted alerts removed.
+    pub fn tick(&self, now: i64) -> Vec<Flush> {
         let mut g = self.inner.lock();
         let Inner {
             dispatcher,
@@ -299,166 +317,159 @@ impl AlertRouter {
         };
         // A route is muted while one of its mute intervals is active, or while none of its active
         // intervals (when it has some) is.
-        let muted = |r: &super::config::Route, _: i64| {
+        let muted = |r: &super::config::Route| {
             active(&r.mute_time_intervals)
                 || (!r.active_time_intervals.is_empty() && !active(&r.active_time_intervals))
         };
-        let out = dispatcher.tick_with(now, &keep, &muted);
+        let out = dispatcher.tick(now, &keep, &muted);
         self.metrics.flushes.inc_by(dispatcher.flushes - before);
         out
     }
 
-    /// Runs until cancelled: flush every second, deliver, record what was delivered.
+    /// Runs until cancelled: flush every second, deliver each flush in its own task.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            let now = vigil_model::now_ms();
-            for n in self.tick(now) {
-                let key = (n.receiver.clone(), n.group_key.clone());
-                if !self.in_flight.lock().insert(key.clone()) {
-                    continue;
-                }
+            for f in self.tick(vigil_model::now_ms()) {
                 let me = self.clone();
+                let cancel = cancel.clone();
                 tokio::spawn(async move {
-                    let label = ReceiverLabel {
-                        receiver: n.receiver.clone(),
-                    };
-                    let t0 = std::time::Instant::now();
-                    if me.deliver(&n).await {
-                        me.metrics.notifications.get_or_create(&label).inc();
-                        me.metrics
-                            .latency
-                            .get_or_create(&label)
-                            .observe(t0.elapsed().as_secs_f64());
-                        me.inner.lock().dispatcher.sent(&n);
-                        me.persist_log();
-                    } else {
-                        me.metrics.failed.get_or_create(&label).inc();
+                    tokio::select! {
+                        ok = me.deliver(&f) => {
+                            me.inner.lock().dispatcher.finished(&f, ok);
+                        }
+                        // Shutdown: the flush is not logged, so it is delivered after restart.
+                        _ = cancel.cancelled() => {}
                     }
-                    me.in_flight.lock().remove(&key);
                 });
             }
         }
     }
 
-    /// POSTs a JSON body; success on 2xx (and on 400 when `bad_request_is_final`, logged).
-    async fn post_json(
-        &self,
-        url: &str,
-        body: &Value,
-        bad_request_is_final: bool,
-    ) -> Result<(), String> {
-        match self.client.post(url).json(body).send().await {
-            Ok(resp) if resp.status().is_success() => Ok(()),
-            Ok(resp) if bad_request_is_final && resp.status().as_u16() == 400 => {
-                warn!(
-                    url,
-                    "the receiver refused the notification as invalid; not retrying"
-                );
-                Ok(())
-            }
-            Ok(resp) => Err(format!("status {}", resp.status())),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Delivers a notification to every integration of its receiver, each retried with backoff for up
-    /// to a minute; true when all succeeded. A failed notification is not logged as sent, so the group's
-    /// next flush tries again: nothing is lost while a receiver is down, and nothing is sent twice.
-    pub async fn deliver(&self, n: &Notification) -> bool {
-        let (receiver, global) = {
+    /// Delivers a flush to every integration of its receiver, concurrently; true when all of them
+    /// succeeded or had nothing new to say.
+    pub async fn deliver(&self, f: &Flush) -> bool {
+        let (integrations, templates) = {
             let g = self.inner.lock();
-            (
-                g.config
-                    .receivers
-                    .iter()
-                    .find(|r| r.name == n.receiver)
-                    .cloned(),
-                g.config.global.clone(),
-            )
+            match g.receivers.by_name.get(&f.receiver) {
+                Some(i) => (i.clone(), g.receivers.templates.clone()),
+                None => return true,
+            }
         };
-        let Some(r) = receiver else { return true };
-        let mut ok = true;
-        for w in &r.webhook_configs {
-            let Some(url) = w.get("url").and_then(|u| u.as_str()) else {
-                continue;
-            };
-            let max = w.get("max_alerts").and_then(|m| m.as_u64()).unwrap_or(0) as usize;
-            let body = webhook_payload(n, &self.opts.external_url, max);
-            ok &= retry(&n.receiver, url, || self.post_json(url, &body, false)).await;
+        let results = futures::future::join_all(
+            integrations
+                .iter()
+                .map(|i| self.deliver_to(f, i, &templates)),
+        )
+        .await;
+        if results.iter().any(|(_, logged)| *logged) {
+            self.persist_log().await;
         }
-        for p in &r.pagerduty_configs {
-            let cfg = match super::pagerduty::PagerDutyConfig::from_yaml(
-                p,
-                &global,
-                &self.opts.external_url,
-            ) {
-                Ok(c) => c,
-                Err(err) => {
-                    warn!(receiver = %n.receiver, error = %err, "PagerDuty receiver misconfigured");
-                    ok = false;
-                    continue;
-                }
-            };
-            if n.firing().next().is_none() && !cfg.send_resolved {
-                continue;
-            }
-            let body = super::pagerduty::event(&cfg, n);
-            // PagerDuty answers 400 to an invalid event: retrying cannot help.
-            ok &= retry(&n.receiver, &cfg.url, || {
-                self.post_json(&cfg.url, &body, true)
-            })
-            .await;
-        }
-        for e in &r.email_configs {
-            let cfg = match super::email::EmailConfig::from_yaml(e, &global) {
-                Ok(c) => c,
-                Err(err) => {
-                    warn!(receiver = %n.receiver, error = %err, "email receiver misconfigured");
-                    ok = false;
-                    continue;
-                }
-            };
-            if n.firing().next().is_none() && !cfg.send_resolved {
-                continue;
-            }
-            let what = format!("smtp://{} to {}", cfg.smarthost, cfg.to);
-            ok &= retry(&n.receiver, &what, || super::email::send(&cfg, n)).await;
-        }
-        ok
+        results.iter().all(|(ok, _)| *ok)
     }
-}
 
-/// Runs `f` until it succeeds, backing off from 0.5 s to 10 s, for at most a minute.
-async fn retry<F, Fut>(receiver: &str, target: &str, f: F) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let mut delay = Duration::from_millis(500);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match f().await {
-            Ok(()) => {
-                info!(receiver, target, "notification sent");
-                return true;
+    /// One integration: dedup against its own log entry, then attempts with backoff until the
+    /// group's next flush (Alertmanager's DedupStage, RetryStage and SetNotifiesStage). Answers
+    /// (succeeded or nothing to do, notification log changed).
+    async fn deliver_to(
+        &self,
+        f: &Flush,
+        i: &Integration,
+        templates: &crate::notify::TemplateSet,
+    ) -> (bool, bool) {
+        let name = i.name();
+        let key: LogKey = (f.group_id.clone(), f.receiver.clone(), name.clone());
+        let needed = {
+            let g = self.inner.lock();
+            needs_update(g.dispatcher.log_entry(&key), f, i.send_resolved)
+        };
+        if !needed {
+            return (true, false);
+        }
+        let alerts: Vec<Alert> = if i.send_resolved {
+            f.alerts.clone()
+        } else {
+            f.alerts
+                .iter()
+                .filter(|a| !a.resolved_at(f.at))
+                .cloned()
+                .collect()
+        };
+        if alerts.is_empty() {
+            // Only resolved alerts for an integration that does not announce them: nothing is
+            // sent, but the log records it so that a new firing is news again.
+            self.inner.lock().dispatcher.sent(f, &name);
+            return (true, true);
+        }
+        let label = IntegrationLabel {
+            receiver: f.receiver.clone(),
+            integration: i.kind.to_string(),
+        };
+        let msg = Message {
+            receiver: &f.receiver,
+            group_key: &f.group_key,
+            group_labels: &f.group_labels,
+            alerts: &alerts,
+            now: f.at,
+            external_url: &self.opts.external_url,
+            templates,
+        };
+        let mut backoff = Duration::from_millis(500);
+        let mut attempts = 0u32;
+        let mut last_error = String::new();
+        loop {
+            attempts += 1;
+            self.metrics.requests.get_or_create(&label).inc();
+            let t0 = std::time::Instant::now();
+            let res = i.notifier.notify(&msg).await;
+            self.metrics
+                .latency
+                .get_or_create(&label)
+                .observe(t0.elapsed().as_secs_f64());
+            match res {
+                Ok(()) => {
+                    info!(receiver = %f.receiver, integration = %name, attempts, "notification sent");
+                    self.metrics.notifications.get_or_create(&label).inc();
+                    self.inner.lock().dispatcher.sent(f, &name);
+                    return (true, true);
+                }
+                Err(e) => {
+                    self.metrics.requests_failed.get_or_create(&label).inc();
+                    if !e.retry {
+                        warn!(receiver = %f.receiver, integration = %name, attempts, error = %e,
+                            "notification failed with an unrecoverable error; trying again at the group's next flush");
+                        self.metrics.failed.get_or_create(&label).inc();
+                        return (false, false);
+                    }
+                    if e.message != last_error {
+                        warn!(receiver = %f.receiver, integration = %name, attempts, error = %e, "notification attempt failed; will retry");
+                    } else {
+                        debug!(receiver = %f.receiver, integration = %name, attempts, error = %e, "notification attempt failed again");
+                    }
+                    last_error = e.message;
+                }
             }
-            Err(e) => warn!(receiver, target, error = %e, "notification failed; will retry"),
+            // Jittered exponential backoff (×1.5, ±50 %, at most 60 s) until the next flush.
+            let jitter = 0.5 + rand::random::<f64>();
+            let wait = backoff.mul_f64(jitter);
+            if vigil_model::now_ms() + wait.as_millis() as i64 >= f.deadline {
+                warn!(receiver = %f.receiver, integration = %name, attempts, error = %last_error,
+                    "notification still failing at the group's next flush; it will be retried then");
+                self.metrics.failed.get_or_create(&label).inc();
+                return (false, false);
+            }
+            tokio::time::sleep(wait).await;
+            backoff = backoff.mul_f64(1.5).min(Duration::from_secs(60));
         }
-        if tokio::time::Instant::now() + delay > deadline {
-            return false;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
 use vigil_query::format::rfc3339_ms as time;
 
-/// The alert as Alertmanager's notifications and v2 API print it.
+/// The alert as Alertmanager's v2 API prints it.
 pub fn alert_json(a: &Alert, now: i64) -> Value {
     json!({
         "status": if a.resolved_at(now) { "resolved" } else { "firing" },
@@ -471,44 +482,12 @@ pub fn alert_json(a: &Alert, now: i64) -> Value {
     })
 }
 
-/// Labels (or annotations) every alert shares.
-fn common(maps: Vec<BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    let mut it = maps.into_iter();
-    let Some(mut acc) = it.next() else {
-        return BTreeMap::new();
-    };
-    for m in it {
-        acc.retain(|k, v| m.get(k) == Some(v));
-    }
-    acc
-}
-
-/// Alertmanager's webhook payload, version 4.
-pub fn webhook_payload(n: &Notification, external_url: &str, max_alerts: usize) -> Value {
-    let firing = n.alerts.iter().any(|a| !a.resolved_at(n.at));
-    let labels = |a: &Alert| {
+/// Labels every alert shares (for the v2 API's groups).
+pub fn common_labels(alerts: &[Alert]) -> BTreeMap<String, String> {
+    crate::notify::common(alerts.iter().map(|a| {
         a.labels
             .iter()
             .map(|l| (l.name.clone(), l.value.clone()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let common_labels = common(n.alerts.iter().map(labels).collect());
-    let common_annotations = common(n.alerts.iter().map(|a| a.annotations.clone()).collect());
-    let shown = if max_alerts > 0 {
-        n.alerts.len().min(max_alerts)
-    } else {
-        n.alerts.len()
-    };
-    json!({
-        "version": "4",
-        "groupKey": n.group_key,
-        "truncatedAlerts": n.alerts.len() - shown,
-        "status": if firing { "firing" } else { "resolved" },
-        "receiver": n.receiver,
-        "groupLabels": n.group_labels,
-        "commonLabels": common_labels,
-        "commonAnnotations": common_annotations,
-        "externalURL": external_url,
-        "alerts": n.alerts[..shown].iter().map(|a| alert_json(a, n.at)).collect::<Vec<_>>(),
-    })
+            .collect()
+    }))
 }

@@ -120,13 +120,14 @@ impl SilenceStore {
         Ok(SilenceStore { silences, path })
     }
 
+    /// Writes the silences durably (fsync of the file and its directory) before a change is
+    /// acknowledged. Blocking: the API calls it from a blocking thread.
     fn persist(&self) -> Result<(), String> {
         let Some(p) = &self.path else { return Ok(()) };
         let v: Vec<&Silence> = self.silences.values().collect();
-        let tmp = p.with_extension("tmp");
-        let text = serde_json::to_string(&v).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, p).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        let text = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
+        crate::persist::write_durably(p, &text)
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))
     }
 
     /// Creates a silence (empty id) or updates one; returns its id. An update that changes an active

@@ -62,45 +62,6 @@ fn default_refresh() -> PromDuration {
     d(300)
 }
 
-/// `basic_auth:` of a scrape job.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub password_file: Option<String>,
-}
-
-/// `authorization:` of a scrape job.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Authorization {
-    #[serde(default = "bearer", rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub credentials: Option<String>,
-    #[serde(default)]
-    pub credentials_file: Option<String>,
-}
-
-fn bearer() -> String {
-    "Bearer".into()
-}
-
-/// `tls_config:` of a scrape job.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    #[serde(default)]
-    pub server_name: Option<String>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScrapeConfig {
@@ -137,14 +98,32 @@ struct RawScrapeConfig {
     label_value_length_limit: usize,
     #[serde(default)]
     body_size_limit: Option<vigil_storage::config::ByteSize>,
+    // Prometheus's `http_config`, inlined in a scrape job (listed here because a flattened struct
+    // cannot refuse unknown keys).
     #[serde(default)]
-    basic_auth: Option<BasicAuth>,
+    basic_auth: Option<vigil_http::client::BasicAuth>,
     #[serde(default)]
-    authorization: Option<Authorization>,
+    authorization: Option<vigil_http::client::Authorization>,
     #[serde(default)]
-    bearer_token: Option<String>,
+    oauth2: Option<serde_yaml_ng::Value>,
     #[serde(default)]
-    tls_config: Option<TlsConfig>,
+    bearer_token: vigil_model::Secret,
+    #[serde(default)]
+    bearer_token_file: String,
+    #[serde(default)]
+    tls_config: vigil_http::TlsConfig,
+    #[serde(default)]
+    proxy_url: String,
+    #[serde(default)]
+    no_proxy: String,
+    #[serde(default)]
+    proxy_from_environment: bool,
+    #[serde(default)]
+    proxy_connect_header: BTreeMap<String, Vec<vigil_model::Secret>>,
+    #[serde(default = "yes")]
+    follow_redirects: bool,
+    #[serde(default = "yes")]
+    enable_http2: bool,
 }
 
 fn default_path() -> String {
@@ -180,9 +159,9 @@ pub struct ScrapeConfig {
     pub label_name_length_limit: usize,
     pub label_value_length_limit: usize,
     pub body_size_limit: u64,
-    pub basic_auth: Option<BasicAuth>,
-    pub authorization: Option<Authorization>,
-    pub tls_config: Option<TlsConfig>,
+    /// Authentication, TLS and proxy of the scrapes (secrets print as `<secret>`).
+    #[serde(flatten)]
+    pub http_config: vigil_http::HttpClientConfig,
 }
 
 impl<'de> Deserialize<'de> for ScrapeConfig {
@@ -236,23 +215,23 @@ impl<'de> Deserialize<'de> for ScrapeConfig {
                 }
             }
         }
-        if r.bearer_token.is_some() && r.authorization.is_some() {
-            return err(format!(
-                "job {:?}: at most one of bearer_token and authorization may be set",
-                r.job_name
-            ));
+        let mut http_config = vigil_http::HttpClientConfig {
+            basic_auth: r.basic_auth,
+            authorization: r.authorization,
+            oauth2: r.oauth2,
+            bearer_token: r.bearer_token,
+            bearer_token_file: r.bearer_token_file,
+            tls_config: r.tls_config,
+            proxy_url: r.proxy_url,
+            no_proxy: r.no_proxy,
+            proxy_from_environment: r.proxy_from_environment,
+            proxy_connect_header: r.proxy_connect_header,
+            follow_redirects: r.follow_redirects,
+            enable_http2: r.enable_http2,
+        };
+        if let Err(e) = http_config.validate() {
+            return err(format!("job {:?}: {e}", r.job_name));
         }
-        if r.basic_auth.is_some() && (r.authorization.is_some() || r.bearer_token.is_some()) {
-            return err(format!(
-                "job {:?}: at most one of basic_auth, authorization and bearer_token may be set",
-                r.job_name
-            ));
-        }
-        let authorization = r.authorization.or(r.bearer_token.map(|t| Authorization {
-            kind: bearer(),
-            credentials: Some(t),
-            credentials_file: None,
-        }));
         Ok(ScrapeConfig {
             job_name: r.job_name,
             scrape_interval: r.scrape_interval,
@@ -271,9 +250,7 @@ impl<'de> Deserialize<'de> for ScrapeConfig {
             label_name_length_limit: r.label_name_length_limit,
             label_value_length_limit: r.label_value_length_limit,
             body_size_limit: r.body_size_limit.map(|b| b.0).unwrap_or(0),
-            basic_auth: r.basic_auth,
-            authorization,
-            tls_config: r.tls_config,
+            http_config,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use vigil_model::{LabelLimits, Labels};
 
 use super::config::{GlobalConfig, ScrapeConfig};
@@ -59,34 +59,16 @@ pub struct ScrapeManager {
     jitter_seed: u64,
 }
 
-fn settings(job: &ScrapeConfig) -> JobSettings {
-    let authorization = match (&job.basic_auth, &job.authorization) {
-        (Some(b), _) => {
-            let pw = match (&b.password, &b.password_file) {
-                (Some(p), _) => p.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            Some(format!(
-                "Basic {}",
-                base64_encode(format!("{}:{pw}", b.username).as_bytes())
-            ))
-        }
-        (None, Some(a)) => {
-            let cred = match (&a.credentials, &a.credentials_file) {
-                (Some(c), _) => c.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            Some(format!("{} {cred}", a.kind))
-        }
-        _ => None,
-    };
-    JobSettings {
+fn settings(job: &ScrapeConfig, ctx: &ScrapeContext) -> Result<JobSettings, String> {
+    let client = job
+        .http_config
+        .build(&vigil_http::ClientOptions {
+            user_agent: ctx.user_agent.clone(),
+            gzip: true,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(JobSettings {
         job_name: job.job_name.clone(),
         honor_labels: job.honor_labels,
         honor_timestamps: job.honor_timestamps,
@@ -98,26 +80,8 @@ fn settings(job: &ScrapeConfig) -> JobSettings {
         },
         sample_limit: job.sample_limit,
         body_size_limit: job.body_size_limit,
-        authorization,
-    }
-}
-
-fn base64_encode(b: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+        client,
+    })
 }
 
 /// Phase of a target within its interval: fixed per target and per server, like Prometheus, so that
@@ -189,7 +153,13 @@ impl ScrapeManager {
         let seed = self.jitter_seed;
         let (c, t, d) = (cancel.clone(), targets.clone(), dropped.clone());
         let task = tokio::spawn(async move {
-            let settings = Arc::new(settings(&job));
+            let settings = match settings(&job, &ctx) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    error!(job = %job.job_name, error = %e, "cannot build the scrape job's HTTP client; the job does not run");
+                    return;
+                }
+            };
             let statics = discovery::static_groups(&job.static_configs);
             let mut file_groups: Vec<TargetGroup> = Vec::new();
             let mut fingerprint = None;
@@ -368,17 +338,5 @@ fn sync_targets(
                 task,
             },
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_auth_header() {
-        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64_encode(b"a"), "YQ==");
-        assert_eq!(base64_encode(b"ab"), "YWI=");
     }
 }

@@ -29,8 +29,8 @@ pub struct JobSettings {
     pub limits: LabelLimits,
     pub sample_limit: usize,
     pub body_size_limit: u64,
-    /// `Authorization` header value, if the job configures one.
-    pub authorization: Option<String>,
+    /// The job's client: its `http_config` (TLS, credentials, proxy).
+    pub client: vigil_http::HttpClient,
 }
 
 /// Health of a target, for the targets API and UI.
@@ -50,7 +50,6 @@ pub struct ScrapeContext {
     pub exemplars: Option<Arc<ExemplarStore>>,
     /// Where `# TYPE`, `# HELP` and `# UNIT` of scraped families go.
     pub metadata: Option<Arc<vigil_storage::MetadataStore>>,
-    pub client: reqwest::Client,
     pub metrics: IngestMetrics,
     pub user_agent: String,
 }
@@ -139,10 +138,11 @@ impl ScrapeLoop {
     }
 
     async fn fetch(&self) -> Result<(Option<String>, Vec<u8>), String> {
-        let mut req = self
-            .ctx
+        let req = self
+            .job
             .client
             .get(&self.target.url)
+            .map_err(|e| e.to_string())?
             .header(reqwest::header::ACCEPT, ACCEPT)
             .header(reqwest::header::USER_AGENT, &self.ctx.user_agent)
             .header(
@@ -150,9 +150,6 @@ impl ScrapeLoop {
                 format!("{}", self.target.timeout.as_secs_f64()),
             )
             .timeout(self.target.timeout);
-        if let Some(a) = &self.job.authorization {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
-        }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
                 format!(
