@@ -49,6 +49,9 @@ enum Command {
         /// Longest time to read and answer one request.
         #[arg(long = "web.read-timeout", default_value = "5m")]
         web_read_timeout: vigil_model::PromDuration,
+        /// The URL Vigil is reached at (links in notifications and alerts); default: its own address.
+        #[arg(long = "web.external-url", env = "VIGIL_EXTERNAL_URL")]
+        web_external_url: Option<String>,
     },
     /// Validate files without starting the server.
     Check {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             web_config_file,
             web_enable_lifecycle,
             web_read_timeout,
+            web_external_url,
         } => {
             let filter = std::env::var("RUST_LOG").unwrap_or(log);
             tracing_subscriber::fmt()
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
                 web_config_file,
                 enable_lifecycle: web_enable_lifecycle,
                 read_timeout: web_read_timeout.0,
+                external_url: web_external_url,
             };
             match rt.block_on(server::serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +228,7 @@ fn main() -> ExitCode {
                             web_config_file: None,
                             enable_lifecycle: false,
                             read_timeout: std::time::Duration::ZERO,
+                            external_url: None,
                         };
                         let gopts = vigil_alerting::rules::GroupOptions::default();
                         match server::load_rules(&opts, &c, &gopts) {

@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub enable_lifecycle: bool,
     /// Longest time to read and answer one request (Prometheus's `--web.read-timeout`).
     pub read_timeout: std::time::Duration,
+    /// Prometheus's `--web.external-url`: where links in notifications and alerts point.
+    pub external_url: Option<String>,
 }
 
 impl ServeOptions {
@@ -61,6 +63,7 @@ struct AppState {
     reload_lock: tokio::sync::Mutex<()>,
     self_scrape: SelfScrape,
     stop: CancellationToken,
+    external_url: String,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -121,7 +124,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .apply(&config.global, &self_scrape.jobs(&config, &self_addr))
         .await;
 
-    let group_opts = group_options(&config, &self_addr);
+    let ext_url = external_url(&opts, &web, &self_addr);
+    let group_opts = group_options(&config, &ext_url);
     let rules: Rules =
         vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
     rules.metrics().register(&mut registry);
@@ -130,7 +134,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         &am_text,
         vigil_alerting::router::RouterOptions {
             data_dir: Some(opts.data_dir.join("alerting")),
-            external_url: external_url(&web, &self_addr),
+            external_url: ext_url.clone(),
             base_dir: alertmanager_dir(&opts, &config),
         },
     )
@@ -170,6 +174,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         reload_lock: tokio::sync::Mutex::new(()),
         self_scrape,
         stop: stop.clone(),
+        external_url: ext_url.clone(),
     });
 
     let push_routes = Router::new()
@@ -295,8 +300,16 @@ pub fn alertmanager_dir(opts: &ServeOptions, c: &Config) -> PathBuf {
     }
 }
 
-/// The URL notifications link to.
-fn external_url(web: &Option<Arc<vigil_http::WebGuard>>, addr: &str) -> String {
+/// The URL notifications link to: `--web.external-url` (trailing `/` trimmed, as Alertmanager
+/// does), or this server's own address.
+fn external_url(
+    opts: &ServeOptions,
+    web: &Option<Arc<vigil_http::WebGuard>>,
+    addr: &str,
+) -> String {
+    if let Some(u) = &opts.external_url {
+        return u.trim_end_matches('/').to_string();
+    }
     let scheme = if web.as_ref().is_some_and(|w| w.tls_enabled()) {
         "https"
     } else {
@@ -345,11 +358,11 @@ impl SelfScrape {
 }
 
 /// Settings of rule evaluation from the configuration.
-fn group_options(c: &Config, listen: &str) -> vigil_alerting::rules::GroupOptions {
+fn group_options(c: &Config, external_url: &str) -> vigil_alerting::rules::GroupOptions {
     vigil_alerting::rules::GroupOptions {
         default_interval: c.global.evaluation_interval.0,
         external_labels: c.global.external_labels.clone(),
-        external_url: format!("http://{listen}"),
+        external_url: external_url.to_string(),
         eval: c.eval_options(),
     }
 }
@@ -432,7 +445,7 @@ async fn reload(st: &AppState) -> Result<(), String> {
             );
         }
     }
-    let group_opts = group_options(&new, &st.opts.listen);
+    let group_opts = group_options(&new, &st.external_url);
     let groups = load_rules(&st.opts, &new, &group_opts)?;
     let am_text = alertmanager_text(&st.opts, &new)?;
     st.router

@@ -176,6 +176,8 @@ pub struct Vigil {
     pub dir: TempDir,
     pub port: u16,
     starts: usize,
+    /// Extra `vigil serve` flags.
+    pub args: Vec<String>,
 }
 
 impl Vigil {
@@ -186,6 +188,11 @@ impl Vigil {
 
     /// Starts Vigil with `config` and extra files (name, content) beside the configuration file.
     pub async fn start_with_files(config: &str, files: &[(&str, &str)]) -> Vigil {
+        Vigil::start_with_args(config, files, &[]).await
+    }
+
+    /// [`Vigil::start_with_files`] with extra `vigil serve` flags.
+    pub async fn start_with_args(config: &str, files: &[(&str, &str)], args: &[&str]) -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vigil.yml"), config).unwrap();
         for (name, content) in files {
@@ -200,6 +207,7 @@ impl Vigil {
             port: free_port(),
             proc: None,
             starts: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         v.launch().await;
         v
@@ -235,6 +243,7 @@ impl Vigil {
             .arg("--config")
             .arg(self.config_path())
             .arg("--web.enable-lifecycle")
+            .args(&self.args)
             .env("VIGIL_LOG", "info")
             .env_remove("RUST_LOG");
         let mut p = Proc::spawn("vigil", &mut cmd, &log);
