@@ -15,7 +15,7 @@ use vigil_model::LabelLimits;
 use vigil_storage::StorageSection;
 
 /// `ingest:` — limits of the push receivers (remote write, OTLP).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestSection {
     /// Most labels per pushed series (0 = unlimited).
@@ -47,7 +47,7 @@ impl Default for IngestSection {
 }
 
 /// `query:` — limits and settings of the query engine.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerySection {
     /// Most samples one query may load (Prometheus `--query.max-samples`: 50,000,000).

@@ -64,6 +64,8 @@ struct AppState {
     self_scrape: SelfScrape,
     stop: CancellationToken,
     external_url: String,
+    /// What `/api/v1/status/config` shows.
+    config_yaml: Arc<std::sync::RwLock<String>>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -159,6 +161,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let every = config.storage.tsdb.maintenance_interval.0;
     let maintenance = tokio::spawn(tsdb.clone().run_maintenance(every, stop.clone()));
 
+    let status_yaml = config_yaml(&config, &self_scrape.jobs(&config, &self_addr));
     let opts_for_state = ServeOptions {
         listen: self_addr.clone(),
         ..opts.clone()
@@ -172,6 +175,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         config: Mutex::new(config),
         opts: opts_for_state,
         reload_lock: tokio::sync::Mutex::new(()),
+        config_yaml: Arc::new(std::sync::RwLock::new(status_yaml)),
         self_scrape,
         stop: stop.clone(),
         external_url: ext_url.clone(),
@@ -189,7 +193,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             version: env!("CARGO_PKG_VERSION").into(),
             revision: option_env!("VIGIL_REVISION").unwrap_or("unknown").into(),
         },
-        config_yaml: config_yaml(&opts, &cfg_now, &self_addr),
+        config_yaml: app_state.config_yaml.clone(),
         flags: vec![
             ("listen".into(), opts.listen.clone()),
             ("data-dir".into(), opts.data_dir.display().to_string()),
@@ -261,23 +265,31 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configuration as `/api/v1/status/config` shows it: the file as written, or the built-in one.
-fn config_yaml(opts: &ServeOptions, c: &Config, listen: &str) -> String {
-    if let Some(p) = &opts.config_file
-        && let Ok(text) = std::fs::read_to_string(p)
-    {
-        return text;
-    }
+/// The configuration as `/api/v1/status/config` shows it: the loaded configuration written back
+/// as YAML, defaults filled in and every secret shown as `<secret>` (as Prometheus does), never
+/// the file's text.
+fn config_yaml(c: &Config, jobs: &[vigil_ingest::scrape::ScrapeConfig]) -> String {
     #[derive(serde::Serialize)]
     struct View<'a> {
         global: &'a vigil_ingest::scrape::GlobalConfig,
-        scrape_configs: Vec<vigil_ingest::scrape::ScrapeConfig>,
+        scrape_configs: &'a [vigil_ingest::scrape::ScrapeConfig],
+        rule_files: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alertmanager_config: &'a Option<String>,
+        builtin_rules: bool,
         storage: &'a vigil_storage::StorageSection,
+        ingest: &'a crate::config::IngestSection,
+        query: &'a crate::config::QuerySection,
     }
     serde_yaml_ng::to_string(&View {
         global: &c.global,
-        scrape_configs: c.scrape_jobs(listen),
+        scrape_configs: jobs,
+        rule_files: &c.rule_files,
+        alertmanager_config: &c.alertmanager_config,
+        builtin_rules: c.builtin_rules,
         storage: &c.storage,
+        ingest: &c.ingest,
+        query: &c.query,
     })
     .unwrap_or_default()
 }
@@ -455,6 +467,9 @@ async fn reload(st: &AppState) -> Result<(), String> {
         .apply(&new.global, &st.self_scrape.jobs(&new, &st.opts.listen))
         .await;
     st.rules.apply(groups, group_opts).await;
+    if let Ok(mut y) = st.config_yaml.write() {
+        *y = config_yaml(&new, &st.self_scrape.jobs(&new, &st.opts.listen));
+    }
     *st.config.lock() = new;
     info!("configuration reloaded");
     Ok(())

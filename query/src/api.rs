@@ -38,8 +38,9 @@ pub struct ApiOptions {
     pub build: BuildInfo,
     /// Queries slower than this are logged at `info` with their cost.
     pub slow_query_threshold: std::time::Duration,
-    /// The running configuration as YAML, for `/api/v1/status/config`.
-    pub config_yaml: String,
+    /// The running configuration as YAML (secrets shown as `<secret>`), for
+    /// `/api/v1/status/config`; the server replaces it on reload.
+    pub config_yaml: std::sync::Arc<std::sync::RwLock<String>>,
     /// Command-line flags, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
     /// Storage retention as text, for `/api/v1/status/runtimeinfo`.
@@ -57,7 +58,7 @@ impl Default for ApiOptions {
                 revision: "unknown".into(),
             },
             slow_query_threshold: std::time::Duration::from_secs(5),
-            config_yaml: String::new(),
+            config_yaml: Default::default(),
             flags: Vec::new(),
             retention: String::new(),
             started: std::time::SystemTime::now(),
@@ -715,7 +716,13 @@ async fn metadata<R: MetricsReader>(
 }
 
 async fn status_config<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {
-    success_raw(json!({ "yaml": st.opts.config_yaml }).to_string(), &[])
+    let yaml = st
+        .opts
+        .config_yaml
+        .read()
+        .map(|y| y.clone())
+        .unwrap_or_default();
+    success_raw(json!({ "yaml": yaml }).to_string(), &[])
 }
 
 async fn status_flags<R: MetricsReader>(State(st): State<ApiState<R>>) -> Response {

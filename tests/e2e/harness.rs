@@ -141,6 +141,55 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The port Vigil reports it bound (`Vigil is serving listen=127.0.0.1:PORT` in its log).
+async fn reported_port(p: &mut Proc, limit: Duration) -> u16 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = p.exited() {
+            panic!(
+                "vigil exited with {st} before listening\n{}",
+                tail(&p.log, 60)
+            );
+        }
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        if let Some(port) = log
+            .lines()
+            .find(|l| l.contains("Vigil is serving"))
+            .and_then(|l| l.split("listen=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+        {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vigil did not report its port\n{}",
+            tail(&p.log, 60)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `port` accepts connections.
+async fn wait_listening(p: &mut Proc, port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if let Some(st) = p.exited() {
+            panic!("{} exited with {st}\n{}", p.name, tail(&p.log, 60));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} is not listening on {port}",
+            p.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `url` until it answers 200, the process dies, or `limit` passes.
 pub async fn wait_ready(proc: &mut Proc, url: &str, limit: Duration) {
     let c = client();
@@ -204,7 +253,7 @@ impl Vigil {
         }
         let mut v = Vigil {
             dir,
-            port: free_port(),
+            port: 0,
             proc: None,
             starts: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -229,15 +278,17 @@ impl Vigil {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// Starts (again) on the same port and data directory.
+    /// Starts (again) on the same port and data directory. The first start binds port 0 and reads
+    /// the port Vigil reports, so parallel tests never race for a port.
     pub async fn launch(&mut self) {
         assert!(self.proc.is_none(), "already running");
         self.starts += 1;
+        let listen = format!("127.0.0.1:{}", self.port);
         let log = self.dir.path().join(format!("vigil.{}.log", self.starts));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg(self.addr())
+            .arg(&listen)
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--config")
@@ -247,7 +298,15 @@ impl Vigil {
             .env("VIGIL_LOG", "info")
             .env_remove("RUST_LOG");
         let mut p = Proc::spawn("vigil", &mut cmd, &log);
-        wait_ready(&mut p, &self.url("/-/ready"), Duration::from_secs(60)).await;
+        if self.port == 0 {
+            self.port = reported_port(&mut p, Duration::from_secs(60)).await;
+        }
+        // Behind a web configuration readiness needs credentials: listening is enough here.
+        if self.args.iter().any(|a| a == "--web.config.file") {
+            wait_listening(&mut p, self.port, Duration::from_secs(60)).await;
+        } else {
+            wait_ready(&mut p, &self.url("/-/ready"), Duration::from_secs(60)).await;
+        }
         self.proc = Some(p);
     }
 
@@ -381,17 +440,17 @@ impl Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config).unwrap();
-        let port = free_port();
         let mut cmd = Command::new(bin);
         cmd.arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--log.level=warn")
             .args(extra);
         let mut proc = Proc::spawn("prometheus", &mut cmd, &dir.path().join("prometheus.log"));
+        let port = crate::peers::port_of(&mut proc, Duration::from_secs(60)).await;
         wait_ready(
             &mut proc,
             &format!("http://127.0.0.1:{port}/-/ready"),

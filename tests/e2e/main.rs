@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod email;
+mod front_door;
 mod grafana;
 mod harness;
 mod pagerduty;

@@ -137,3 +137,151 @@ fn config_verdicts_like_amtool() {
         );
     }
 }
+
+/// `vigil check config` and `amtool check-config` on the same receiver configurations: the same
+/// verdicts, and for each invalid one the same reason (the message both print).
+#[test]
+fn receiver_config_verdicts_like_amtool() {
+    let Some(amtool) = tool("amtool") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let head = "route:\n  receiver: r\nreceivers:\n  - name: r\n";
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "    pagerduty_configs: [{routing_key: k}]\n    webhook_configs: [{url: 'https://hooks.example/x', max_alerts: 3}]\n    slack_configs: [{api_url: 'https://hooks.slack.com/services/T/B/X', channel: '#a', actions: [{type: button, text: Go, url: 'https://x'}]}]\n    opsgenie_configs: [{api_key: k, responders: [{name: ops, type: team}]}]\n    email_configs: [{to: a@example.org, from: b@example.org, smarthost: 'smtp.example.org:587'}]\n",
+            None,
+        ),
+        (
+            "    pagerduty_configs: [{severity: critical}]\n",
+            Some("missing service or routing key in PagerDuty config"),
+        ),
+        (
+            "    pagerduty_configs: [{routing_key: k, routing_key_file: /k}]\n",
+            Some("at most one of routing_key & routing_key_file must be configured"),
+        ),
+        (
+            "    webhook_configs: [{send_resolved: true}]\n",
+            Some("missing URL in webhook config"),
+        ),
+        (
+            "    webhook_configs: [{url: 'example.com/hook'}]\n",
+            Some("unsupported scheme \"\" for URL"),
+        ),
+        (
+            "    webhook_configs: [{url: 'ftp://example.com/hook'}]\n",
+            Some("unsupported scheme \"ftp\" for URL"),
+        ),
+        (
+            "    slack_configs: [{channel: '#a'}]\n",
+            Some("no global Slack API URL set either inline or in a file"),
+        ),
+        (
+            "    slack_configs: [{api_url: 'https://x/y', actions: [{text: Go, url: 'https://x'}]}]\n",
+            Some("missing type in Slack action configuration"),
+        ),
+        (
+            "    opsgenie_configs: [{message: m}]\n",
+            Some("no global OpsGenie API Key set either inline or in a file"),
+        ),
+        (
+            "    opsgenie_configs: [{api_key: k, responders: [{name: x, type: group}]}]\n",
+            Some("type does not match valid options"),
+        ),
+        (
+            "    email_configs: [{from: a@example.org, smarthost: 'x:25'}]\n",
+            Some("missing to address in email config"),
+        ),
+        (
+            "    email_configs: [{to: a@example.org, from: a@example.org}]\n",
+            Some("no global SMTP smarthost set"),
+        ),
+        (
+            "    email_configs: [{to: a@example.org, from: a@example.org, smarthost: localhost}]\n",
+            Some("missing port in address"),
+        ),
+        (
+            "    webhook_configs: [{url: 'http://x/', http_config: {basic_auth: {username: u}, bearer_token: t}}]\n",
+            Some(
+                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured",
+            ),
+        ),
+        (
+            "    webhook_configs: [{url: 'http://x/', http_config: {authorization: {type: Basic, credentials: c}}}]\n",
+            Some("authorization type cannot be set to \"basic\", use \"basic_auth\" instead"),
+        ),
+        (
+            "    webhook_configs: [{url: 'http://x/', http_config: {tls_config: {min_version: TLS9}}}]\n",
+            Some("unknown TLS version: TLS9"),
+        ),
+        (
+            "    webhook_configs: [{url: 'http://x/', max_alerts: -1}]\n",
+            Some(""),
+        ),
+        (
+            "    slak_configs: [{api_url: 'https://x/'}]\n",
+            Some("slak_configs"),
+        ),
+    ];
+    for (i, (receiver, err)) in cases.iter().enumerate() {
+        let am = dir.path().join(format!("am{i}.yml"));
+        std::fs::write(&am, format!("{head}{receiver}")).unwrap();
+        let cfg = dir.path().join(format!("vigil{i}.yml"));
+        std::fs::write(&cfg, format!("alertmanager_config: am{i}.yml\n")).unwrap();
+        let a = Command::new(&amtool)
+            .arg("check-config")
+            .arg(&am)
+            .output()
+            .unwrap();
+        let v = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["check", "config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let a_out =
+            String::from_utf8_lossy(&a.stdout).to_string() + &String::from_utf8_lossy(&a.stderr);
+        let v_out =
+            String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+        assert_eq!(
+            a.status.success(),
+            err.is_none(),
+            "amtool on case {i}: {a_out}"
+        );
+        assert_eq!(
+            v.status.success(),
+            err.is_none(),
+            "vigil on case {i}: {v_out}"
+        );
+        if let Some(e) = err {
+            assert!(a_out.contains(e), "amtool's reason for case {i}: {a_out}");
+            assert!(v_out.contains(e), "vigil's reason for case {i}: {v_out}");
+        }
+    }
+    // A receiver type Alertmanager has and Vigil does not send to: amtool accepts it, Vigil says
+    // which one it cannot honour instead of ignoring it.
+    let am = dir.path().join("vo.yml");
+    std::fs::write(
+        &am,
+        format!("global: {{victorops_api_key: k}}\n{head}    victorops_configs: [{{routing_key: team}}]\n"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("vo-vigil.yml");
+    std::fs::write(&cfg, "alertmanager_config: vo.yml\n").unwrap();
+    assert!(
+        Command::new(&amtool)
+            .arg("check-config")
+            .arg(&am)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["check", "config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(!v.status.success(), "{out}");
+    assert!(
+        out.contains("victorops_configs are not supported by Vigil"),
+        "{out}"
+    );
+}

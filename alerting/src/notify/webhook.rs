@@ -16,8 +16,9 @@ pub struct WebhookConfig {
     pub send_resolved: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_config: Option<vigil_http::HttpClientConfig>,
+    /// A secret, as in Alertmanager 0.26 and later: webhook URLs often carry a token.
     #[serde(default)]
-    pub url: String,
+    pub url: vigil_model::Secret,
     #[serde(default)]
     pub max_alerts: u64,
 }
@@ -28,7 +29,7 @@ impl WebhookConfig {
         if self.url.is_empty() {
             return Err("missing URL in webhook config".into());
         }
-        super::check_url(&self.url)?;
+        super::check_url(self.url.expose())?;
         if let Some(h) = &mut self.http_config {
             h.validate().map_err(|e| e.to_string())?;
         }
@@ -42,7 +43,7 @@ impl WebhookConfig {
             send_resolved: self.send_resolved,
             notifier: Box::new(Webhook {
                 client: ctx.http(&self.http_config)?,
-                url: self.url.clone(),
+                url: self.url.expose().to_string(),
                 max_alerts: self.max_alerts as usize,
             }),
         })
@@ -137,8 +138,9 @@ impl Notifier for Webhook {
         Box::pin(async move {
             let (code, body) =
                 super::post_json(&self.client, &self.url, payload(m, self.max_alerts), &[]).await?;
-            // Alertmanager names the URL and the body in the error.
-            super::check_status(code, &[], &format!("{}: {body}", self.url))
+            // Alertmanager names the URL and the body in the error; the URL can carry a token,
+            // so Vigil names only the body.
+            super::check_status(code, &[], &body)
         })
     }
 }

@@ -16,7 +16,7 @@ fn d(secs: u64) -> PromDuration {
 
 /// `global:`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, from = "RawGlobal")]
 pub struct GlobalConfig {
     pub scrape_interval: PromDuration,
     pub scrape_timeout: PromDuration,
@@ -35,6 +35,47 @@ impl Default for GlobalConfig {
             evaluation_interval: d(60),
             external_labels: BTreeMap::new(),
             query_log_file: None,
+        }
+    }
+}
+
+/// `global:` as written: an unset `scrape_timeout` becomes the default 10s, or the scrape
+/// interval when that is shorter, as Prometheus decides.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawGlobal {
+    scrape_interval: PromDuration,
+    scrape_timeout: Option<PromDuration>,
+    evaluation_interval: PromDuration,
+    external_labels: BTreeMap<String, String>,
+    query_log_file: Option<String>,
+}
+
+impl Default for RawGlobal {
+    fn default() -> Self {
+        let g = GlobalConfig::default();
+        RawGlobal {
+            scrape_interval: g.scrape_interval,
+            scrape_timeout: None,
+            evaluation_interval: g.evaluation_interval,
+            external_labels: g.external_labels,
+            query_log_file: g.query_log_file,
+        }
+    }
+}
+
+impl From<RawGlobal> for GlobalConfig {
+    fn from(r: RawGlobal) -> Self {
+        GlobalConfig {
+            scrape_timeout: r.scrape_timeout.unwrap_or(
+                GlobalConfig::default()
+                    .scrape_timeout
+                    .min(r.scrape_interval),
+            ),
+            scrape_interval: r.scrape_interval,
+            evaluation_interval: r.evaluation_interval,
+            external_labels: r.external_labels,
+            query_log_file: r.query_log_file,
         }
     }
 }
