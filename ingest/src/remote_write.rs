@@ -328,8 +328,9 @@ async fn process(state: &PushState, version: Version, body: Bytes) -> Response {
                 assemble_v2(req, &st).map_err(|e| (StatusCode::BAD_REQUEST, e))?
             }
         };
+        // Storage faults (a failed WAL, shutdown) are 503: the sender keeps the samples and retries.
         write_blocking(&st, version.protocol(), assembled)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
     })
     .await;
     let (mut resp, written) = match joined {

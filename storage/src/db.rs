@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use arrow_array::{Float64Array, Int64Array};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 use vigil_model::{Labels, Matcher};
@@ -76,7 +75,7 @@ impl Tsdb {
         let staging = dir.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
+        let store: Arc<dyn ObjectStore> = Arc::new(crate::durable::DurableLocal::new(dir)?);
         let blocks = load_blocks(&store).await?;
         remove_empty_block_dirs(&dir.join("blocks"));
         let t = &cfg.section.tsdb;
@@ -513,14 +512,21 @@ impl Tsdb {
 
 impl MetricsAppender for Tsdb {
     fn append(&self, batch: &[SeriesBatch]) -> Result<AppendOutcome, AppendError> {
+        // After a failed WAL write or fsync nothing more is accepted until restart: the head
+        // must not get ahead of what the WAL holds.
+        self.wal.check()?;
         let mut outcome = AppendOutcome::default();
         let mut enc = SamplesEncoder::new();
+        let wal = &self.wal;
         self.head
-            .append(batch, Some(&self.wal), &mut enc, &mut outcome)?;
-        if !enc.is_empty() {
-            self.wal.log(&enc.finish())?;
-        }
-        // Series records are logged as series are created; one sync covers them and the samples.
+            .append(batch, Some(wal), &mut enc, &mut outcome, |enc| {
+                if !enc.is_empty() {
+                    wal.log(&std::mem::replace(enc, SamplesEncoder::new()).finish())?;
+                }
+                Ok(())
+            })?;
+        // Series records are logged as series are created; one sync covers them and the samples
+        // (and whatever other writers logged meanwhile: group commit).
         self.wal.sync(self.wal.last_seq())?;
         self.metrics.samples_appended.inc_by(outcome.appended);
         Ok(outcome)

@@ -233,41 +233,79 @@ impl Head {
         s
     }
 
-    /// Appends a batch. Accepted samples are added to `wal_out` for the caller to log and sync.
+    /// Appends a batch. Accepted samples are added to `wal_out`, and `log(wal_out)` is called while
+    /// every series of the batch is still locked: two batches that share a series are logged in the
+    /// order the head applied them, so replay accepts exactly what was acknowledged. Batches with
+    /// disjoint series run in parallel. Locks are taken in series-ref order, so batches never
+    /// deadlock. The caller syncs the WAL after `append` returns.
     pub fn append(
         &self,
         batch: &[SeriesBatch],
         wal: Option<&Wal>,
         wal_out: &mut SamplesEncoder,
         outcome: &mut AppendOutcome,
+        log: impl FnOnce(&mut SamplesEncoder) -> Result<(), WalError>,
     ) -> Result<(), WalError> {
-        let mut accepted: Vec<(i64, f64)> = Vec::new();
         let mut batch_min = i64::MAX;
         let mut batch_max = i64::MIN;
-        for sb in batch {
+        let mut created = 0u64;
+        // Resolve every series first (creating and logging new ones), then lock them all.
+        let mut entries: Vec<(Arc<MemSeries>, usize)> = Vec::with_capacity(batch.len());
+        for (i, sb) in batch.iter().enumerate() {
             if sb.samples.is_empty() {
                 continue;
             }
-            loop {
-                let (series, created) = self.get_or_create(&sb.labels, wal)?;
-                let mut st = series.state.lock();
-                if st.removed {
-                    continue; // garbage-collected under us: look up again (creates a fresh series)
+            let (series, new) = self.get_or_create(&sb.labels, wal)?;
+            created += new as u64;
+            entries.push((series, i));
+        }
+        // Stable: samples of one series sent twice in a batch keep their order.
+        entries.sort_by_key(|(s, _)| s.series_ref);
+        loop {
+            let mut guards = Vec::with_capacity(entries.len());
+            let mut stale = false;
+            for (k, (series, _)) in entries.iter().enumerate() {
+                if k > 0 && Arc::ptr_eq(&entries[k - 1].0, series) {
+                    continue;
                 }
-                if created {
-                    outcome.series_created += 1;
+                let g = series.state.lock();
+                stale |= g.removed;
+                guards.push((k, g));
+            }
+            if stale {
+                // A series was garbage-collected between lookup and lock (it had no samples left):
+                // look the batch up again, which recreates it.
+                drop(guards);
+                for (series, i) in entries.iter_mut() {
+                    if series.state.lock().removed {
+                        let (s, new) = self.get_or_create(&batch[*i].labels, wal)?;
+                        created += new as u64;
+                        *series = s;
+                    }
                 }
+                entries.sort_by_key(|(s, _)| s.series_ref);
+                continue;
+            }
+            let mut accepted: Vec<(i64, f64)> = Vec::new();
+            let mut gi = 0;
+            for (k, (series, i)) in entries.iter().enumerate() {
+                while gi + 1 < guards.len() && guards[gi + 1].0 <= k {
+                    gi += 1;
+                }
+                let st = &mut guards[gi].1;
                 accepted.clear();
-                self.append_locked(&series, &mut st, sb, &mut accepted, outcome, true);
-                drop(st);
+                self.append_locked(series, st, &batch[*i], &mut accepted, outcome, true);
                 if let (Some(first), Some(last)) = (accepted.first(), accepted.last()) {
                     batch_min = batch_min.min(first.0);
                     batch_max = batch_max.max(last.0);
                     wal_out.add(series.series_ref, &accepted);
                 }
-                break;
             }
+            log(wal_out)?;
+            drop(guards);
+            break;
         }
+        outcome.series_created += created;
         if batch_min <= batch_max {
             self.min_time
                 .fetch_min(batch_min.max(self.min_valid_time()), Ordering::AcqRel);
@@ -632,7 +670,7 @@ mod tests {
     fn append(h: &Head, b: &[SeriesBatch]) -> AppendOutcome {
         let mut o = AppendOutcome::default();
         let mut enc = SamplesEncoder::new();
-        h.append(b, None, &mut enc, &mut o).unwrap();
+        h.append(b, None, &mut enc, &mut o, |_| Ok(())).unwrap();
         o
     }
 

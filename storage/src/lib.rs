@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 #[cfg(test)]
 mod db_tests;
+mod durable;
 pub mod exemplars;
 pub mod head;
 pub mod metadata;

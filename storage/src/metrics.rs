@@ -28,6 +28,8 @@ pub struct StorageMetrics {
     pub wal_bytes_written: Counter,
     pub wal_fsync_seconds: Histogram,
     pub wal_corruptions: Counter,
+    /// 1 once a WAL write or fsync failed (writes are refused until restart).
+    pub wal_failed: Gauge,
     pub blocks: Gauge,
     pub block_bytes: Gauge,
     pub block_samples: Gauge,
@@ -54,6 +56,7 @@ impl Default for StorageMetrics {
             wal_bytes_written: Counter::default(),
             wal_fsync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             wal_corruptions: Counter::default(),
+            wal_failed: Gauge::default(),
             blocks: Gauge::default(),
             block_bytes: Gauge::default(),
             block_samples: Gauge::default(),
@@ -130,6 +133,11 @@ impl StorageMetrics {
             "wal_corruptions",
             "Torn or corrupt WAL tails repaired at start-up",
             self.wal_corruptions.clone(),
+        );
+        r.register(
+            "wal_failed",
+            "1 after a WAL write or fsync failed: every write is refused until restart",
+            self.wal_failed.clone(),
         );
         r.register("blocks", "Persisted blocks", self.blocks.clone());
         r.register(

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::harness::*;
 use crate::push::*;
@@ -232,4 +233,160 @@ async fn torn_or_corrupt_wal_tail_is_repaired_without_losing_earlier_data() {
         "a clean WAL was reported as repaired:\n{}",
         v.log()
     );
+}
+
+/// Clients that send the same series at the same time (a retry overlapping the next batch, several
+/// shards of one sender): what Vigil held before `kill -9` is exactly what it holds after.
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_writers_then_kill_9_keep_every_acknowledged_sample() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let mut v = Vigil::start("scrape_configs: []\n").await;
+    let t0 = now_ms() - 3_600_000;
+    let url = v.url("/api/v1/write");
+    let next = Arc::new(AtomicI64::new(t0));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (url, next) = (url.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = 0;
+            for _ in 0..60 {
+                let t = next.fetch_add(1000, Ordering::SeqCst);
+                let req: Vec<_> = (0..100)
+                    .map(|s| {
+                        series(
+                            &[
+                                ("__name__", "overlap"),
+                                ("id", &format!("s{s:03}")),
+                                ("job", "crash"),
+                            ],
+                            vec![(t, value(s, t / 1000))],
+                        )
+                    })
+                    .collect();
+                let (status, body) = write_v1(&url, &req).await;
+                // 204: all stored; 400: some samples were older than what another client had
+                // already stored for the series (out of order), the rest stored.
+                assert!(status == 204 || status == 400, "{status} {body}");
+                acknowledged += (status == 204) as usize;
+            }
+            acknowledged
+        }));
+    }
+    let mut fully = 0;
+    for t in tasks {
+        fully += t.await.unwrap();
+    }
+    let end = next.load(Ordering::SeqCst);
+    let before = read_back(&v, "overlap", t0, end).await;
+    let held: usize = before.values().map(|s| s.len()).sum();
+    assert!(
+        held >= fully * 100,
+        "held {held}, fully acknowledged requests {fully}"
+    );
+    v.kill9();
+    v.launch().await;
+    let after = read_back(&v, "overlap", t0, end).await;
+    assert_eq!(after.len(), before.len(), "series after restart");
+    for (id, want) in &before {
+        assert_eq!(after.get(id), Some(want), "samples of {id} after kill -9");
+    }
+}
+
+/// A head cut writes a block and then deletes the WAL segments it replaces: the block's files and
+/// directories are fsynced before the first segment is unlinked (traced on the real binary).
+#[tokio::test(flavor = "multi_thread")]
+async fn block_files_are_fsynced_before_wal_segments_are_unlinked() {
+    let Some(strace) = tool("strace") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace_s = trace.display().to_string();
+    let v = Vigil::start_wrapped(
+        "scrape_configs: []\nbuiltin_rules: false\nstorage:\n  tsdb:\n    block_duration: 1m\n    maintenance_interval: 1s\n",
+        &[],
+        &[],
+        &[
+            strace.to_str().unwrap(),
+            "-f",
+            "-y",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,unlink,unlinkat,rename,renameat,renameat2",
+            "-o",
+            &trace_s,
+        ],
+    )
+    .await;
+    // Ten minutes of samples: the head spans more than 1.5 block durations and is cut.
+    let now = now_ms();
+    let req: Vec<_> = (0..5)
+        .map(|s| {
+            series(
+                &[
+                    ("__name__", "cut"),
+                    ("id", &format!("{s}")),
+                    ("job", "crash"),
+                ],
+                (0..600)
+                    .map(|i| (now - 600_000 + i * 1000, i as f64))
+                    .collect(),
+            )
+        })
+        .collect();
+    let (status, body) = write_v1(&v.url("/api/v1/write"), &req).await;
+    assert_eq!(status, 204, "{body}");
+    let wal_unlink = |line: &str| {
+        (line.contains("unlink") || line.contains("unlinkat"))
+            && line.split('"').nth(1).is_some_and(|p| {
+                p.contains("/wal/")
+                    && p.rsplit('/')
+                        .next()
+                        .is_some_and(|f| f.len() == 8 && f.chars().all(|c| c.is_ascii_digit()))
+            })
+    };
+    let lines = eventually(
+        Duration::from_secs(60),
+        "a WAL segment deleted after a cut",
+        || async {
+            let text = std::fs::read_to_string(&trace).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.iter().any(|l| wal_unlink(l)).then_some(lines)
+        },
+    )
+    .await;
+    let first_unlink = lines.iter().position(|l| wal_unlink(l)).unwrap();
+    let before = &lines[..first_unlink];
+    let fsynced = |suffix: &str| {
+        before.iter().any(|l| {
+            (l.contains("fsync(") || l.contains("fdatasync("))
+                && l.contains(suffix)
+                && l.contains("= 0")
+        })
+    };
+    for f in ["/samples.parquet>", "/series.parquet>", "/meta.json>"] {
+        assert!(
+            fsynced(f),
+            "{f} not fsynced before the WAL segment was unlinked:\n{}",
+            before.join("\n")
+        );
+    }
+    assert!(
+        fsynced("/blocks>"),
+        "blocks/ not fsynced:\n{}",
+        before.join("\n")
+    );
+    // The trace saw the cut: the block is there and queries answer from it.
+    let blocks = std::fs::read_dir(v.data_dir().join("blocks"))
+        .unwrap()
+        .count();
+    assert!(blocks > 0);
+    // strace keeps running while its tracee does: end the tracee itself.
+    let pid = v.proc.as_ref().unwrap().pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for c in children.split_whitespace() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", c])
+            .status();
+    }
 }

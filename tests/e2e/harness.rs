@@ -227,6 +227,8 @@ pub struct Vigil {
     starts: usize,
     /// Extra `vigil serve` flags.
     pub args: Vec<String>,
+    /// A command Vigil runs under (`strace -f -o …`), when not empty.
+    pub wrapper: Vec<String>,
 }
 
 impl Vigil {
@@ -242,6 +244,16 @@ impl Vigil {
 
     /// [`Vigil::start_with_files`] with extra `vigil serve` flags.
     pub async fn start_with_args(config: &str, files: &[(&str, &str)], args: &[&str]) -> Vigil {
+        Vigil::start_wrapped(config, files, args, &[]).await
+    }
+
+    /// Starts Vigil under `wrapper` (a tracer, say).
+    pub async fn start_wrapped(
+        config: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vigil.yml"), config).unwrap();
         for (name, content) in files {
@@ -257,6 +269,7 @@ impl Vigil {
             proc: None,
             starts: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
         };
         v.launch().await;
         v
@@ -285,7 +298,14 @@ impl Vigil {
         self.starts += 1;
         let listen = format!("127.0.0.1:{}", self.port);
         let log = self.dir.path().join(format!("vigil.{}.log", self.starts));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_vigil")),
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(env!("CARGO_BIN_EXE_vigil"));
+                c
+            }
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg(&listen)

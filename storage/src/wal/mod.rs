@@ -33,6 +33,10 @@ pub enum WalError {
     Io { path: PathBuf, source: io::Error },
     #[error("WAL record of {0} bytes is over the {MAX_RECORD} byte limit")]
     TooLarge(usize),
+    /// An earlier write or fsync failed: what the WAL holds after that point is unknown, so it
+    /// takes nothing more until a restart replays and repairs it.
+    #[error("the WAL failed earlier and accepts no writes until restart: {0}")]
+    Failed(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -60,6 +64,8 @@ pub struct Wal {
     /// Highest sequence number known to be on disk.
     synced: Mutex<u64>,
     metrics: Arc<StorageMetrics>,
+    /// The first write or fsync error, once one happened.
+    failed: Mutex<Option<String>>,
 }
 
 /// What replay found, for the start-up log and tests.
@@ -257,6 +263,7 @@ impl Wal {
             }),
             synced: Mutex::new(0),
             metrics,
+            failed: Mutex::new(None),
         };
         sync_dir(dir)?;
         let _ = path;
@@ -274,12 +281,32 @@ impl Wal {
         Ok((f, path))
     }
 
+    /// Fails when an earlier write or fsync failed.
+    pub fn check(&self) -> Result<(), WalError> {
+        match &*self.failed.lock() {
+            Some(m) => Err(WalError::Failed(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an I/O failure: from now on every write fails, with this reason.
+    fn fail(&self, e: WalError) -> WalError {
+        let mut f = self.failed.lock();
+        if f.is_none() {
+            tracing::error!(error = %e, "the WAL could not be written or synced; refusing every write until restart (a restart replays and repairs the log)");
+            self.metrics.wal_failed.set(1);
+            *f = Some(e.to_string());
+        }
+        e
+    }
+
     /// Appends a record to the log buffer and returns its sequence number. Not durable until
     /// [`Wal::sync`] has returned for this number or a later one.
     pub fn log(&self, payload: &[u8]) -> Result<u64, WalError> {
         if payload.len() > MAX_RECORD {
             return Err(WalError::TooLarge(payload.len()));
         }
+        self.check()?;
         let mut g = self.inner.lock();
         g.buf
             .extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -298,16 +325,19 @@ impl Wal {
     /// Makes every record up to `seq` durable.
     pub fn sync(&self, seq: u64) -> Result<(), WalError> {
         let mut synced = self.synced.lock();
+        self.check()?;
         if *synced >= seq {
             return Ok(());
         }
         let (file, target) = {
             let mut g = self.inner.lock();
-            self.flush_locked(&mut g)?;
+            self.flush_locked(&mut g).map_err(|e| self.fail(e))?;
             (g.file.clone(), g.seq)
         };
         let t0 = Instant::now();
-        file.sync_data().map_err(io_err(&self.dir))?;
+        file.sync_data()
+            .map_err(io_err(&self.dir))
+            .map_err(|e| self.fail(e))?;
         self.metrics
             .wal_fsync_seconds
             .observe(t0.elapsed().as_secs_f64());
@@ -358,9 +388,9 @@ impl Wal {
         let covered = {
             let mut synced = self.synced.lock();
             let mut g = self.inner.lock();
-            self.flush_locked(&mut g)?;
+            self.flush_locked(&mut g).map_err(|e| self.fail(e))?;
             let seq = g.seq;
-            self.rotate_locked(&mut g)?;
+            self.rotate_locked(&mut g).map_err(|e| self.fail(e))?;
             *synced = seq;
             g.segment - 1
         };
@@ -461,9 +491,40 @@ impl Wal {
 }
 
 #[cfg(test)]
+impl Wal {
+    /// Makes every later write fail, as a full or failing disk does.
+    fn break_for_test(&self) {
+        let full = OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        self.inner.lock().file = Arc::new(full);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use vigil_model::Labels;
+
+    #[test]
+    fn after_a_failed_write_every_later_write_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = metrics();
+        let (wal, _) = Wal::open(dir.path(), 1 << 20, m.clone(), |_| {}).unwrap();
+        let seq = wal.log(b"first").unwrap();
+        wal.sync(seq).unwrap();
+        wal.break_for_test();
+        let seq = wal.log(b"second").unwrap();
+        let e = wal.sync(seq).unwrap_err();
+        assert!(matches!(e, WalError::Io { .. }), "{e}");
+        // The disk may be fine again; the log is not: what it holds after the failure is unknown.
+        let e = wal.log(b"third").unwrap_err();
+        assert!(matches!(e, WalError::Failed(_)), "{e}");
+        assert!(e.to_string().contains("until restart"), "{e}");
+        assert!(matches!(wal.sync(seq), Err(WalError::Failed(_))));
+        assert_eq!(m.wal_failed.get(), 1);
+    }
 
     fn metrics() -> Arc<StorageMetrics> {
         Arc::new(StorageMetrics::default())
