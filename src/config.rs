@@ -39,8 +39,8 @@ impl Default for IngestSection {
             label_limit: l.label_limit,
             label_name_length_limit: l.label_name_length_limit,
             label_value_length_limit: l.label_value_length_limit,
-            max_request_bytes: vigil_storage::config::ByteSize(64 << 20),
-            max_decoded_bytes: vigil_storage::config::ByteSize(512 << 20),
+            max_request_bytes: vigil_storage::config::ByteSize(32 << 20),
+            max_decoded_bytes: vigil_storage::config::ByteSize(128 << 20),
             max_inflight_requests: 16,
         }
     }

@@ -34,8 +34,8 @@ impl Default for PushLimits {
     fn default() -> Self {
         PushLimits {
             labels: LabelLimits::default(),
-            max_body_bytes: 64 << 20,
-            max_decoded_bytes: 512 << 20,
+            max_body_bytes: 32 << 20,
+            max_decoded_bytes: 128 << 20,
             max_inflight: 16,
             queue_timeout: Duration::from_secs(10),
         }

@@ -396,7 +396,7 @@ fn stats_json(s: &QueryStats, total: f64) -> String {
         },
         "samples": {
             "totalQueryableSamples": s.samples_loaded,
-            "peakSamples": s.samples_loaded,
+            "peakSamples": s.peak_points,
         },
     })
     .to_string()

@@ -495,3 +495,84 @@ async fn series_limit_gives_a_clear_error() {
     );
     assert_eq!(r["data"]["result"].as_array().unwrap().len(), 1);
 }
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Few stored samples but many steps: what a query would materialise (series × steps) is charged
+/// against `max_samples`, as Prometheus charges it, so it gets a 422 instead of the memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn materialised_points_count_against_max_samples() {
+    let v =
+        Vigil::start("scrape_configs: []\nbuiltin_rules: false\nquery:\n  max_samples: 1000000\n")
+            .await;
+    let end = (now_secs() as i64) * 1000;
+    let start = end - 2 * 3600 * 1000;
+    // 2,000 series, a sample every 4 minutes for 2 hours: 60,000 samples, far under the limit.
+    let series: Vec<_> = (0..2000)
+        .map(|s| {
+            crate::push::series(
+                &[("__name__", "sparse"), ("id", &format!("{s:04}"))],
+                (0..30).map(|i| (start + i * 240_000, i as f64)).collect(),
+            )
+        })
+        .collect();
+    for chunk in series.chunks(500) {
+        let (st, b) = crate::push::write_v1(&v.url("/api/v1/write"), chunk).await;
+        assert_eq!(st, 204, "{b}");
+    }
+    let pid = v.proc.as_ref().unwrap().pid();
+    let before = rss(pid);
+    // Every 1 s step for 2 hours sees a sample of every series: 2,000 × 7,201 = 14.4M points.
+    for q in [
+        "sparse",
+        "sum(sparse)",
+        "rate(sparse[10m])",
+        "max_over_time(sparse[5m:1m])",
+    ] {
+        let r = client()
+            .post(v.url("/api/v1/query_range"))
+            .form(&[
+                ("query", q),
+                ("start", &format!("{}", start / 1000)),
+                ("end", &format!("{}", end / 1000)),
+                ("step", "1"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{q}");
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(e["errorType"], "execution", "{q}: {e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("too many samples"),
+            "{q}: {e}"
+        );
+    }
+    let after = rss(pid);
+    assert!(
+        after < before + 150 * 1024 * 1024,
+        "RSS grew from {before} to {after} bytes: the points were materialised"
+    );
+    // A narrower query over the same data still answers.
+    let r = client()
+        .post(v.url("/api/v1/query_range"))
+        .form(&[
+            ("query", "sum(sparse)"),
+            ("start", &format!("{}", start / 1000)),
+            ("end", &format!("{}", end / 1000)),
+            ("step", "60"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -109,7 +109,7 @@ pub(crate) fn call(c: &Call, ctx: &Ctx) -> Result<Out, EvalError> {
             let inner = unwrap_parens(arg(0)?);
             if let Expr::VectorSelector(vs) = inner {
                 // The sample's own time, not the evaluation step.
-                let out = select_instant(vs, ctx)
+                let out = select_instant(vs, ctx)?
                     .into_iter()
                     .map(|(l, pts)| Ser {
                         labels: l.without_metric_name(),

@@ -52,6 +52,8 @@ pub enum EvalError {
 pub struct QueryStats {
     pub series_loaded: usize,
     pub samples_loaded: usize,
+    /// Most points held at once (loaded samples plus materialised ones).
+    pub peak_points: usize,
     pub load_seconds: f64,
     pub eval_seconds: f64,
 }
@@ -100,6 +102,11 @@ pub fn parse(q: &str) -> Result<Expr, EvalError> {
 /// messages carry no position: the end of the input for errors about a missing end, the offending name
 /// for unknown functions and bad regexes, else the first token that no valid prefix reaches.
 fn error_position(q: &str, msg: &str) -> (usize, usize) {
+    position_by(q, msg, &mut |p| parser::parse(p).is_ok())
+}
+
+/// [`error_position`] with the prefix check as an argument (tests count the parses).
+fn position_by(q: &str, msg: &str, parses: &mut dyn FnMut(&str) -> bool) -> (usize, usize) {
     let at = |byte: usize| -> (usize, usize) {
         let before = &q[..byte.min(q.len())];
         let line = before.matches('\n').count() + 1;
@@ -121,9 +128,6 @@ fn error_position(q: &str, msg: &str) -> (usize, usize) {
     {
         return at(i + 2);
     }
-    if q.len() > 4096 {
-        return at(0);
-    }
     // Token boundaries: where a word character meets a non-word one.
     let word = |c: char| c.is_alphanumeric() || c == '_' || c == ':' || c == '.';
     let mut bounds: Vec<usize> = Vec::new();
@@ -136,62 +140,78 @@ fn error_position(q: &str, msg: &str) -> (usize, usize) {
         prev = Some(w);
     }
     bounds.push(q.len());
-    let mut last_ok = 0;
-    for &b in &bounds {
-        if b > 0 && parser::parse(&q[..b]).is_ok() {
-            last_ok = b;
+    let mut ok = |b: usize| b > 0 && parses(&q[..b]);
+    // The longest prefix ending at a token boundary that parses. Short queries try every boundary;
+    // longer ones bisect (a few parses instead of one per token, which would be quadratic in the
+    // query's length).
+    let last_ok = if bounds.len() <= 64 {
+        bounds
+            .iter()
+            .copied()
+            .filter(|&b| ok(b))
+            .last()
+            .unwrap_or(0)
+    } else {
+        let (mut lo, mut hi) = (0usize, bounds.len());
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if ok(bounds[mid]) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
         }
-    }
+        if ok(bounds[lo]) { bounds[lo] } else { 0 }
+    };
     let rest = &q[last_ok..];
     at(last_ok + (rest.len() - rest.trim_start().len()))
 }
 
 /// Rewrites 2.x function names outside string literals (`holt_winters(` becomes the 3.x name).
+/// Works on characters, so string literals with any UTF-8 are copied unchanged.
 fn rename_functions(q: &str) -> std::borrow::Cow<'_, str> {
     if !RENAMED.iter().any(|(old, _)| q.contains(old)) {
         return q.into();
     }
-    let b = q.as_bytes();
     let mut out = String::with_capacity(q.len() + 16);
-    let mut i = 0;
-    let mut quote: Option<u8> = None;
-    while i < b.len() {
-        let c = b[i];
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut prev: Option<char> = None;
+    let mut it = q.char_indices();
+    while let Some((i, c)) = it.next() {
         if let Some(qc) = quote {
-            out.push(c as char);
-            if c == b'\\' && i + 1 < b.len() {
-                out.push(b[i + 1] as char);
-                i += 2;
-                continue;
-            }
-            if c == qc {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && qc != '`' {
+                escaped = true;
+            } else if c == qc {
                 quote = None;
             }
-            i += 1;
+            prev = Some(c);
             continue;
         }
-        if c == b'"' || c == b'\'' || c == b'`' {
+        if c == '"' || c == '\'' || c == '`' {
             quote = Some(c);
-            out.push(c as char);
-            i += 1;
+            out.push(c);
+            prev = Some(c);
             continue;
         }
-        let boundary =
-            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
+        let boundary = !prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == ':');
         if boundary
             && let Some((old, new)) = RENAMED.iter().find(|(old, _)| q[i..].starts_with(old))
+            && q[i + old.len()..].trim_start().starts_with('(')
         {
-            let rest = q[i + old.len()..].trim_start();
-            if rest.starts_with('(') {
-                out.push_str(new);
-                i += old.len();
-                continue;
+            out.push_str(new);
+            // Skip the rest of the old name.
+            for _ in 1..old.chars().count() {
+                it.next();
             }
+            prev = old.chars().last();
+            continue;
         }
-        // Copy one UTF-8 character.
-        let ch = q[i..].chars().next().unwrap_or(' ');
-        out.push(ch);
-        i += ch.len_utf8();
+        out.push(c);
+        prev = Some(c);
     }
     out.into()
 }
@@ -280,9 +300,48 @@ pub(crate) struct Ctx<'a> {
     pub opts: &'a EvalOptions,
     pub data: &'a HashMap<usize, Vec<RawSeries>>,
     pub deadline: std::time::Instant,
+    /// Points held by evaluated nodes right now and at most, shared with subqueries' contexts.
+    pub mem: &'a Memory,
+}
+
+/// The points a query holds in memory, charged against `max_samples` as Prometheus charges them:
+/// every point a node materialises (an instant vector at each step, a function's result, a
+/// subquery's series) counts while it is alive, on top of the loaded samples.
+#[derive(Debug, Default)]
+pub struct Memory {
+    pub live: std::cell::Cell<usize>,
+    pub peak: std::cell::Cell<usize>,
+    /// Samples loaded from storage (alive for the whole query).
+    pub loaded: usize,
+}
+
+impl Out {
+    /// Points this output holds.
+    fn points(&self) -> usize {
+        match self {
+            Out::Scalar(v) => v.len(),
+            Out::Vector(s) => s.iter().map(|s| s.pts.len()).sum(),
+            Out::Matrix(m) => m.iter().map(|(_, p)| p.len()).sum(),
+            Out::Str(_) => 1,
+        }
+    }
 }
 
 impl Ctx<'_> {
+    /// Charges `points` more, failing past `max_samples` with Prometheus's message.
+    pub fn charge(&self, points: usize) -> Result<(), EvalError> {
+        let live = self.mem.live.get() + points;
+        self.mem.live.set(live);
+        self.mem.peak.set(self.mem.peak.get().max(live));
+        if self.opts.max_samples > 0 && live + self.mem.loaded > self.opts.max_samples {
+            return Err(EvalError::Execution(format!(
+                "query processing would load too many samples into memory in query execution (query.max_samples is {}); narrow the selectors, the time range or raise the step",
+                self.opts.max_samples
+            )));
+        }
+        Ok(())
+    }
+
     /// Fails once the query's deadline has passed.
     pub fn check(&self) -> Result<(), EvalError> {
         if std::time::Instant::now() > self.deadline {
@@ -476,7 +535,12 @@ async fn run<R: MetricsReader>(
     let opts = opts.clone();
     let n = ((end - start) / step + 1).max(0) as usize;
     let evaluated = std::time::Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
+    let loaded = stats.samples_loaded;
+    let (out, peak) = tokio::task::spawn_blocking(move || {
+        let mem = Memory {
+            loaded,
+            ..Memory::default()
+        };
         let ctx = Ctx {
             start,
             step,
@@ -486,12 +550,14 @@ async fn run<R: MetricsReader>(
             opts: &opts,
             data: &data,
             deadline,
+            mem: &mem,
         };
-        eval(&expr, &ctx)
+        eval(&expr, &ctx).map(|o| (o, mem.peak.get()))
     })
     .await
     .map_err(|e| exec(format!("query evaluation failed: {e}")))??;
     stats.eval_seconds = evaluated.elapsed().as_secs_f64();
+    stats.peak_points = peak + loaded;
     Ok((out, stats))
 }
 
@@ -567,8 +633,17 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     e
 }
 
-/// Evaluates a node over all steps of `ctx`.
+/// Evaluates a node over all steps of `ctx`, charging what it materialises (its children's
+/// outputs are released once it is computed from them).
 pub(crate) fn eval(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
+    let before = ctx.mem.live.get();
+    let out = eval_node(e, ctx)?;
+    ctx.mem.live.set(before);
+    ctx.charge(out.points())?;
+    Ok(out)
+}
+
+fn eval_node(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
     ctx.check()?;
     match e {
         Expr::Paren(p) => eval(&p.expr, ctx),
@@ -591,7 +666,7 @@ pub(crate) fn eval(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
             )),
         },
         Expr::VectorSelector(vs) => Ok(Out::Vector(
-            select_instant(vs, ctx)
+            select_instant(vs, ctx)?
                 .into_iter()
                 .map(|(labels, pts)| Ser {
                     labels,
@@ -620,9 +695,12 @@ pub(crate) fn eval(e: &Expr, ctx: &Ctx) -> Result<Out, EvalError> {
 
 /// An instant-vector selector over all steps: per series, `(step, sample time, value)` for every step
 /// at which the series has a non-stale sample within the lookback.
-pub(crate) fn select_instant(vs: &VectorSelector, ctx: &Ctx) -> Vec<(Labels, Vec<StepSample>)> {
+pub(crate) fn select_instant(
+    vs: &VectorSelector,
+    ctx: &Ctx,
+) -> Result<Vec<(Labels, Vec<StepSample>)>, EvalError> {
     let Some(data) = ctx.data.get(&key(vs)) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let at = ctx.at_time(&vs.at);
     let off = offset_ms(&vs.offset);
@@ -642,11 +720,14 @@ pub(crate) fn select_instant(vs: &VectorSelector, ctx: &Ctx) -> Vec<(Labels, Vec
             }
             pts.push((i, st, sv));
         }
+        // Charged series by series, so a query that would materialise too much stops before it
+        // has (and the server's memory stays bounded).
+        ctx.charge(pts.len())?;
         if !pts.is_empty() {
             out.push((s.labels.clone(), pts));
         }
     }
-    out
+    Ok(out)
 }
 
 /// A series of a range-vector argument: its samples (no staleness markers) as `(time, value)`, so a
@@ -781,6 +862,7 @@ pub(crate) fn range_arg<'e>(e: &'e Expr, ctx: &Ctx) -> Result<RangeArg<'e>, Eval
                 opts: ctx.opts,
                 data: ctx.data,
                 deadline: ctx.deadline,
+                mem: ctx.mem,
             };
             let series = match eval(&sq.expr, &sub)? {
                 Out::Vector(sers) => sers

@@ -27,6 +27,7 @@ pub(crate) fn over_time(
                 pts.push((i, v));
             }
         });
+        ctx.charge(pts.len())?;
         if !pts.is_empty() {
             let labels = if keep_name {
                 s.labels.clone()
@@ -78,16 +79,21 @@ pub(crate) fn windowed_sum(args: &[&Expr], ctx: &Ctx, name: &str) -> Result<Out,
         }
         let mut pts = Vec::new();
         r.for_each_window(s, ctx, |i, _, a, b| {
-            let v = if bad[b] == bad[a] {
-                let sum = (hi[b] - hi[a]) + (lo[b] - lo[a]);
-                if average { sum / (b - a) as f64 } else { sum }
-            } else if average {
-                avg(&s.pts[a..b])
-            } else {
-                kahan(s.pts[a..b].iter().map(|p| p.1))
+            // The prefix path needs finite values in the window and finite prefix sums: a running
+            // sum that overflowed (values near 1e308) would make Inf - Inf a NaN, where Prometheus
+            // answers ±Inf (sum) or the finite mean (avg).
+            let sum = (bad[b] == bad[a])
+                .then(|| (hi[b] - hi[a]) + (lo[b] - lo[a]))
+                .filter(|s| s.is_finite());
+            let v = match sum {
+                Some(sum) if average => sum / (b - a) as f64,
+                Some(sum) => sum,
+                None if average => avg(&s.pts[a..b]),
+                None => kahan(s.pts[a..b].iter().map(|p| p.1)),
             };
             pts.push((i, v));
         });
+        ctx.charge(pts.len())?;
         if !pts.is_empty() {
             out.push(Ser {
                 labels: s.labels.without_metric_name(),
@@ -144,6 +150,7 @@ pub(crate) fn counter_rate(
                 pts.push((i, v));
             }
         });
+        ctx.charge(pts.len())?;
         if !pts.is_empty() {
             out.push(Ser {
                 labels: s.labels.without_metric_name(),

@@ -14,6 +14,34 @@ fn renames_2x_functions_outside_strings() {
     );
     assert_eq!(rename_functions("my_holt_winters(x)"), "my_holt_winters(x)");
     assert!(parse("holt_winters(x[5m], 0.5, 0.5)").is_ok());
+    // Non-ASCII inside string literals survives the rewrite.
+    assert_eq!(
+        rename_functions("holt_winters(x{city=\"Zürich\", s='日本'}[5m], 0.5, 0.5)"),
+        "double_exponential_smoothing(x{city=\"Zürich\", s='日本'}[5m], 0.5, 0.5)"
+    );
+    assert_eq!(
+        rename_functions("x{a=\"é\\\"holt_winters(\"} + holt_winters (y[1m], 0.1, 0.2)"),
+        "x{a=\"é\\\"holt_winters(\"} + double_exponential_smoothing (y[1m], 0.1, 0.2)"
+    );
+}
+
+#[test]
+fn error_positions_of_long_queries_take_few_parses() {
+    // Thousands of tokens: the position is found with a handful of parses, not one per token.
+    let long = format!("{} +", vec!["up"; 4000].join(" + "));
+    let mut n = 0;
+    let (line, col) = position_by(&long, "unexpected end of input", &mut |p| {
+        n += 1;
+        parser::parse(p).is_ok()
+    });
+    assert_eq!(line, 1);
+    assert!(col > 1);
+    let mut n = 0;
+    position_by(&long, "something else", &mut |p| {
+        n += 1;
+        parser::parse(p).is_ok()
+    });
+    assert!(n < 40, "{n} parses for a 4000-token query");
 }
 
 #[test]
