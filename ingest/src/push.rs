@@ -104,7 +104,7 @@ impl Assembled {
         labels: Vec<Label>,
         samples: Vec<Sample>,
         require_sorted: bool,
-    ) -> Option<Labels> {
+    ) -> Option<SeriesKey> {
         self.samples_received += samples.len() as u64;
         if let Err(e) = limits.check(&labels, require_sorted) {
             self.invalid_series += 1;
@@ -126,14 +126,27 @@ impl Assembled {
         } else {
             Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value)))
         };
-        if !samples.is_empty() {
-            self.batch.push(SeriesBatch {
-                labels: labels.clone(),
-                samples,
-            });
+        if samples.is_empty() {
+            return Some(SeriesKey::Owned(labels));
         }
-        Some(labels)
+        self.batch.push(SeriesBatch { labels, samples });
+        Some(SeriesKey::Batch(self.batch.len() - 1))
     }
+
+    /// The labels of an accepted series (cloned only by the rare callers that keep them: exemplars,
+    /// problems to report).
+    pub fn labels(&self, k: &SeriesKey) -> Labels {
+        match k {
+            SeriesKey::Batch(i) => self.batch[*i].labels.clone(),
+            SeriesKey::Owned(l) => l.clone(),
+        }
+    }
+}
+
+/// Where [`Assembled::add_series`] put an accepted series: its labels are not copied per series.
+pub enum SeriesKey {
+    Batch(usize),
+    Owned(Labels),
 }
 
 fn label_error_reason(e: &vigil_model::LabelError) -> &'static str {

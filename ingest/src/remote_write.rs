@@ -17,7 +17,7 @@ use vigil_model::{Label, Labels, Sample};
 use vigil_storage::Exemplar;
 
 use crate::metrics::{ProtocolCodeLabel, ProtocolLabel};
-use crate::push::{Assembled, PushState, write_blocking};
+use crate::push::{Assembled, PushState, SeriesKey, write_blocking};
 
 /// Generated from the upstream protobuf definitions (`ingest/proto`).
 pub mod proto {
@@ -95,6 +95,41 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Version, String> {
     Ok(Version::V1)
 }
 
+thread_local! {
+    /// Each blocking thread's decompression buffer, reused across requests: a fresh buffer per
+    /// request costs an allocation and, for large bodies, page faults on zeroed pages.
+    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Decompresses a snappy block into this thread's reused buffer and runs `f` on it.
+fn with_snappy_decoded<T>(
+    body: &[u8],
+    limit: usize,
+    f: impl FnOnce(&[u8]) -> T,
+) -> Result<T, String> {
+    let n = snap::raw::decompress_len(body).map_err(|e| format!("snappy: {e}"))?;
+    if n > limit {
+        return Err(format!(
+            "request decompresses to {n} bytes, over the {limit} byte limit"
+        ));
+    }
+    DECODED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        let got = snap::raw::Decoder::new()
+            .decompress(body, &mut buf[..n])
+            .map_err(|e| format!("snappy: {e}"))?;
+        let out = f(&buf[..got]);
+        // Do not keep a huge buffer around after an unusually large request.
+        if buf.len() > 16 << 20 {
+            *buf = Vec::new();
+        }
+        Ok(out)
+    })
+}
+
 /// Decompresses a snappy block, refusing bodies that would expand past `limit`.
 pub fn snappy_decode(body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     let n = snap::raw::decompress_len(body).map_err(|e| format!("snappy: {e}"))?;
@@ -156,7 +191,7 @@ pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled
             })
             .collect();
         let nh = ts.histograms.len() as u64;
-        let Some(labels) = a.add_series(
+        let Some(key) = a.add_series(
             protocol,
             &state.metrics,
             &state.limits.labels,
@@ -166,14 +201,18 @@ pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled
         ) else {
             continue;
         };
-        finish_series(&mut a, labels, nh, exemplars);
+        finish_series(&mut a, key, nh, exemplars);
     }
     a
 }
 
 /// What both versions do after a series was accepted: refuse its native histogram samples by name,
 /// keep its exemplars.
-fn finish_series(a: &mut Assembled, labels: Labels, histograms: u64, exemplars: Vec<Exemplar>) {
+fn finish_series(a: &mut Assembled, key: SeriesKey, histograms: u64, exemplars: Vec<Exemplar>) {
+    if histograms == 0 && exemplars.is_empty() {
+        return;
+    }
+    let labels = a.labels(&key);
     if histograms > 0 {
         a.invalid_samples += histograms;
         a.problem(format!(
@@ -237,7 +276,7 @@ pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembl
             });
         }
         let nh = ts.histograms.len() as u64;
-        let Some(labels) = a.add_series(
+        let Some(key) = a.add_series(
             protocol,
             &state.metrics,
             &state.limits.labels,
@@ -247,7 +286,7 @@ pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembl
         ) else {
             continue;
         };
-        finish_series(&mut a, labels, nh, exemplars);
+        finish_series(&mut a, key, nh, exemplars);
     }
     Ok(a)
 }
@@ -306,28 +345,29 @@ async fn process(state: &PushState, version: Version, body: Bytes) -> Response {
     let st = state.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let raw = snappy_decode(&body, st.limits.max_decoded_bytes)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        let assembled = match version {
-            Version::V1 => {
-                let req = proto::v1::WriteRequest::decode(raw.as_slice()).map_err(|e| {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("malformed protobuf (remote write 1.0 WriteRequest): {e}"),
-                    )
-                })?;
-                assemble_v1(req, &st)
-            }
-            Version::V2 => {
-                let req = proto::v2::Request::decode(raw.as_slice()).map_err(|e| {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("malformed protobuf (remote write 2.0 Request): {e}"),
-                    )
-                })?;
-                assemble_v2(req, &st).map_err(|e| (StatusCode::BAD_REQUEST, e))?
-            }
-        };
+        let assembled = with_snappy_decoded(&body, st.limits.max_decoded_bytes, |raw| {
+            Ok::<_, (StatusCode, String)>(match version {
+                Version::V1 => {
+                    let req = proto::v1::WriteRequest::decode(raw).map_err(|e| {
+                        (
+                            StatusCode::BAD_REQUEST,
+                            format!("malformed protobuf (remote write 1.0 WriteRequest): {e}"),
+                        )
+                    })?;
+                    assemble_v1(req, &st)
+                }
+                Version::V2 => {
+                    let req = proto::v2::Request::decode(raw).map_err(|e| {
+                        (
+                            StatusCode::BAD_REQUEST,
+                            format!("malformed protobuf (remote write 2.0 Request): {e}"),
+                        )
+                    })?;
+                    assemble_v2(req, &st).map_err(|e| (StatusCode::BAD_REQUEST, e))?
+                }
+            })
+        })
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))??;
         // Storage faults (a failed WAL, shutdown) are 503: the sender keeps the samples and retries.
         write_blocking(&st, version.protocol(), assembled)
             .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))

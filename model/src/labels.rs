@@ -108,6 +108,25 @@ impl Labels {
     /// series across the process. Stable across versions: it is persisted nowhere, but tests rely on it
     /// being deterministic.
     pub fn stable_hash(&self) -> u64 {
+        // One-shot xxh3 over the bytes laid out in a stack buffer: the same value as feeding them
+        // to the streaming hasher, several times faster for the short label sets of real series.
+        let len: usize = self
+            .0
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum();
+        if len <= 1024 {
+            let mut buf = [0u8; 1024];
+            let mut at = 0;
+            for l in &self.0 {
+                for part in [l.name.as_bytes(), l.value.as_bytes()] {
+                    buf[at..at + part.len()].copy_from_slice(part);
+                    buf[at + part.len()] = 0xff;
+                    at += part.len() + 1;
+                }
+            }
+            return xxhash_rust::xxh3::xxh3_64(&buf[..at]);
+        }
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for l in &self.0 {
             h.update(l.name.as_bytes());
@@ -284,6 +303,14 @@ mod tests {
             a.stable_hash(),
             Labels::from_pairs([("a", "bc")]).stable_hash()
         );
+        // The short-set fast path and the streaming path agree.
+        let long = Labels::from_pairs([("a", "x".repeat(2000))]);
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(b"a\xff");
+        h.update("x".repeat(2000).as_bytes());
+        h.update(b"\xff");
+        assert_eq!(long.stable_hash(), h.digest());
+        assert_eq!(a.stable_hash(), xxhash_rust::xxh3::xxh3_64(b"a\xffbc\xff"));
     }
 
     #[test]

@@ -159,6 +159,7 @@ impl Translator<'_> {
             true,
         ) && !exemplars.is_empty()
         {
+            let l = self.out.labels(&l);
             self.out.exemplars.push((l, exemplars));
         }
     }
