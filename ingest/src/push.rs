@@ -75,7 +75,10 @@ impl PushState {
 
 /// Series assembled from a request, with what was refused on the way.
 #[derive(Default)]
-pub struct Assembled {
+pub struct Assembled<'a> {
+    /// The store, asked for series it already holds.
+    pub known: Option<&'a dyn MetricsAppender>,
+    scratch: Vec<u8>,
     pub batch: Vec<SeriesBatch>,
     pub exemplars: Vec<(Labels, Vec<Exemplar>)>,
     pub samples_received: u64,
@@ -87,7 +90,15 @@ pub struct Assembled {
 
 const MAX_PROBLEMS: usize = 10;
 
-impl Assembled {
+impl<'a> Assembled<'a> {
+    /// An empty batch that reuses the labels of series `store` already holds.
+    pub fn new(store: &'a dyn MetricsAppender) -> Self {
+        Assembled {
+            known: Some(store),
+            ..Default::default()
+        }
+    }
+
     pub fn problem(&mut self, msg: String) {
         if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(msg);
@@ -106,6 +117,23 @@ impl Assembled {
         require_sorted: bool,
     ) -> Option<SeriesKey> {
         self.samples_received += samples.len() as u64;
+        // A series the store already holds (nearly every series of a steady sender): no validation,
+        // no new label set. Wire labels that are unsorted or repeated pack differently from any
+        // stored series and take the checked path below, which reports them.
+        if require_sorted
+            && !samples.is_empty()
+            && let Some(known) = self.known_packed(
+                labels
+                    .iter()
+                    .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+            )
+        {
+            self.batch.push(SeriesBatch {
+                labels: known,
+                samples,
+            });
+            return Some(SeriesKey::Batch(self.batch.len() - 1));
+        }
         if let Err(e) = limits.check(&labels, require_sorted) {
             self.invalid_series += 1;
             self.invalid_samples += samples.len() as u64;
@@ -131,6 +159,18 @@ impl Assembled {
         }
         self.batch.push(SeriesBatch { labels, samples });
         Some(SeriesKey::Batch(self.batch.len() - 1))
+    }
+
+    /// Adds samples of a series the store already holds (its labels were validated then).
+    pub(crate) fn push_known(&mut self, labels: Labels, samples: Vec<Sample>) {
+        self.samples_received += samples.len() as u64;
+        if !samples.is_empty() {
+            self.batch.push(SeriesBatch { labels, samples });
+        }
+    }
+
+    pub(crate) fn scratch_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.scratch
     }
 
     /// The labels of an accepted series (cloned only by the rare callers that keep them: exemplars,

@@ -20,6 +20,8 @@ use crate::metrics::{ProtocolCodeLabel, ProtocolLabel};
 use crate::push::{Assembled, PushState, SeriesKey, write_blocking};
 
 /// Generated from the upstream protobuf definitions (`ingest/proto`).
+mod wire;
+
 pub mod proto {
     /// Remote write 1.0 / remote read (`package prometheus`).
     pub mod v1 {
@@ -154,8 +156,8 @@ fn v1_labels(labels: Vec<proto::v1::Label>) -> Vec<Label> {
 }
 
 /// Turns a decoded 1.0 request into series.
-pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled {
-    let mut a = Assembled::default();
+pub fn assemble_v1(req: proto::v1::WriteRequest, state: &PushState) -> Assembled<'_> {
+    let mut a = Assembled::new(state.appender.as_ref());
     if let Some(store) = &state.metadata {
         for m in &req.metadata {
             let kind = proto::v1::metric_metadata::MetricType::try_from(m.r#type)
@@ -225,7 +227,7 @@ fn finish_series(a: &mut Assembled, key: SeriesKey, histograms: u64, exemplars: 
 }
 
 /// Turns a decoded 2.0 request into series, resolving symbol references.
-pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembled, String> {
+pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembled<'_>, String> {
     let syms = &req.symbols;
     if syms.first().is_some_and(|s| !s.is_empty()) {
         return Err("symbols[0] must be the empty string".into());
@@ -251,7 +253,7 @@ pub fn assemble_v2(req: proto::v2::Request, state: &PushState) -> Result<Assembl
             })
             .collect()
     };
-    let mut a = Assembled::default();
+    let mut a = Assembled::new(state.appender.as_ref());
     let protocol = Version::V2.protocol();
     for ts in req.timeseries {
         let labels = refs_to_labels(&ts.labels_refs)?;
@@ -348,6 +350,10 @@ async fn process(state: &PushState, version: Version, body: Bytes) -> Response {
         let assembled = with_snappy_decoded(&body, st.limits.max_decoded_bytes, |raw| {
             Ok::<_, (StatusCode, String)>(match version {
                 Version::V1 => {
+                    let mut fast = Assembled::new(st.appender.as_ref());
+                    if wire::assemble(raw, &mut fast, Version::V1.protocol(), &st).is_ok() {
+                        return Ok(fast);
+                    }
                     let req = proto::v1::WriteRequest::decode(raw).map_err(|e| {
                         (
                             StatusCode::BAD_REQUEST,

@@ -4,6 +4,7 @@
 //! Prometheus keeps, so equality, hashing and printing need no normalisation at the call site.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -19,7 +20,7 @@ pub const BUCKET_LABEL: &str = "le";
 /// Quantile label of a summary.
 pub const QUANTILE_LABEL: &str = "quantile";
 
-/// One name/value pair.
+/// One name/value pair, owned (what a [`LabelsBuilder`] holds).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
     pub name: String,
@@ -35,14 +36,122 @@ impl Label {
     }
 }
 
+/// One name/value pair of a [`Labels`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelRef<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+impl LabelRef<'_> {
+    pub fn to_owned(&self) -> Label {
+        Label::new(self.name, self.value)
+    }
+}
+
+/// The byte that ends every name and every value in a packed label set. It never occurs in UTF-8.
+const SEP: u8 = 0xff;
+
 /// A label set sorted by name, with unique names and without empty values.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+///
+/// Stored packed in one shared buffer, `name 0xff value 0xff …` in name order: one allocation per
+/// series instead of two per label (the head keeps one of these per series, so this is most of a
+/// series' memory), cloning is a reference-count increment, and hashing and equality work on one
+/// byte slice.
+#[derive(Clone)]
+pub struct Labels(Arc<[u8]>);
+
+/// Iterates the pairs of a packed buffer.
+#[derive(Clone)]
+pub struct Iter<'a> {
+    rest: &'a [u8],
+}
+
+fn as_str(b: &[u8]) -> &str {
+    // SAFETY: every packed buffer is built by `pack` from `&str` parts, each followed by SEP (0xff).
+    // 0xff never occurs in UTF-8, so the bytes between two separators are exactly one of those
+    // parts, which was valid UTF-8 when copied. No other code writes into a packed buffer (it is
+    // private and immutable behind the Arc), and `Iter` only yields slices between separators.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = LabelRef<'a>;
+    fn next(&mut self) -> Option<LabelRef<'a>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let n = self.rest.iter().position(|b| *b == SEP)?;
+        let name = &self.rest[..n];
+        let rest = &self.rest[n + 1..];
+        let v = rest.iter().position(|b| *b == SEP)?;
+        let value = &rest[..v];
+        self.rest = &rest[v + 1..];
+        Some(LabelRef {
+            name: as_str(name),
+            value: as_str(value),
+        })
+    }
+}
+
+/// Packs sorted, unique, non-empty pairs.
+fn pack<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Arc<[u8]> {
+    let mut buf = Vec::new();
+    for (n, v) in pairs {
+        buf.extend_from_slice(n.as_bytes());
+        buf.push(SEP);
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(SEP);
+    }
+    Arc::from(buf)
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels::empty()
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+
+/// Pair by pair (name, then value), as Prometheus orders label sets; a prefix sorts first.
+impl Ord for Labels {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(o.iter())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|l| (l.name, l.value)))
+            .finish()
+    }
+}
 
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Self {
-        Labels(Vec::new())
+        static EMPTY: std::sync::OnceLock<Arc<[u8]>> = std::sync::OnceLock::new();
+        Labels(EMPTY.get_or_init(|| Arc::from(Vec::new())).clone())
     }
 
     /// Builds a label set from pairs in any order. Empty values are dropped (an empty value means "no
@@ -60,23 +169,47 @@ impl Labels {
     /// Wraps labels that the caller guarantees are sorted, unique and without empty values (for
     /// example, read back from our own storage). Checked in debug builds.
     pub fn from_sorted_unchecked(labels: Vec<Label>) -> Self {
+        Labels::from_sorted_refs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// [`Labels::from_sorted_unchecked`] from borrowed pairs, with one allocation.
+    pub fn from_sorted_refs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Self {
         debug_assert!(
-            labels.windows(2).all(|w| w[0].name < w[1].name),
+            pairs
+                .clone()
+                .zip(pairs.clone().skip(1))
+                .all(|(a, b)| a.0 < b.0),
             "labels not sorted/unique"
         );
         debug_assert!(
-            labels.iter().all(|l| !l.value.is_empty()),
+            pairs.clone().all(|(_, v)| !v.is_empty()),
             "empty label value"
         );
-        Labels(labels)
+        Labels(pack(pairs))
+    }
+
+    /// The packed form (`name 0xff value 0xff …`), what [`Labels::stable_hash`] hashes: a sender can
+    /// pack wire labels into a scratch buffer and look a series up without building a label set.
+    pub fn packed(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Appends one pair to a packed buffer being built (see [`Labels::packed`]).
+    pub fn pack_pair(buf: &mut Vec<u8>, name: &str, value: &str) {
+        buf.extend_from_slice(name.as_bytes());
+        buf.push(SEP);
+        buf.extend_from_slice(value.as_bytes());
+        buf.push(SEP);
+    }
+
+    /// The hash of a packed buffer, equal to [`Labels::stable_hash`] of the labels it packs.
+    pub fn hash_packed(packed: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(packed)
     }
 
     /// Value of a label, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].value.as_str())
+        self.iter().find(|l| l.name == name).map(|l| l.value)
     }
 
     /// The metric name (`__name__`), if present.
@@ -84,88 +217,67 @@ impl Labels {
         self.get(METRIC_NAME)
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { rest: &self.0 }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.iter().filter(|b| **b == SEP).count() / 2
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn as_slice(&self) -> &[Label] {
-        &self.0
+    /// The pairs as a map (templates, notifications and the alert API want one).
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect()
     }
 
-    pub fn into_vec(self) -> Vec<Label> {
-        self.0
+    /// The pairs, owned.
+    pub fn to_vec(&self) -> Vec<Label> {
+        self.iter().map(|l| l.to_owned()).collect()
     }
 
-    /// A stable 64-bit hash of the label set (xxh3 over `name 0xff value 0xff`), the identity of a
-    /// series across the process. Stable across versions: it is persisted nowhere, but tests rely on it
-    /// being deterministic.
+    /// A stable 64-bit hash of the label set (xxh3 over `name 0xff value 0xff`, which is the packed
+    /// form itself), the identity of a series across the process. Stable across versions: it is
+    /// persisted nowhere, but tests rely on it being deterministic.
     pub fn stable_hash(&self) -> u64 {
-        // One-shot xxh3 over the bytes laid out in a stack buffer: the same value as feeding them
-        // to the streaming hasher, several times faster for the short label sets of real series.
-        let len: usize = self
-            .0
-            .iter()
-            .map(|l| l.name.len() + l.value.len() + 2)
-            .sum();
-        if len <= 1024 {
-            let mut buf = [0u8; 1024];
-            let mut at = 0;
-            for l in &self.0 {
-                for part in [l.name.as_bytes(), l.value.as_bytes()] {
-                    buf[at..at + part.len()].copy_from_slice(part);
-                    buf[at + part.len()] = 0xff;
-                    at += part.len() + 1;
-                }
-            }
-            return xxhash_rust::xxh3::xxh3_64(&buf[..at]);
-        }
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
-        }
-        h.digest()
+        Labels::hash_packed(&self.0)
     }
 
     /// Total bytes of names and values, as Prometheus counts them for size limits.
     pub fn byte_size(&self) -> usize {
-        self.0.iter().map(|l| l.name.len() + l.value.len()).sum()
+        self.0.len() - 2 * self.len()
     }
 
     /// A builder seeded with these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
         LabelsBuilder {
-            labels: self.0.clone(),
+            labels: self.to_vec(),
         }
     }
 
     /// Removes the metric name.
     pub fn without_metric_name(&self) -> Labels {
-        Labels(
-            self.0
-                .iter()
+        if self.metric_name().is_none() {
+            return self.clone();
+        }
+        Labels(pack(
+            self.iter()
                 .filter(|l| l.name != METRIC_NAME)
-                .cloned()
-                .collect(),
-        )
+                .map(|l| (l.name, l.value)),
+        ))
     }
 }
 
 impl<'a> IntoIterator for &'a Labels {
-    type Item = &'a Label;
-    type IntoIter = std::slice::Iter<'a, Label>;
+    type Item = LabelRef<'a>;
+    type IntoIter = Iter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -177,7 +289,7 @@ impl fmt::Display for Labels {
             f.write_str(n)?;
         }
         let mut first = true;
-        let rest: Vec<&Label> = self.0.iter().filter(|l| l.name != METRIC_NAME).collect();
+        let rest: Vec<LabelRef> = self.iter().filter(|l| l.name != METRIC_NAME).collect();
         if rest.is_empty() && name.is_some() {
             return Ok(());
         }
@@ -205,9 +317,9 @@ impl fmt::Display for Labels {
 /// Serialises as a JSON object `{"name": "value", ...}`, the shape of the Prometheus API.
 impl Serialize for Labels {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for l in &self.0 {
-            m.serialize_entry(&l.name, &l.value)?;
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for l in self {
+            m.serialize_entry(l.name, l.value)?;
         }
         m.end()
     }
@@ -270,7 +382,11 @@ impl LabelsBuilder {
     }
 
     pub fn build(self) -> Labels {
-        Labels(self.labels)
+        Labels(pack(
+            self.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        ))
     }
 }
 
@@ -281,7 +397,7 @@ mod tests {
     #[test]
     fn sorted_unique_and_empty_dropped() {
         let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("a", "3")]);
-        assert_eq!(l.as_slice(), &[Label::new("a", "3"), Label::new("b", "2")]);
+        assert_eq!(l.to_vec(), vec![Label::new("a", "3"), Label::new("b", "2")]);
         assert_eq!(l.get("a"), Some("3"));
         assert_eq!(l.get("c"), None);
     }

@@ -17,7 +17,7 @@ mod validate;
 
 pub use duration::{DurationParseError, PromDuration, format_duration, parse_duration};
 pub use labels::{
-    BUCKET_LABEL, INSTANCE_LABEL, JOB_LABEL, Label, Labels, LabelsBuilder, METRIC_NAME,
+    BUCKET_LABEL, INSTANCE_LABEL, JOB_LABEL, Label, LabelRef, Labels, LabelsBuilder, METRIC_NAME,
     QUANTILE_LABEL,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};

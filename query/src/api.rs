@@ -793,12 +793,8 @@ async fn status_tsdb<R: MetricsReader>(
         }
         for lb in l.iter() {
             pairs += 1;
-            if values_by_label
-                .entry(lb.name.as_str())
-                .or_default()
-                .insert(lb.value.as_str())
-            {
-                *bytes_by_label.entry(lb.name.as_str()).or_default() += lb.value.len() as u64;
+            if values_by_label.entry(lb.name).or_default().insert(lb.value) {
+                *bytes_by_label.entry(lb.name).or_default() += lb.value.len() as u64;
             }
             *by_pair
                 .entry(format!("{}={}", lb.name, lb.value))

@@ -114,4 +114,11 @@ pub enum AppendError {
 /// rest of the batch is stored.
 pub trait MetricsAppender: Send + Sync {
     fn append(&self, batch: &[SeriesBatch]) -> Result<AppendOutcome, AppendError>;
+
+    /// The labels of a series the store already holds, looked up by their packed form
+    /// ([`Labels::packed`]): a receiver whose request names a known series can skip validating and
+    /// building its labels (they were validated when the series was created).
+    fn known(&self, _packed: &[u8]) -> Option<Labels> {
+        None
+    }
 }

@@ -511,6 +511,10 @@ impl Tsdb {
 }
 
 impl MetricsAppender for Tsdb {
+    fn known(&self, packed: &[u8]) -> Option<Labels> {
+        self.head.known(packed)
+    }
+
     fn append(&self, batch: &[SeriesBatch]) -> Result<AppendOutcome, AppendError> {
         // After a failed WAL write or fsync nothing more is accepted until restart: the head
         // must not get ahead of what the WAL holds.
@@ -733,11 +737,11 @@ impl MetricsReader for Tsdb {
             }
             let refs = self.head.select_refs(&[]);
             for l in self.head.series_labels(&refs, mint, maxt) {
-                names.extend(l.iter().map(|x| x.name.clone()));
+                names.extend(l.iter().map(|x| x.name.to_string()));
             }
         } else {
             for l in self.series(matchers, mint, maxt, 0).await? {
-                names.extend(l.iter().map(|x| x.name.clone()));
+                names.extend(l.iter().map(|x| x.name.to_string()));
             }
         }
         let mut out: Vec<String> = names.into_iter().collect();

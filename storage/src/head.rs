@@ -21,6 +21,28 @@ use crate::wal::{SamplesEncoder, Wal, WalError};
 
 const SHARDS: usize = 64;
 
+/// Keys of the series maps are already hashes (of the labels, or series refs): use them as they are.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in case.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Series refs are sequential: spread them over the table's buckets.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type U64Map<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdentityHasher>>;
+
 /// One series in the head.
 pub struct MemSeries {
     pub series_ref: u64,
@@ -113,8 +135,8 @@ pub(crate) fn merge_sorted(a: Vec<(i64, f64)>, b: &[(i64, f64)]) -> Vec<(i64, f6
 
 /// The head of the metrics store.
 pub struct Head {
-    shards: Vec<RwLock<HashMap<u64, Vec<Arc<MemSeries>>>>>,
-    by_ref: RwLock<HashMap<u64, Arc<MemSeries>>>,
+    shards: Vec<RwLock<U64Map<Vec<Arc<MemSeries>>>>>,
+    by_ref: RwLock<U64Map<Arc<MemSeries>>>,
     postings: RwLock<Postings>,
     next_ref: AtomicU64,
     /// In-order samples older than this are refused (their range is in a block already).
@@ -138,8 +160,10 @@ pub struct HeadSeries {
 impl Head {
     pub fn new(ooo_window_ms: i64, metrics: Arc<StorageMetrics>) -> Self {
         Head {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            by_ref: RwLock::new(HashMap::new()),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(U64Map::default()))
+                .collect(),
+            by_ref: RwLock::new(U64Map::default()),
             postings: RwLock::new(Postings::default()),
             next_ref: AtomicU64::new(1),
             min_valid_time: AtomicI64::new(i64::MIN),
@@ -168,8 +192,19 @@ impl Head {
         self.min_valid_time.load(Ordering::Acquire)
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<HashMap<u64, Vec<Arc<MemSeries>>>> {
+    fn shard(&self, hash: u64) -> &RwLock<U64Map<Vec<Arc<MemSeries>>>> {
         &self.shards[(hash as usize) % SHARDS]
+    }
+
+    /// The labels of a series, by packed form (see [`Labels::packed`]).
+    pub fn known(&self, packed: &[u8]) -> Option<Labels> {
+        let hash = Labels::hash_packed(packed);
+        self.shard(hash)
+            .read()
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels.packed() == packed)
+            .map(|s| s.labels.clone())
     }
 
     fn lookup(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
@@ -211,7 +246,7 @@ impl Head {
 
     fn insert_locked(
         &self,
-        shard: &mut HashMap<u64, Vec<Arc<MemSeries>>>,
+        shard: &mut U64Map<Vec<Arc<MemSeries>>>,
         hash: u64,
         series_ref: u64,
         labels: Labels,
@@ -223,10 +258,9 @@ impl Head {
         });
         shard.entry(hash).or_default().push(s.clone());
         // Refs come from a counter but two shards may insert out of ref order; Postings handles that.
-        self.postings.write().add(
-            series_ref,
-            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-        );
+        self.postings
+            .write()
+            .add(series_ref, s.labels.iter().map(|l| (l.name, l.value)));
         self.by_ref.write().insert(series_ref, s.clone());
         self.metrics.head_series_created.inc();
         self.metrics.head_series.inc();

@@ -93,7 +93,7 @@ pub fn alert_order(a: &Alert, b: &Alert) -> Ordering {
         .labels
         .iter()
         .chain(b.labels.iter())
-        .map(|l| l.name.as_str())
+        .map(|l| l.name)
         .collect();
     for n in names {
         match (a.labels.get(n), b.labels.get(n)) {

@@ -487,7 +487,7 @@ pub fn common_labels(alerts: &[Alert]) -> BTreeMap<String, String> {
     crate::notify::common(alerts.iter().map(|a| {
         a.labels
             .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
+            .map(|l| (l.name.to_string(), l.value.to_string()))
             .collect()
     }))
 }

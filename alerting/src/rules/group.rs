@@ -313,7 +313,7 @@ impl Group {
         for (l, x) in v {
             let tmpl_labels: BTreeMap<String, String> = l
                 .iter()
-                .map(|lb| (lb.name.clone(), lb.value.clone()))
+                .map(|lb| (lb.name.to_string(), lb.value.to_string()))
                 .collect();
             let expand = |s: &str| {
                 template::expand(

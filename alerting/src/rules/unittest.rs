@@ -280,7 +280,7 @@ async fn run_test(
                     let mut l: BTreeMap<String, String> = al
                         .labels
                         .iter()
-                        .map(|x| (x.name.clone(), x.value.clone()))
+                        .map(|x| (x.name.to_string(), x.value.to_string()))
                         .collect();
                     l.remove("alertname");
                     (l, al.annotations)

@@ -100,7 +100,7 @@ fn ns_to_ms(ns: u64) -> i64 {
 
 struct Translator<'a> {
     state: &'a PushState,
-    out: Assembled,
+    out: Assembled<'a>,
     rejected_points: i64,
     errors: Vec<String>,
 }
@@ -471,10 +471,10 @@ impl Translator<'_> {
 pub fn translate(
     req: ExportMetricsServiceRequest,
     state: &PushState,
-) -> (Assembled, i64, Vec<String>) {
+) -> (Assembled<'_>, i64, Vec<String>) {
     let mut tr = Translator {
         state,
-        out: Assembled::default(),
+        out: Assembled::new(state.appender.as_ref()),
         rejected_points: 0,
         errors: Vec::new(),
     };

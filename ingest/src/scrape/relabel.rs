@@ -312,7 +312,7 @@ fn apply(lb: &mut LabelsBuilder, c: &RelabelConfig) -> bool {
         Action::LabelMap => {
             let current: Vec<(String, String)> = lb
                 .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
+                .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             for (n, v) in current {
                 if c.regex.re.is_match(&n) {

@@ -199,7 +199,7 @@ impl ScrapeLoop {
         for l in self.target.labels.iter() {
             if self.job.honor_labels {
                 if lb.get(&l.name).is_none() {
-                    lb.set(l.name.clone(), l.value.clone());
+                    lb.set(l.name, l.value);
                 }
             } else {
                 if let Some(existing) = lb.get(&l.name).map(str::to_string) {
@@ -209,7 +209,7 @@ impl ScrapeLoop {
                     }
                     lb.set(exported, existing);
                 }
-                lb.set(l.name.clone(), l.value.clone());
+                lb.set(l.name, l.value);
             }
         }
         if !relabel::process(&mut lb, &self.job.metric_relabel) {

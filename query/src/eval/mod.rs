@@ -334,6 +334,8 @@ impl Ctx<'_> {
         self.mem.live.set(live);
         self.mem.peak.set(self.mem.peak.get().max(live));
         if self.opts.max_samples > 0 && live + self.mem.loaded > self.opts.max_samples {
+            // A query already past its deadline reports that first.
+            self.check()?;
             return Err(EvalError::Execution(format!(
                 "query processing would load too many samples into memory in query execution (query.max_samples is {}); narrow the selectors, the time range or raise the step",
                 self.opts.max_samples

@@ -90,10 +90,7 @@ impl Block {
         let series = read_series_index(series_bytes).map_err(pq)?;
         let mut postings = Postings::default();
         for (i, s) in series.iter().enumerate() {
-            postings.add(
-                i as u64,
-                s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-            );
+            postings.add(i as u64, s.labels.iter().map(|l| (l.name, l.value)));
         }
         let samples_path = prefix.clone().join(SAMPLES_FILE);
         let head = store.head(&samples_path).await.map_err(st)?;
