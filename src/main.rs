@@ -102,7 +102,33 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// Keeps resident memory close to what the process holds. Transparent huge pages (often `always`
+/// on Linux) make every touched 4 KiB of a fresh allocator page cost 2 MiB, and mimalloc by default
+/// returns freed pages to the OS only lazily: measured at 100K series, RSS was 2.4x the live heap.
+/// With THP off for this process and freed pages returned at once, it is close to the heap, at the
+/// same ingest speed.
+fn tune_memory() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) sets one flag of the calling process; it takes
+    // and returns no pointers, and failure (an old kernel) only leaves THP as it was.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+    unsafe extern "C" {
+        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys is pinned, see
+    /// Cargo.toml, so the index cannot move under us).
+    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    // SAFETY: mi_option_set takes two integers and is safe to call at any time (mimalloc reads
+    // options on use); the index is the purge delay of the pinned mimalloc version.
+    unsafe {
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_memory();
     vigil_http::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
