@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Ingest benchmark: Vigil against Prometheus 2.42 on the same synthetic data, in one run.
 
-Generates a deterministic node_exporter-like data set with ../shared/tools/rw-push (default: 40 instances,
-6 hours at 15 s), then for each system in turn (the other one stopped, so they never compete for the CPU):
-  1. starts it on an empty data directory (Prometheus with --web.enable-remote-write-receiver),
-  2. replays the remote-write requests with rw-replay as fast as it accepts them -> samples/s,
-  3. reads resident memory (VmRSS) and head series -> bytes of RSS per active series,
-  4. waits until it has cut its head into blocks (head span <= 1.5 block durations) and compacted,
-  5. sums the files of its blocks and the samples their meta.json count -> bytes on disk per sample.
-Prints a table and the ratios Vigil/Prometheus, and writes them as JSON with --json.
+Three shapes (--shape, default all), each a deterministic node_exporter-like data set made with
+../shared/tools/rw-push and replayed with ../shared/tools/rw-replay, each system in turn (the other one
+stopped, so they never compete for the CPU), on an empty data directory:
 
-  bench/ingest.py [--instances 40] [--hours 6] [--runs 1] [--vigil target/release/vigil] [--json out.json]
+  batches      40 instances x 6 h, 20 time steps per request, one connection: samples/s, then the head
+               is cut into blocks -> bytes on disk per sample.
+  shards       100 instances x 3 h as Prometheus's remote write sends it: 8 shards (one connection
+               each), one time step per request (~600 samples a request) -> samples/s.
+  cardinality  2,100 instances (100,800 series) x 15 min, 56 shards of one time step (~1,800 samples
+               a request) -> samples/s and resident memory (VmRSS) per series, right after ingest and
+               after 15 s idle.
+Prints a table per shape with the ratios Vigil/Prometheus, and writes everything as JSON with --json.
+
+  bench/ingest.py [--shape all|batches|shards|cardinality] [--runs 1] [--vigil target/release/vigil]
+                  [--json out.json]
 
 Needs: python3, prometheus (Debian package 2.42), a release build of vigil (`cargo build --release`).
 """
@@ -19,7 +24,7 @@ import argparse, json, os, re, shutil, socket, statistics, subprocess, sys, temp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import DEFAULT_TOOLS, ROOT, Prometheus, Vigil, rss_bytes, settle  # noqa: E402
 
-def run_one(cls, binary, workdir, tools, dump, samples, connections, settle_limit):
+def run_one(cls, binary, workdir, tools, dump, samples, connections, settle_limit, idle_wait=0):
     s = cls(workdir, binary)
     try:
         idle_rss = rss_bytes(s.proc.pid)
@@ -32,32 +37,86 @@ def run_one(cls, binary, workdir, tools, dump, samples, connections, settle_limi
         rate = float(out.stdout.split()[0])
         series, _, _, _ = s.head()
         rss = rss_bytes(s.proc.pid)
-        settle(s, settle_limit)
-        nbytes, nsamples, nblocks = s.disk()
-        return {
+        r = {
             "samples_per_s": rate,
             "head_series": series,
             "rss_bytes": rss,
             "idle_rss_bytes": idle_rss,
             "rss_per_series": rss / series if series else None,
             "rss_growth_per_series": (rss - idle_rss) / series if series else None,
-            "block_bytes": nbytes,
-            "block_samples": nsamples,
-            "blocks": nblocks,
-            "bytes_per_sample": nbytes / nsamples if nsamples else None,
         }
+        if idle_wait:
+            time.sleep(idle_wait)
+            settled = rss_bytes(s.proc.pid)
+            r["settled_rss_bytes"] = settled
+            r["settled_rss_per_series"] = settled / series if series else None
+        if settle_limit:
+            settle(s, settle_limit)
+            nbytes, nsamples, nblocks = s.disk()
+            r.update({"block_bytes": nbytes, "block_samples": nsamples, "blocks": nblocks,
+                      "bytes_per_sample": nbytes / nsamples if nsamples else None})
+        return r
     finally:
         s.stop()
 
 
+SHAPES = {
+    # name: (rw-push arguments, rw-replay connections, wait for blocks, idle seconds before the 2nd RSS)
+    "batches": (["--instances", "40", "--hours", "6"], 1, True, 0),
+    "shards": (["--instances", "100", "--hours", "3", "--shards", "8", "--batch-steps", "1"], 8, False, 0),
+    "cardinality": (["--instances", "2100", "--hours", "0.25", "--shards", "56", "--batch-steps", "1"], 56,
+                    False, 15),
+}
+
+ROWS = [
+    ("remote-write samples/s", "samples_per_s", "{:,.0f}", "higher is better"),
+    ("bytes on disk / sample", "bytes_per_sample", "{:.3f}", "lower is better"),
+    ("RSS / series after ingest (B)", "rss_per_series", "{:,.0f}", "lower is better"),
+    ("RSS / series 15 s later (B)", "settled_rss_per_series", "{:,.0f}", "lower is better"),
+    ("RSS growth / series (B)", "rss_growth_per_series", "{:,.0f}", "lower is better"),
+    ("head series", "head_series", "{:,.0f}", ""),
+]
+
+
+def run_shape(name, a, workdir, prom_version):
+    push_args, connections, blocks, idle = SHAPES[name]
+    dump = os.path.join(workdir, "dump-" + name)
+    cmd = [sys.executable, os.path.join(a.tools, "rw-push"), *push_args, "--end", str(a.end), "--dump", dump]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    m = re.search(r"samples=(\d+)", out.stdout + out.stderr)
+    if not m:
+        sys.exit(f"cannot read the sample count from rw-push: {out.stdout}{out.stderr}")
+    samples = int(m.group(1))
+    print(f"\n== {name}: rw-push {' '.join(push_args)} --end {a.end}: {samples} samples, "
+          f"{len(os.listdir(dump))} requests, {connections} connection(s)")
+    results = {}
+    for sysname, cls, binary in (("prometheus", Prometheus, a.prometheus), ("vigil", Vigil, a.vigil)):
+        runs = [run_one(cls, binary, workdir, a.tools, dump, samples, connections,
+                        a.settle if blocks else 0, idle) for _ in range(a.runs)]
+        r = dict(runs[-1])
+        r["samples_per_s"] = statistics.median(x["samples_per_s"] for x in runs)
+        r["samples_per_s_runs"] = [x["samples_per_s"] for x in runs]
+        results[sysname] = r
+    p, v = results["prometheus"], results["vigil"]
+    fmt = lambda x, f: "n/a" if x is None else f.format(x)
+    print(f"{'':32} {'prometheus':>14} {'vigil':>14} {'vigil/prom':>11}")
+    for label, key, f, note in ROWS:
+        if p.get(key) is None and v.get(key) is None:
+            continue
+        ratio = (v[key] / p[key]) if p.get(key) and v.get(key) is not None else None
+        print(f"{label:32} {fmt(p.get(key), f):>14} {fmt(v.get(key), f):>14} {fmt(ratio, '{:.2f}'):>11}  {note}")
+    results["data"] = {"rw_push": push_args, "end": a.end, "samples": samples, "connections": connections,
+                       "reference": prom_version, "runs": a.runs}
+    shutil.rmtree(dump, ignore_errors=True)
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--instances", type=int, default=40)
-    ap.add_argument("--hours", type=float, default=6)
+    ap.add_argument("--shape", default="all", choices=["all", *SHAPES])
     ap.add_argument("--end", type=int, default=1699999185,
                     help="unix seconds of the last sample (default: one step before a 2h boundary, so the data fills whole block ranges)")
     ap.add_argument("--runs", type=int, default=1, help="ingest runs per system (median reported)")
-    ap.add_argument("--connections", type=int, default=1)
     ap.add_argument("--vigil", default=os.path.join(ROOT, "target", "release", "vigil"))
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     ap.add_argument("--tools", default=DEFAULT_TOOLS)
@@ -68,43 +127,10 @@ def main():
         if not os.path.exists(p):
             sys.exit(f"missing {p} (cargo build --release; apt-get install prometheus)")
     workdir = tempfile.mkdtemp(prefix="vigil-bench-")
-    dump = os.path.join(workdir, "dump")
-    out = subprocess.run(
-        [sys.executable, os.path.join(a.tools, "rw-push"), "--instances", str(a.instances), "--hours", str(a.hours),
-         "--end", str(a.end), "--dump", dump], capture_output=True, text=True, check=True)
-    m = re.search(r"samples=(\d+)", out.stdout + out.stderr)
-    if not m:
-        sys.exit(f"cannot read the sample count from rw-push: {out.stdout}{out.stderr}")
-    samples = int(m.group(1))
     prom_version = subprocess.run([a.prometheus, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    print(f"data: rw-push --instances {a.instances} --hours {a.hours} --end {a.end}: {samples} samples")
     print(f"reference: {prom_version}")
-    results = {}
-    for name, cls, binary in (("prometheus", Prometheus, a.prometheus), ("vigil", Vigil, a.vigil)):
-        runs = [run_one(cls, binary, workdir, a.tools, dump, samples, a.connections, a.settle) for _ in range(a.runs)]
-        r = dict(runs[-1])
-        r["samples_per_s"] = statistics.median(x["samples_per_s"] for x in runs)
-        r["samples_per_s_runs"] = [x["samples_per_s"] for x in runs]
-        results[name] = r
-    p, v = results["prometheus"], results["vigil"]
-    fmt = lambda x, f: "n/a" if x is None else f.format(x)
-    rows = [
-        ("remote-write samples/s", "samples_per_s", "{:,.0f}", "higher is better"),
-        ("bytes on disk / sample", "bytes_per_sample", "{:.3f}", "lower is better"),
-        ("RSS / active series (B)", "rss_per_series", "{:,.0f}", "lower is better"),
-        ("RSS growth / series (B)", "rss_growth_per_series", "{:,.0f}", "lower is better"),
-        ("head series", "head_series", "{:,.0f}", ""),
-        ("blocks / samples in blocks", None, None, ""),
-    ]
-    print(f"\n{'':28} {'prometheus':>14} {'vigil':>14} {'vigil/prom':>11}")
-    for label, key, f, note in rows:
-        if key is None:
-            print(f"{label:28} {p['blocks']:>5} / {p['block_samples']:<8} {v['blocks']:>4} / {v['block_samples']:<8}")
-            continue
-        ratio = (v[key] / p[key]) if p.get(key) and v.get(key) is not None else None
-        print(f"{label:28} {fmt(p[key], f):>14} {fmt(v[key], f):>14} {fmt(ratio, '{:.2f}'):>11}  {note}")
-    results["data"] = {"instances": a.instances, "hours": a.hours, "end": a.end, "samples": samples,
-                       "reference": prom_version, "runs": a.runs, "connections": a.connections}
+    shapes = list(SHAPES) if a.shape == "all" else [a.shape]
+    results = {name: run_shape(name, a, workdir, prom_version) for name in shapes}
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -86,7 +86,11 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout);
+        .header_read_timeout(opts.header_read_timeout)
+        // The per-connection read buffer otherwise grows to ~400 KiB under large request bodies and
+        // stays with the keep-alive connection: with a few dozen remote-write shards that is tens
+        // of megabytes held for nothing (bodies are collected separately).
+        .max_buf_size(64 * 1024);
     builder.http2().timer(TokioTimer::new());
     if web.as_ref().is_some_and(|w| !w.http2_enabled()) {
         builder = builder.http1_only();
