@@ -294,9 +294,9 @@ fn labels_json(l: &Labels, out: &mut String) {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&json_str(&lb.name));
+        out.push_str(&json_str(lb.name));
         out.push(':');
-        out.push_str(&json_str(&lb.value));
+        out.push_str(&json_str(lb.value));
     }
     out.push('}');
 }

@@ -525,7 +525,7 @@ impl MetricsAppender for Tsdb {
         self.head
             .append(batch, Some(wal), &mut enc, &mut outcome, |enc| {
                 if !enc.is_empty() {
-                    wal.log(&std::mem::replace(enc, SamplesEncoder::new()).finish())?;
+                    wal.log(&std::mem::take(enc).finish())?;
                 }
                 Ok(())
             })?;

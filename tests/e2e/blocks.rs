@@ -239,3 +239,138 @@ async fn blocks_are_parquet_and_queries_agree_across_cut_and_restart() {
         "only {in_blocks} samples in blocks"
     );
 }
+
+/// Blocks read by other tools: DuckDB with the SQL of docs/storage.md, and pyarrow with its snippet,
+/// find exactly the samples the query API answers for the blocks' time range.
+#[tokio::test(flavor = "multi_thread")]
+async fn duckdb_and_pyarrow_read_what_the_query_api_answers() {
+    let Some(py) = tool("python3") else { return };
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import duckdb, pyarrow, numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "duckdb and pyarrow are not installed; ./scripts/test installs them"
+        );
+        eprintln!("SKIPPED: duckdb/pyarrow not installed");
+        return;
+    }
+    let v = Vigil::start(&config("1s")).await;
+    let now = (now_secs() * 1000.0) as i64;
+    let t0 = now - 20 * 60_000;
+    let req: Vec<_> = (0..12usize)
+        .map(|s| {
+            series(
+                &[
+                    ("__name__", "blk_read"),
+                    ("id", &format!("{s:02}")),
+                    ("job", "blocks"),
+                ],
+                (0..80).map(|i| (t0 + i * 15_000, value(s, i))).collect(),
+            )
+        })
+        .collect();
+    let (status, body) = write_v1(&v.url("/api/v1/write"), &req).await;
+    assert_eq!(status, 204, "{body}");
+    // The head spans 20 minutes with 1-minute blocks: it is cut at the next maintenance.
+    let max_t = eventually(Duration::from_secs(60), "blocks", || async {
+        let metas: Vec<serde_json::Value> = std::fs::read_dir(v.data_dir().join("blocks"))
+            .ok()?
+            .flatten()
+            .filter_map(|d| std::fs::read_to_string(d.path().join("meta.json")).ok())
+            .filter_map(|t| serde_json::from_str(&t).ok())
+            .collect();
+        (metas.len() >= 3).then(|| {
+            metas
+                .iter()
+                .filter_map(|m| m["max_time"].as_i64())
+                .max()
+                .unwrap_or(0)
+        })
+    })
+    .await;
+    let out = std::process::Command::new(&py)
+        .arg(fixtures_dir().parent().unwrap().join("blocks/read-blocks"))
+        .arg(v.data_dir())
+        .arg("blk_read")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "read-blocks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = |tool: &str| -> Vec<(String, i64, u64)> {
+        read[tool]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let v: f64 = match r[2].as_str().unwrap() {
+                    "nan" => f64::NAN,
+                    "inf" => f64::INFINITY,
+                    "-inf" => f64::NEG_INFINITY,
+                    x => x.parse().unwrap(),
+                };
+                (
+                    r[0].as_str().unwrap().to_string(),
+                    r[1].as_i64().unwrap(),
+                    v.to_bits(),
+                )
+            })
+            .collect()
+    };
+    // What the API answers for the same range, raw.
+    let api = query(
+        &format!("http://{}", v.addr()),
+        "blk_read[30m]",
+        now as f64 / 1000.0,
+    )
+    .await;
+    let mut want: Vec<(String, i64, u64)> = Vec::new();
+    for s in api.as_array().unwrap() {
+        let id = s["metric"]["id"].as_str().unwrap().to_string();
+        for p in s["values"].as_array().unwrap() {
+            let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+            let v: f64 = match p[1].as_str().unwrap() {
+                "NaN" => f64::NAN,
+                x => x.parse().unwrap(),
+            };
+            if t <= max_t {
+                want.push((id.clone(), t, v.to_bits()));
+            }
+        }
+    }
+    want.sort();
+    // NaN payloads differ between writers: compare NaN as NaN.
+    let norm = |v: Vec<(String, i64, u64)>| -> Vec<(String, i64, u64)> {
+        v.into_iter()
+            .map(|(a, b, c)| {
+                (
+                    a,
+                    b,
+                    if f64::from_bits(c).is_nan() {
+                        0x7ff8_0000_0000_0000
+                    } else {
+                        c
+                    },
+                )
+            })
+            .collect()
+    };
+    let want = norm(want);
+    assert!(want.len() > 12 * 40, "{} samples in blocks", want.len());
+    assert_eq!(
+        norm(rows("duckdb")),
+        want,
+        "DuckDB reads the blocks as the API answers"
+    );
+    assert_eq!(
+        norm(rows("pyarrow")),
+        want,
+        "pyarrow reads the blocks as the API answers"
+    );
+}

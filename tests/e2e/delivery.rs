@@ -331,9 +331,7 @@ async fn a_failing_integration_does_not_repeat_the_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inhibition_after_a_page_sends_nothing() {
-    let Some(p) = pair(&format!(
-        "route:\n  receiver: hook\n  group_by: [alertname, severity]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\ninhibit_rules:\n  - source_matchers: ['severity=\"critical\"']\n    target_matchers: ['severity=\"warning\"']\n    equal: [cluster]\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{{R}}/hook'\n        http_config: {{tls_config: {{ca_file: '{{CA}}'}}}}\n"
-    ))
+    let Some(p) = pair("route:\n  receiver: hook\n  group_by: [alertname, severity]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\ninhibit_rules:\n  - source_matchers: ['severity=\"critical\"']\n    target_matchers: ['severity=\"warning\"']\n    equal: [cluster]\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{R}/hook'\n        http_config: {tls_config: {ca_file: '{CA}'}}\n")
     .await
     else {
         return;

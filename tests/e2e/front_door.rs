@@ -298,9 +298,7 @@ receivers:
         r = rec.url,
         ca = ca.ca().display()
     );
-    let cfg = format!(
-        "global: {{scrape_interval: 1s}}\nalertmanager_config: am.yml\nbuiltin_rules: false\nrule_files: [r.yml]\nscrape_configs:\n  - job_name: basic\n    basic_auth: {{username: u, password: scrape-pass-1}}\n    static_configs: [{{targets: ['127.0.0.1:1']}}]\n  - job_name: bearer\n    bearer_token: scrape-token-2\n    static_configs: [{{targets: ['127.0.0.1:1']}}]\n"
-    );
+    let cfg = "global: {scrape_interval: 1s}\nalertmanager_config: am.yml\nbuiltin_rules: false\nrule_files: [r.yml]\nscrape_configs:\n  - job_name: basic\n    basic_auth: {username: u, password: scrape-pass-1}\n    static_configs: [{targets: ['127.0.0.1:1']}]\n  - job_name: bearer\n    bearer_token: scrape-token-2\n    static_configs: [{targets: ['127.0.0.1:1']}]\n".to_string();
     let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: vector(1)\n";
     let (v, base) = guarded_vigil(&web, &cfg, &[("am.yml", &am), ("r.yml", rules)]).await;
     let c = tls_client(&ca);

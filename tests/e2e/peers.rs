@@ -219,14 +219,15 @@ pub fn listening_ports(pid: u32) -> Vec<u16> {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             // local_address, st (0A = LISTEN), ..., inode at index 9.
-            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
-                if let Some(p) = f[1]
+            if f.len() > 9
+                && f[3] == "0A"
+                && inodes.iter().any(|i| i == f[9])
+                && let Some(p) = f[1]
                     .rsplit(':')
                     .next()
                     .and_then(|h| u16::from_str_radix(h, 16).ok())
-                {
-                    ports.push(p);
-                }
+            {
+                ports.push(p);
             }
         }
     }

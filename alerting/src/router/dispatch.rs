@@ -242,7 +242,7 @@ fn go_quote(s: &str) -> String {
 pub fn label_set_string(l: &Labels) -> String {
     let mut items: Vec<String> = l
         .iter()
-        .map(|l| format!("{}={}", l.name, go_quote(&l.value)))
+        .map(|l| format!("{}={}", l.name, go_quote(l.value)))
         .collect();
     items.sort();
     format!("{{{}}}", items.join(", "))

@@ -198,11 +198,11 @@ impl ScrapeLoop {
         // exported_<name>.
         for l in self.target.labels.iter() {
             if self.job.honor_labels {
-                if lb.get(&l.name).is_none() {
+                if lb.get(l.name).is_none() {
                     lb.set(l.name, l.value);
                 }
             } else {
-                if let Some(existing) = lb.get(&l.name).map(str::to_string) {
+                if let Some(existing) = lb.get(l.name).map(str::to_string) {
                     let mut exported = format!("exported_{}", l.name);
                     while lb.get(&exported).is_some() {
                         exported = format!("exported_{exported}");
@@ -225,7 +225,7 @@ impl ScrapeLoop {
         }
         if let Some(bad) = labels
             .iter()
-            .find(|l| l.name != METRIC_NAME && !is_valid_label_name(&l.name))
+            .find(|l| l.name != METRIC_NAME && !is_valid_label_name(l.name))
         {
             return Err(format!(
                 "invalid metric name or label names: label {:?} of {labels}",

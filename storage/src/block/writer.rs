@@ -327,8 +327,8 @@ impl BlockWriter {
             sid.append_value(i as u32);
             name.append_option(s.labels.get(METRIC_NAME));
             for l in s.labels.iter() {
-                labels.keys().append_value(&l.name);
-                labels.values().append_value(&l.value);
+                labels.keys().append_value(l.name);
+                labels.values().append_value(l.value);
             }
             labels.append(true).map_err(|source| BlockError::Arrow {
                 block: ulid.clone(),

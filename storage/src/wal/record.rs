@@ -62,8 +62,8 @@ pub fn encode_series(buf: &mut Vec<u8>, series_ref: u64, labels: &Labels) {
     put_uvarint(buf, series_ref);
     put_uvarint(buf, labels.len() as u64);
     for l in labels {
-        put_str(buf, &l.name);
-        put_str(buf, &l.value);
+        put_str(buf, l.name);
+        put_str(buf, l.value);
     }
 }
 
