@@ -10,72 +10,10 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
+use vigil_ingest::IngestSection;
 use vigil_ingest::scrape::{GlobalConfig, ScrapeConfig};
-use vigil_model::LabelLimits;
+use vigil_query::QuerySection;
 use vigil_storage::StorageSection;
-
-/// `ingest:` — limits of the push receivers (remote write, OTLP).
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestSection {
-    /// Most labels per pushed series (0 = unlimited).
-    pub label_limit: usize,
-    /// Longest label name in bytes (0 = unlimited).
-    pub label_name_length_limit: usize,
-    /// Longest label value in bytes (0 = unlimited).
-    pub label_value_length_limit: usize,
-    /// Largest accepted request body, compressed.
-    pub max_request_bytes: vigil_storage::config::ByteSize,
-    /// Largest request after decompression.
-    pub max_decoded_bytes: vigil_storage::config::ByteSize,
-    /// Push requests processed at once; more wait, then get 429.
-    pub max_inflight_requests: usize,
-}
-
-impl Default for IngestSection {
-    fn default() -> Self {
-        let l = LabelLimits::default();
-        IngestSection {
-            label_limit: l.label_limit,
-            label_name_length_limit: l.label_name_length_limit,
-            label_value_length_limit: l.label_value_length_limit,
-            max_request_bytes: vigil_storage::config::ByteSize(32 << 20),
-            max_decoded_bytes: vigil_storage::config::ByteSize(128 << 20),
-            max_inflight_requests: 16,
-        }
-    }
-}
-
-/// `query:` — limits and settings of the query engine.
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct QuerySection {
-    /// Most samples one query may load (Prometheus `--query.max-samples`: 50,000,000).
-    pub max_samples: usize,
-    /// Most series one query may load (0 = unlimited).
-    pub max_series: usize,
-    /// Longest a query may run (Prometheus `--query.timeout`: 2m).
-    pub timeout: vigil_model::PromDuration,
-    /// How far back an instant selector looks for a sample (Prometheus `--query.lookback-delta`: 5m).
-    pub lookback_delta: vigil_model::PromDuration,
-    /// Queries slower than this are logged.
-    pub slow_query_threshold: vigil_model::PromDuration,
-    /// Step of subqueries without one (Prometheus: `global.evaluation_interval`, 1m).
-    pub default_subquery_step: Option<vigil_model::PromDuration>,
-}
-
-impl Default for QuerySection {
-    fn default() -> Self {
-        QuerySection {
-            max_samples: 50_000_000,
-            max_series: 1_000_000,
-            timeout: vigil_model::PromDuration::from_secs(120),
-            lookback_delta: vigil_model::PromDuration::from_secs(300),
-            slow_query_threshold: vigil_model::PromDuration::from_secs(5),
-            default_subquery_step: None,
-        }
-    }
-}
 
 fn yes() -> bool {
     true
@@ -260,33 +198,12 @@ impl Config {
 
     /// Engine settings of the `query` section.
     pub fn eval_options(&self) -> vigil_query::eval::EvalOptions {
-        let q = &self.query;
-        vigil_query::eval::EvalOptions {
-            lookback_ms: q.lookback_delta.as_millis(),
-            max_samples: q.max_samples,
-            max_series: q.max_series,
-            default_subquery_step_ms: q
-                .default_subquery_step
-                .unwrap_or(self.global.evaluation_interval)
-                .as_millis(),
-            timeout: q.timeout.0,
-        }
+        self.query.eval_options(self.global.evaluation_interval)
     }
 
     /// The push limits of the `ingest` section.
     pub fn push_limits(&self) -> vigil_ingest::PushLimits {
-        let i = &self.ingest;
-        vigil_ingest::PushLimits {
-            labels: LabelLimits {
-                label_limit: i.label_limit,
-                label_name_length_limit: i.label_name_length_limit,
-                label_value_length_limit: i.label_value_length_limit,
-            },
-            max_body_bytes: i.max_request_bytes.0 as usize,
-            max_decoded_bytes: i.max_decoded_bytes.0 as usize,
-            max_inflight: i.max_inflight_requests.max(1),
-            ..vigil_ingest::PushLimits::default()
-        }
+        self.ingest.limits()
     }
 }
 

@@ -278,8 +278,8 @@ fn config_yaml(c: &Config, jobs: &[vigil_ingest::scrape::ScrapeConfig]) -> Strin
         alertmanager_config: &'a Option<String>,
         builtin_rules: bool,
         storage: &'a vigil_storage::StorageSection,
-        ingest: &'a crate::config::IngestSection,
-        query: &'a crate::config::QuerySection,
+        ingest: &'a vigil_ingest::IngestSection,
+        query: &'a vigil_query::QuerySection,
     }
     serde_yaml_ng::to_string(&View {
         global: &c.global,

@@ -14,4 +14,4 @@ pub mod remote_write;
 pub mod scrape;
 
 pub use metrics::IngestMetrics;
-pub use push::{PushLimits, PushState};
+pub use push::{IngestSection, PushLimits, PushState};

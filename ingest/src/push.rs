@@ -295,3 +295,52 @@ pub fn write_blocking(
         invalid_samples: a.invalid_samples,
     })
 }
+
+/// `ingest:` — limits of the push receivers (remote write, OTLP).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSection {
+    /// Most labels per pushed series (0 = unlimited).
+    pub label_limit: usize,
+    /// Longest label name in bytes (0 = unlimited).
+    pub label_name_length_limit: usize,
+    /// Longest label value in bytes (0 = unlimited).
+    pub label_value_length_limit: usize,
+    /// Largest accepted request body, compressed.
+    pub max_request_bytes: vigil_storage::config::ByteSize,
+    /// Largest request after decompression.
+    pub max_decoded_bytes: vigil_storage::config::ByteSize,
+    /// Push requests processed at once; more wait, then get 429.
+    pub max_inflight_requests: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        let l = LabelLimits::default();
+        IngestSection {
+            label_limit: l.label_limit,
+            label_name_length_limit: l.label_name_length_limit,
+            label_value_length_limit: l.label_value_length_limit,
+            max_request_bytes: vigil_storage::config::ByteSize(32 << 20),
+            max_decoded_bytes: vigil_storage::config::ByteSize(128 << 20),
+            max_inflight_requests: 16,
+        }
+    }
+}
+
+impl IngestSection {
+    /// The limits the receivers apply.
+    pub fn limits(&self) -> PushLimits {
+        PushLimits {
+            labels: LabelLimits {
+                label_limit: self.label_limit,
+                label_name_length_limit: self.label_name_length_limit,
+                label_value_length_limit: self.label_value_length_limit,
+            },
+            max_body_bytes: self.max_request_bytes.0 as usize,
+            max_decoded_bytes: self.max_decoded_bytes.0 as usize,
+            max_inflight: self.max_inflight_requests.max(1),
+            ..PushLimits::default()
+        }
+    }
+}

@@ -9,3 +9,4 @@ pub mod eval;
 pub mod format;
 
 pub use api::{ApiOptions, BuildInfo, router};
+pub use eval::QuerySection;

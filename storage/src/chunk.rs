@@ -121,10 +121,6 @@ impl XorAppender {
         self.t
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.w.buf
-    }
-
     /// Appends a sample; the caller guarantees `t` is greater than the previous timestamp.
     pub fn append(&mut self, t: i64, v: f64) {
         let vb = v.to_bits();
@@ -262,10 +258,6 @@ impl XorChunk {
     pub fn iter(&self) -> XorIter<'_> {
         XorIter::new(&self.data, self.count)
     }
-
-    pub fn byte_len(&self) -> usize {
-        self.data.len()
-    }
 }
 
 /// Decodes samples from a chunk.
@@ -393,7 +385,7 @@ mod tests {
         for &(t, v) in &s {
             a.append(t, v);
         }
-        assert!(a.bytes().len() < 120 * 3, "{} bytes", a.bytes().len());
+        assert!(a.w.buf.len() < 120 * 3, "{} bytes", a.w.buf.len());
     }
 
     #[test]

@@ -10,27 +10,27 @@
 //! This crate owns everything under the data directory's `wal/` and `blocks/`; nothing else may write
 //! there. It must never parse wire formats (that is `ingest`) or evaluate PromQL (that is `query`).
 
-pub mod append;
-pub mod block;
-pub mod chunk;
-pub mod compact;
+mod append;
+mod block;
+mod chunk;
+mod compact;
 pub mod config;
-pub mod db;
+mod db;
 #[cfg(test)]
 mod db_tests;
 mod durable;
-pub mod exemplars;
-pub mod head;
-pub mod metadata;
-pub mod metrics;
-pub mod postings;
-pub mod reader;
-pub mod wal;
+mod exemplars;
+mod head;
+mod metadata;
+mod metrics;
+mod postings;
+mod reader;
+mod wal;
 
 pub use append::{
     AppendError, AppendOutcome, MetricsAppender, RejectReason, Rejection, SeriesBatch,
 };
-pub use config::{StorageConfig, StorageSection};
+pub use config::{ByteSize, StorageConfig, StorageSection};
 pub use db::{StorageError, Tsdb};
 pub use exemplars::{Exemplar, ExemplarStore};
 pub use metadata::{MetadataStore, MetricMetadata};

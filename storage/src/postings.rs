@@ -98,14 +98,6 @@ impl Postings {
         });
     }
 
-    pub fn len(&self) -> usize {
-        self.all.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
-    }
-
     fn matching_values(&self, m: &Matcher) -> Vec<&Vec<u64>> {
         let Some(values) = self.map.get(&m.name) else {
             return Vec::new();
@@ -174,6 +166,7 @@ impl Postings {
     }
 
     /// Values of `name` present on any of `ids` (or on any series).
+    #[cfg(test)]
     pub fn label_values(&self, name: &str, ids: Option<&[u64]>) -> Vec<String> {
         let Some(values) = self.map.get(name) else {
             return Vec::new();

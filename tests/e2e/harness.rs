@@ -58,10 +58,13 @@ impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
         let out = File::create(log).unwrap();
         let err = out.try_clone().unwrap();
+        // Its own process group, so that dropping it also ends whatever it started (strace's tracee).
+        use std::os::unix::process::CommandExt;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc {
@@ -113,6 +116,9 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }

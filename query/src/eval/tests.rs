@@ -1,5 +1,6 @@
 //! Engine tests over an in-memory reader.
 
+use super::parse::{position_by, rename_functions};
 use super::*;
 
 #[test]
@@ -32,14 +33,14 @@ fn error_positions_of_long_queries_take_few_parses() {
     let mut n = 0;
     let (line, col) = position_by(&long, "unexpected end of input", &mut |p| {
         n += 1;
-        parser::parse(p).is_ok()
+        promql_parser::parser::parse(p).is_ok()
     });
     assert_eq!(line, 1);
     assert!(col > 1);
     let mut n = 0;
     position_by(&long, "something else", &mut |p| {
         n += 1;
-        parser::parse(p).is_ok()
+        promql_parser::parser::parse(p).is_ok()
     });
     assert!(n < 40, "{n} parses for a 4000-token query");
 }

@@ -116,9 +116,9 @@ pub struct Continuity {
 /// Stored form of one series: `m[i] = M[i] - base` fits in i32.
 pub struct Offsetted {
     pub base: i64,
+    /// `None` where a value is not a decimal, or its mantissa did not fit the series' int32 window:
+    /// it goes to the float column.
     pub m: Vec<Option<i32>>,
-    /// True where a mantissa did not fit the series' int32 window and must go to the float column.
-    pub spilled: Vec<bool>,
 }
 
 impl Continuity {
@@ -134,7 +134,6 @@ impl Continuity {
             return Offsetted {
                 base: 0,
                 m: vec![None; mantissas.len()],
-                spilled: vec![false; mantissas.len()],
             };
         };
         let d0 = present.get(1).map(|x| x.wrapping_sub(first)).unwrap_or(0);
@@ -149,24 +148,14 @@ impl Continuity {
             start = (i32::MIN as i64).saturating_sub(lo);
         }
         let base = first.wrapping_sub(start);
-        let mut spilled = vec![false; mantissas.len()];
         let m: Vec<Option<i32>> = mantissas
             .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                x.and_then(|x| {
-                    let r = i32::try_from(x.wrapping_sub(base)).ok();
-                    if r.is_none() {
-                        spilled[i] = true;
-                    }
-                    r
-                })
-            })
+            .map(|x| x.and_then(|x| i32::try_from(x.wrapping_sub(base)).ok()))
             .collect();
         if let Some(l) = m.iter().rev().flatten().next() {
             self.last = *l as i64;
         }
-        Offsetted { base, m, spilled }
+        Offsetted { base, m }
     }
 }
 
@@ -214,7 +203,7 @@ mod tests {
         assert_eq!(w.m[1].unwrap() as i64 + w.base, 4_000_000_000);
         // Wider than 2^32: spilled to floats.
         let x = c.offset(&[Some(0), Some(5_000_000_000)]);
-        assert!(x.spilled.iter().any(|s| *s));
+        assert!(x.m.iter().any(|m| m.is_none()));
     }
 
     proptest! {

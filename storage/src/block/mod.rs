@@ -19,8 +19,8 @@ mod writer;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
+pub use reader::Block;
 use reader::block_prefix;
-pub use reader::{Block, BlockSeries};
 pub use writer::{BlockWriter, WriterOptions};
 
 /// Version of the block layout; bump on incompatible change.

@@ -110,16 +110,8 @@ impl Block {
         })
     }
 
-    pub fn ulid(&self) -> &str {
-        &self.meta.ulid
-    }
-
     pub fn series(&self, id: u32) -> &BlockSeries {
         &self.series[id as usize]
-    }
-
-    pub fn num_series(&self) -> usize {
-        self.series.len()
     }
 
     /// Series ids matching all matchers.
@@ -139,10 +131,6 @@ impl Block {
     /// Label names on the given series (all series when None).
     pub fn label_names(&self, ids: Option<&[u64]>) -> Vec<String> {
         self.postings.label_names(ids)
-    }
-
-    pub fn label_values(&self, name: &str, ids: Option<&[u64]>) -> Vec<String> {
-        self.postings.label_values(name, ids)
     }
 
     /// Reads the samples of the given series (any order) within `[mint, maxt]`. Series with no samples

@@ -292,11 +292,6 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Number of series added so far.
-    pub fn num_series(&self) -> usize {
-        self.series.len()
-    }
-
     /// Closes the files and writes `meta.json`. Returns the folder holding the block and its meta.
     /// An empty writer returns `None` (no block is made of no samples).
     pub fn finish(mut self) -> Result<Option<(PathBuf, BlockMeta)>, BlockError> {

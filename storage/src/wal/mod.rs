@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use crate::metrics::StorageMetrics;
-pub use record::{Record, SamplesEncoder, SeriesSamples};
+pub use record::{Record, SamplesEncoder};
 
 const HEADER: usize = 8;
 /// Largest record we write or accept; a length field above it is corruption.
