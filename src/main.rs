@@ -104,9 +104,10 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 /// Keeps resident memory close to what the process holds. Transparent huge pages (often `always`
 /// on Linux) make every touched 4 KiB of a fresh allocator page cost 2 MiB, and mimalloc by default
-/// returns freed pages to the OS only lazily: measured at 100K series, RSS was 2.4x the live heap.
-/// With THP off for this process and freed pages returned at once, it is close to the heap, at the
-/// same ingest speed.
+/// returns freed pages to the OS only lazily and keeps free pages in each thread's cache: measured
+/// at 100K series, RSS was 2.4x the live heap. With THP off for this process, freed pages returned
+/// at once, no free pages cached per thread and thread caches collected every 500 slow-path
+/// allocations, it is close to the heap, at the same ingest speed (bench/RESULTS.md).
 fn tune_memory() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) sets one flag of the calling process; it takes
@@ -117,13 +118,17 @@ fn tune_memory() {
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys is pinned, see
-    /// Cargo.toml, so the index cannot move under us).
+    // Indices in mimalloc v3's `mi_option_e` (libmimalloc-sys is pinned, see Cargo.toml, so they
+    // cannot move under us).
     const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+    const MI_OPTION_GENERIC_COLLECT: std::ffi::c_int = 34;
+    const MI_OPTION_PAGE_FULL_RETAIN: std::ffi::c_int = 36;
     // SAFETY: mi_option_set takes two integers and is safe to call at any time (mimalloc reads
-    // options on use); the index is the purge delay of the pinned mimalloc version.
+    // options on use); the indices are those of the pinned mimalloc version.
     unsafe {
         mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        mi_option_set(MI_OPTION_GENERIC_COLLECT, 500);
+        mi_option_set(MI_OPTION_PAGE_FULL_RETAIN, 0);
     }
 }
 

@@ -124,8 +124,9 @@ fn with_snappy_decoded<T>(
             .decompress(body, &mut buf[..n])
             .map_err(|e| format!("snappy: {e}"))?;
         let out = f(&buf[..got]);
-        // Do not keep a huge buffer around after an unusually large request.
-        if buf.len() > 16 << 20 {
+        // Keep what typical requests need (Prometheus sends at most a few hundred KiB decoded),
+        // not the buffer of an unusually large one: every blocking thread has its own.
+        if buf.len() > 4 << 20 {
             *buf = Vec::new();
         }
         Ok(out)
