@@ -9,9 +9,9 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use tikv_jemallocator::Jemalloc;
 
 use vigil_model::{Labels, Sample};
 use vigil_storage::{MetricsAppender, SeriesBatch, StorageConfig, StorageMetrics, Tsdb};
@@ -25,16 +25,16 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
         BLOCKS.fetch_add(1, Ordering::Relaxed);
-        unsafe { MiMalloc.alloc(l) }
+        unsafe { Jemalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
         BLOCKS.fetch_sub(1, Ordering::Relaxed);
-        unsafe { MiMalloc.dealloc(p, l) }
+        unsafe { Jemalloc.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { MiMalloc.realloc(p, l, new) }
+        unsafe { Jemalloc.realloc(p, l, new) }
     }
 }
 
@@ -158,6 +158,15 @@ fn series_of(i: usize) -> Vec<(Labels, Kind)> {
     out
 }
 
+/// The server's jemalloc options (src/main.rs).
+#[allow(non_upper_case_globals)]
+#[unsafe(no_mangle)]
+#[used]
+pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(unsafe {
+    // SAFETY: the pointer is to a static NUL-terminated string.
+    &*c"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0,narenas:2".as_ptr()
+});
+
 /// Resident set size of this process, from /proc.
 fn rss() -> isize {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -170,17 +179,10 @@ fn rss() -> isize {
 }
 
 fn main() {
-    // As `vigil serve` does (src/main.rs): no transparent huge pages, freed pages returned at once.
+    // As `vigil serve` does (src/main.rs): no transparent huge pages.
     // SAFETY: prctl sets one flag of this process.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-    // SAFETY: two integers; 15 is mi_option_purge_delay of the pinned mimalloc.
-    unsafe extern "C" {
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    unsafe {
-        mi_option_set(15, 0);
     }
     let mut args = std::env::args().skip(1);
     let instances: usize = args.next().map_or(2100, |a| a.parse().expect("instances"));
