@@ -4,21 +4,8 @@ mod config;
 mod server;
 
 #[global_allocator]
+// Its options are compiled in from .cargo/config.toml (see docs/ARCHITECTURE.md, "Memory settings").
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options, read when it starts (`MALLOC_CONF` in the environment overrides them). A
-/// background thread returns freed pages to the OS 200 ms after they are freed, instead of inside
-/// allocation calls and only after 10 s; two arenas (rather than four per core) keep the head's
-/// long-lived objects, allocated by several ingest threads at once, on fewer partly used pages.
-/// Measured at 100K series (bench/RESULTS.md): resident memory 0.8x of mimalloc's, at the same
-/// ingest speed.
-#[allow(non_upper_case_globals)]
-#[unsafe(no_mangle)]
-#[used]
-pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(unsafe {
-    // SAFETY: the pointer is to a static NUL-terminated string.
-    &*c"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0,narenas:2".as_ptr()
-});
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -158,15 +158,6 @@ fn series_of(i: usize) -> Vec<(Labels, Kind)> {
     out
 }
 
-/// The server's jemalloc options (src/main.rs).
-#[allow(non_upper_case_globals)]
-#[unsafe(no_mangle)]
-#[used]
-pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(unsafe {
-    // SAFETY: the pointer is to a static NUL-terminated string.
-    &*c"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0,narenas:2".as_ptr()
-});
-
 /// Resident set size of this process, from /proc.
 fn rss() -> isize {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -179,7 +170,8 @@ fn rss() -> isize {
 }
 
 fn main() {
-    // As `vigil serve` does (src/main.rs): no transparent huge pages.
+    // As `vigil serve` does (src/main.rs): no transparent huge pages. jemalloc's options are the
+    // server's, compiled in from .cargo/config.toml.
     // SAFETY: prctl sets one flag of this process.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
