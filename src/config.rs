@@ -36,6 +36,8 @@ struct RawConfig {
     builtin_rules: bool,
     #[serde(default)]
     alertmanager_config: Option<String>,
+    #[serde(default)]
+    blackbox_config: Option<String>,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
     rule_files: Vec<String>,
@@ -64,6 +66,9 @@ pub struct Config {
     pub builtin_rules: bool,
     /// An alertmanager.yml for the router (relative to the configuration file's directory).
     pub alertmanager_config: Option<String>,
+    /// A blackbox_exporter `blackbox.yml` for `/probe` and `probe_configs` (relative to the
+    /// configuration file's directory); without it, the built-in modules.
+    pub blackbox_config: Option<String>,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -184,6 +189,7 @@ impl Config {
             rule_files: raw.rule_files,
             builtin_rules: raw.builtin_rules,
             alertmanager_config: raw.alertmanager_config,
+            blackbox_config: raw.blackbox_config,
             ignored_sections: ignored,
         })
     }

@@ -255,6 +255,18 @@ fn main() -> ExitCode {
                                 println!("  FAILED: rule files: {e}");
                             }
                         }
+                        if c.blackbox_config.is_some() {
+                            match server::load_blackbox(&opts, &c) {
+                                Ok(b) => println!(
+                                    "  SUCCESS: blackbox configuration valid ({} modules)",
+                                    b.modules.len()
+                                ),
+                                Err(e) => {
+                                    ok = false;
+                                    println!("  FAILED: blackbox configuration: {e}");
+                                }
+                            }
+                        }
                         if c.alertmanager_config.is_some() {
                             let dir = server::alertmanager_dir(&opts, &c);
                             let checked = server::alertmanager_text(&opts, &c)

@@ -66,6 +66,7 @@ struct AppState {
     external_url: String,
     /// What `/api/v1/status/config` shows.
     config_yaml: Arc<std::sync::RwLock<String>>,
+    probes: Arc<vigil_ingest::probe::api::ProbeService>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -147,6 +148,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let groups = load_rules(&opts, &config, &group_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     rules.apply(groups, group_opts).await;
 
+    let blackbox = load_blackbox(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let probes = vigil_ingest::probe::api::ProbeService::new(
+        vigil_ingest::probe::Prober::new(blackbox),
+        ingest_metrics.clone(),
+    );
+
     let push = PushState::new(
         tsdb.clone(),
         tsdb.exemplars(),
@@ -179,6 +186,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         self_scrape,
         stop: stop.clone(),
         external_url: ext_url.clone(),
+        probes: probes.clone(),
     });
 
     let push_routes = Router::new()
@@ -237,6 +245,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .merge(push_routes)
         .merge(vigil_alerting::router::api::router(router.clone()))
         .merge(vigil_query::router(tsdb.clone(), api_opts))
+        .merge(vigil_ingest::probe::api::router(probes))
         .merge(own_routes);
 
     info!(listen = %local, data_dir = %opts.data_dir.display(), "Vigil is serving");
@@ -276,6 +285,8 @@ fn config_yaml(c: &Config, jobs: &[vigil_ingest::scrape::ScrapeConfig]) -> Strin
         rule_files: &'a [String],
         #[serde(skip_serializing_if = "Option::is_none")]
         alertmanager_config: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        blackbox_config: &'a Option<String>,
         builtin_rules: bool,
         storage: &'a vigil_storage::StorageSection,
         ingest: &'a vigil_ingest::IngestSection,
@@ -286,6 +297,7 @@ fn config_yaml(c: &Config, jobs: &[vigil_ingest::scrape::ScrapeConfig]) -> Strin
         scrape_configs: jobs,
         rule_files: &c.rule_files,
         alertmanager_config: &c.alertmanager_config,
+        blackbox_config: &c.blackbox_config,
         builtin_rules: c.builtin_rules,
         storage: &c.storage,
         ingest: &c.ingest,
@@ -301,6 +313,22 @@ pub fn alertmanager_text(opts: &ServeOptions, c: &Config) -> Result<String, Stri
     };
     let p = opts.config_dir().join(f);
     std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+/// The probe modules: the `blackbox_config` file (relative to the configuration file's directory),
+/// or the built-in ones.
+pub fn load_blackbox(
+    opts: &ServeOptions,
+    c: &Config,
+) -> Result<vigil_ingest::probe::BlackboxConfig, String> {
+    match &c.blackbox_config {
+        None => Ok(vigil_ingest::probe::BlackboxConfig::builtin()),
+        Some(f) => {
+            let p = opts.config_dir().join(f);
+            vigil_ingest::probe::BlackboxConfig::load(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        }
+    }
 }
 
 /// The directory of the alertmanager.yml (where its relative `templates:` start).
@@ -460,6 +488,7 @@ async fn reload(st: &AppState) -> Result<(), String> {
     let group_opts = group_options(&new, &st.external_url);
     let groups = load_rules(&st.opts, &new, &group_opts)?;
     let am_text = alertmanager_text(&st.opts, &new)?;
+    let blackbox = load_blackbox(&st.opts, &new)?;
     st.router
         .reload(&am_text)
         .map_err(|e| format!("alertmanager configuration: {e}"))?;
@@ -467,6 +496,8 @@ async fn reload(st: &AppState) -> Result<(), String> {
         .apply(&new.global, &st.self_scrape.jobs(&new, &st.opts.listen))
         .await;
     st.rules.apply(groups, group_opts).await;
+    st.probes
+        .replace(vigil_ingest::probe::Prober::new(blackbox));
     if let Ok(mut y) = st.config_yaml.write() {
         *y = config_yaml(&new, &st.self_scrape.jobs(&new, &st.opts.listen));
     }

@@ -109,7 +109,8 @@ impl TlsConfig {
         Ok(())
     }
 
-    fn set_directory(&mut self, dir: &Path) {
+    /// Resolves relative file names against `dir` (the directory of the file that names them).
+    pub fn set_directory(&mut self, dir: &Path) {
         for f in [&mut self.ca_file, &mut self.cert_file, &mut self.key_file] {
             join_dir(f, dir);
         }

@@ -9,6 +9,7 @@
 pub mod exposition;
 pub mod metrics;
 pub mod otlp;
+pub mod probe;
 pub mod push;
 pub mod remote_write;
 pub mod scrape;

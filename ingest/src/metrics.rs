@@ -43,6 +43,10 @@ pub struct IngestMetrics {
     pub scrapes_failed: Family<JobLabel, Counter>,
     pub scrape_targets: Family<JobLabel, Gauge>,
     pub sd_file_errors: Counter,
+    /// `/probe` requests answered.
+    pub probes_served: Counter,
+    /// `/probe` requests naming a module the blackbox.yml does not have.
+    pub probe_module_unknown: Counter,
 }
 
 impl Default for IngestMetrics {
@@ -61,6 +65,8 @@ impl Default for IngestMetrics {
             scrapes_failed: Family::default(),
             scrape_targets: Family::default(),
             sd_file_errors: Counter::default(),
+            probes_served: Counter::default(),
+            probe_module_unknown: Counter::default(),
         }
     }
 }
@@ -119,6 +125,17 @@ impl IngestMetrics {
             "sd_file_errors",
             "file_sd_configs files that could not be read or parsed",
             self.sd_file_errors.clone(),
+        );
+        let p = registry.sub_registry_with_prefix("vigil_probe");
+        p.register(
+            "http_requests",
+            "GET /probe requests answered (blackbox_exporter-compatible endpoint)",
+            self.probes_served.clone(),
+        );
+        p.register(
+            "module_unknown",
+            "GET /probe requests naming a module that blackbox.yml does not define",
+            self.probe_module_unknown.clone(),
         );
     }
 }

@@ -141,6 +141,36 @@ pub fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// RFC 3339 time in UTC with nanoseconds trimmed of trailing zeros, as Go's `time.RFC3339Nano` prints.
+pub fn rfc3339(since_epoch: std::time::Duration) -> String {
+    let secs = since_epoch.as_secs() as i64;
+    let nanos = since_epoch.subsec_nanos();
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// [`rfc3339`] of Unix milliseconds; 0 and earlier print as Go's zero time (`0001-01-01T00:00:00Z`),
+/// which is how the Prometheus and Alertmanager APIs write "never".
+pub fn rfc3339_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    rfc3339(std::time::Duration::from_millis(ms as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
