@@ -1,0 +1,496 @@
+//! `/probe` against a real blackbox_exporter 0.23 (Debian's `prometheus-blackbox-exporter`): the same
+//! blackbox.yml and targets given to both, and their answers compared series by series. Targets are
+//! real local servers: HTTP answering 200, 500, redirects and a hang past the timeout; HTTPS with a
+//! private CA and with an expired certificate; a closed TCP port and a TCP banner; DNS queries
+//! against dnsmasq.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+use crate::peers::*;
+
+/// The series of one `/probe` answer: name with labels -> value.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Series whose value depends on timing, not on what was probed: compared by presence only.
+fn timing(name: &str) -> bool {
+    name.starts_with("probe_duration_seconds")
+        || name.starts_with("probe_http_duration_seconds")
+        || name.starts_with("probe_dns_lookup_time_seconds")
+        || name.starts_with("probe_dns_duration_seconds")
+        || name.starts_with("probe_icmp_duration_seconds")
+}
+
+async fn app() -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { ([("x-test", "yes")], "hello from the probe target\n") }),
+        )
+        .route(
+            "/500",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "broken\n") }),
+        )
+        .route(
+            "/redirect",
+            get(|| async { (StatusCode::FOUND, [("location", "/")], "") }),
+        )
+        .route(
+            "/loop",
+            get(|| async { (StatusCode::FOUND, [("location", "/loop")], "") }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/headers",
+            get(|h: HeaderMap| async move {
+                format!(
+                    "user-agent={}",
+                    h.get("user-agent")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                )
+                .into_response()
+            }),
+        )
+}
+
+/// Serves `app` on 127.0.0.1:0, over TLS when `web` (a web configuration file) is given.
+async fn serve(web: Option<&std::path::Path>, stop: &CancellationToken) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let guard = web.map(|p| vigil_http::WebGuard::load(p).unwrap());
+    let app = app().await;
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let _ = vigil_http::serve(l, app, guard, vigil_http::ServeOptions::default(), stop).await;
+    });
+    port
+}
+
+/// A certificate for 127.0.0.1 signed by `ca`'s key material, valid only in the past.
+fn expired_web_config(dir: &std::path::Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Expired test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("expired-ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("expired.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("expired-key.pem"), key.serialize_pem()).unwrap();
+    let p = dir.join("expired-web.yml");
+    std::fs::write(
+        &p,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            dir.join("expired.pem").display(),
+            dir.join("expired-key.pem").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// A TCP server that greets like sshd and then waits.
+async fn banner_server() -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    port
+}
+
+struct Peers {
+    blackbox_port: u16,
+    _blackbox: Proc,
+    _dnsmasq: Proc,
+    vigil: Vigil,
+    _dir: TempDir,
+}
+
+async fn ask(
+    base: &str,
+    module: &str,
+    target: &str,
+    timeout_header: Option<&str>,
+) -> (u16, String) {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("module", module)
+        .append_pair("target", target)
+        .finish();
+    let mut r = client().get(format!("{base}/probe?{q}"));
+    if let Some(t) = timeout_header {
+        r = r.header("X-Prometheus-Scrape-Timeout-Seconds", t);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_answers_agree_with_blackbox_exporter() {
+    let (Some(bb), Some(dnsmasq)) = (tool("prometheus-blackbox-exporter"), tool("dnsmasq")) else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let http = serve(None, &stop).await;
+    let https = serve(Some(&ca.web_config("")), &stop).await;
+    let expired = serve(Some(&expired_web_config(dir.path())), &stop).await;
+    let banner = banner_server().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dns_port = free_port();
+    let mut dns_cmd = Command::new(&dnsmasq);
+    dns_cmd.args([
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        "--log-queries",
+        "--log-facility=-",
+        "--user=root",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        &format!("--port={dns_port}"),
+        &format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()),
+        "--address=/probe.test/127.0.0.9",
+        "--txt-record=probe.test,hello probe",
+        "--mx-host=probe.test,mail.probe.test,10",
+        // Names under .invalid answer NXDOMAIN; others (no upstream) REFUSED.
+        "--address=/invalid/",
+    ]);
+    let dnsmasq_proc = Proc::spawn("dnsmasq", &mut dns_cmd, &dir.path().join("dnsmasq.log"));
+    let ca_file = ca.ca().display().to_string();
+    let blackbox_yml = format!(
+        r#"modules:
+  http_2xx:
+    prober: http
+  http_no_follow:
+    prober: http
+    http:
+      follow_redirects: false
+  http_302_ok:
+    prober: http
+    http:
+      follow_redirects: false
+      valid_status_codes: [302]
+  http_body_ok:
+    prober: http
+    http:
+      fail_if_body_not_matches_regexp: ["hello from"]
+  http_body_bad:
+    prober: http
+    http:
+      fail_if_body_matches_regexp: ["probe target"]
+  http_header:
+    prober: http
+    http:
+      fail_if_header_not_matches:
+        - header: X-Test
+          regexp: "^yes$"
+      fail_if_header_matches:
+        - header: X-Missing
+          regexp: ".*"
+          allow_missing: true
+  http_ssl_ca:
+    prober: http
+    http:
+      fail_if_not_ssl: true
+      tls_config:
+        ca_file: {ca_file}
+  http_not_ssl:
+    prober: http
+    http:
+      fail_if_ssl: true
+      tls_config:
+        ca_file: {ca_file}
+  http_insecure:
+    prober: http
+    http:
+      tls_config:
+        insecure_skip_verify: true
+  http_post:
+    prober: http
+    http:
+      method: POST
+      body: "{{}}"
+  tcp_connect:
+    prober: tcp
+  ssh_banner:
+    prober: tcp
+    tcp:
+      query_response:
+        - expect: "^SSH-2.0-"
+        - send: "SSH-2.0-blackbox-ssh-check"
+  ftp_banner:
+    prober: tcp
+    tcp:
+      query_response:
+        - expect: "^220 "
+  dns_a:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: probe.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_not_matches_regexp: ["probe\\.test\\.\t[0-9]+\tIN\tA\t127\\.0\\.0\\.9"]
+  dns_a_wrong:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: probe.test
+      query_type: A
+      validate_answer_rrs:
+        fail_if_matches_regexp: [".*127\\.0\\.0\\.9"]
+  dns_txt_tcp:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      transport_protocol: tcp
+      query_name: probe.test
+      query_type: TXT
+      validate_answer_rrs:
+        fail_if_none_matches_regexp: ["hello probe"]
+  dns_mx:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: probe.test
+      query_type: MX
+  dns_nxdomain:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: nothing.invalid
+      query_type: A
+  dns_nxdomain_ok:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: nothing.invalid
+      query_type: A
+      valid_rcodes: [NXDOMAIN]
+  dns_refused:
+    prober: dns
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: elsewhere.example
+      query_type: A
+"#
+    );
+    std::fs::write(dir.path().join("blackbox.yml"), &blackbox_yml).unwrap();
+    let mut cmd = Command::new(&bb);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.path().join("blackbox.yml").display()
+    ))
+    .arg("--web.listen-address=127.0.0.1:0")
+    .arg("--log.level=debug");
+    let mut blackbox = Proc::spawn("blackbox_exporter", &mut cmd, &dir.path().join("bb.log"));
+    let blackbox_port = port_of(&mut blackbox, Duration::from_secs(30)).await;
+    let vigil = Vigil::start_with_files(
+        "blackbox_config: blackbox.yml\n",
+        &[("blackbox.yml", blackbox_yml.as_str())],
+    )
+    .await;
+    let p = Peers {
+        blackbox_port,
+        _blackbox: blackbox,
+        _dnsmasq: dnsmasq_proc,
+        vigil,
+        _dir: dir,
+    };
+    let bb_base = format!("http://127.0.0.1:{}", p.blackbox_port);
+    let vigil_base = p.vigil.url("");
+    // dnsmasq answers once it is up.
+    eventually(Duration::from_secs(20), "dnsmasq answering", || {
+        let b = bb_base.clone();
+        async move {
+            let (_, t) = ask(&b, "dns_a", &format!("127.0.0.1:{dns_port}"), None).await;
+            (parse(&t).get("probe_dns_query_succeeded") == Some(&1.0)).then_some(())
+        }
+    })
+    .await;
+
+    let h = |path: &str| format!("http://127.0.0.1:{http}{path}");
+    let s = |path: &str| format!("https://127.0.0.1:{https}{path}");
+    let dns = format!("127.0.0.1:{dns_port}");
+    // (module, target, X-Prometheus-Scrape-Timeout-Seconds, expected probe_success)
+    let cases: Vec<(&str, String, Option<&str>, f64)> = vec![
+        ("http_2xx", h("/"), None, 1.0),
+        ("http_2xx", h("/500"), None, 0.0),
+        ("http_2xx", h("/redirect"), None, 1.0),
+        ("http_2xx", h("/loop"), None, 0.0),
+        ("http_no_follow", h("/redirect"), None, 0.0),
+        ("http_302_ok", h("/redirect"), None, 1.0),
+        ("http_2xx", h("/hang"), Some("2"), 0.0),
+        ("http_2xx", format!("127.0.0.1:{closed}"), None, 0.0),
+        ("http_body_ok", h("/"), None, 1.0),
+        ("http_body_bad", h("/"), None, 0.0),
+        ("http_body_bad", h("/500"), None, 0.0),
+        ("http_header", h("/"), None, 1.0),
+        ("http_header", h("/redirect"), None, 1.0),
+        ("http_post", h("/"), None, 0.0),
+        ("http_ssl_ca", s("/"), None, 1.0),
+        ("http_ssl_ca", h("/"), None, 0.0),
+        ("http_not_ssl", s("/"), None, 0.0),
+        (
+            "http_ssl_ca",
+            format!("https://127.0.0.1:{expired}/"),
+            None,
+            0.0,
+        ),
+        (
+            "http_2xx",
+            format!("https://127.0.0.1:{expired}/"),
+            None,
+            0.0,
+        ),
+        (
+            "http_insecure",
+            format!("https://127.0.0.1:{expired}/"),
+            None,
+            1.0,
+        ),
+        ("tcp_connect", format!("127.0.0.1:{http}"), None, 1.0),
+        ("tcp_connect", format!("127.0.0.1:{closed}"), None, 0.0),
+        ("tcp_connect", "127.0.0.1".to_string(), None, 0.0),
+        ("ssh_banner", format!("127.0.0.1:{banner}"), None, 1.0),
+        ("ftp_banner", format!("127.0.0.1:{banner}"), Some("2"), 0.0),
+        ("dns_a", dns.clone(), None, 1.0),
+        ("dns_a_wrong", dns.clone(), None, 0.0),
+        ("dns_txt_tcp", dns.clone(), None, 1.0),
+        ("dns_mx", dns.clone(), None, 1.0),
+        ("dns_nxdomain", dns.clone(), None, 0.0),
+        ("dns_nxdomain_ok", dns.clone(), None, 1.0),
+        ("dns_refused", dns.clone(), None, 0.0),
+        ("dns_a", format!("127.0.0.1:{closed}"), Some("2"), 0.0),
+    ];
+    let mut failures = Vec::new();
+    for (module, target, timeout, want) in &cases {
+        let ((bs, bt), (vs, vt)) = tokio::join!(
+            ask(&bb_base, module, target, *timeout),
+            ask(&vigil_base, module, target, *timeout)
+        );
+        let (b, v) = (parse(&bt), parse(&vt));
+        let case = format!("{module} {target}");
+        if bs != vs {
+            failures.push(format!("{case}: HTTP status blackbox {bs}, Vigil {vs}"));
+        }
+        if b.get("probe_success") != Some(want) {
+            failures.push(format!(
+                "{case}: blackbox_exporter says probe_success {:?}, the test expects {want}",
+                b.get("probe_success")
+            ));
+        }
+        let names_b: Vec<&String> = b.keys().collect();
+        let names_v: Vec<&String> = v.keys().collect();
+        if names_b != names_v {
+            failures.push(format!(
+                "{case}: series differ\n  blackbox: {names_b:?}\n  vigil:    {names_v:?}"
+            ));
+            continue;
+        }
+        for (k, bv) in &b {
+            let vv = v[k];
+            let same = if timing(k) {
+                true
+            } else if k.starts_with("probe_ssl_earliest_cert_expiry")
+                || k.starts_with("probe_ssl_last_chain_expiry")
+            {
+                (bv - vv).abs() < 1.0
+            } else {
+                bv == &vv || (bv.is_nan() && vv.is_nan())
+            };
+            if !same {
+                failures.push(format!("{case}: {k} blackbox {bv}, Vigil {vv}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases disagree:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // The HTTP errors of the handler itself.
+    for (q, code) in [("module=nope&target=x", 400), ("module=http_2xx", 400)] {
+        let b = client()
+            .get(format!("{bb_base}/probe?{q}"))
+            .send()
+            .await
+            .unwrap();
+        let v = client()
+            .get(format!("{vigil_base}/probe?{q}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(b.status().as_u16(), code, "{q}");
+        assert_eq!(v.status().as_u16(), code, "{q}");
+        assert_eq!(b.text().await.unwrap(), v.text().await.unwrap(), "{q}");
+    }
+    let dbg = client()
+        .get(format!(
+            "{vigil_base}/probe?module=http_2xx&target={}&debug=true",
+            h("/500")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for part in [
+        "Logs for the probe:\n",
+        "\n\n\nMetrics that would have been returned:\n",
+        "probe_http_status_code 500",
+        "\n\n\nModule configuration:\nprober: http",
+        "msg=\"Invalid HTTP response status code, wanted 2xx\"",
+    ] {
+        assert!(dbg.contains(part), "debug output lacks {part:?}:\n{dbg}");
+    }
+}
