@@ -38,6 +38,8 @@ struct RawConfig {
     alertmanager_config: Option<String>,
     #[serde(default)]
     blackbox_config: Option<String>,
+    #[serde(default)]
+    probe_configs: Vec<vigil_ingest::probe::ProbeConfig>,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
     rule_files: Vec<String>,
@@ -69,6 +71,8 @@ pub struct Config {
     /// A blackbox_exporter `blackbox.yml` for `/probe` and `probe_configs` (relative to the
     /// configuration file's directory); without it, the built-in modules.
     pub blackbox_config: Option<String>,
+    /// Probe jobs: targets probed with a module, results stored as series.
+    pub probe_configs: Vec<vigil_ingest::probe::ProbeConfig>,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -154,6 +158,26 @@ impl Config {
                 }
             }
         }
+        {
+            let mut seen: HashSet<&str> = raw
+                .scrape_configs
+                .iter()
+                .flatten()
+                .map(|j| j.job_name.as_str())
+                .collect();
+            for p in &raw.probe_configs {
+                p.validate().map_err(|m| at(&["probe_configs"], m))?;
+                if !seen.insert(p.job_name.as_str()) {
+                    return Err(at(
+                        &["probe_configs"],
+                        format!(
+                            "found multiple scrape or probe configs with job name {:?}",
+                            p.job_name
+                        ),
+                    ));
+                }
+            }
+        }
         if raw.global.scrape_timeout > raw.global.scrape_interval {
             return Err(at(
                 &["global", "scrape_timeout"],
@@ -190,16 +214,19 @@ impl Config {
             builtin_rules: raw.builtin_rules,
             alertmanager_config: raw.alertmanager_config,
             blackbox_config: raw.blackbox_config,
+            probe_configs: raw.probe_configs,
             ignored_sections: ignored,
         })
     }
 
     /// The scrape jobs to run: the file's, or Vigil scraping its own `/metrics` every 15s.
     pub fn scrape_jobs(&self, listen: &str) -> Vec<ScrapeConfig> {
-        match &self.scrape_configs {
+        let mut jobs = match &self.scrape_configs {
             Some(j) => j.clone(),
             None => vec![self_scrape_job(listen)],
-        }
+        };
+        jobs.extend(self.probe_configs.iter().map(|p| p.to_scrape()));
+        jobs
     }
 
     /// Engine settings of the `query` section.

@@ -255,11 +255,14 @@ fn main() -> ExitCode {
                                 println!("  FAILED: rule files: {e}");
                             }
                         }
-                        if c.blackbox_config.is_some() {
-                            match server::load_blackbox(&opts, &c) {
+                        if c.blackbox_config.is_some() || !c.probe_configs.is_empty() {
+                            match server::load_blackbox(&opts, &c)
+                                .and_then(|b| server::check_probe_modules(&c, &b).map(|_| b))
+                            {
                                 Ok(b) => println!(
-                                    "  SUCCESS: blackbox configuration valid ({} modules)",
-                                    b.modules.len()
+                                    "  SUCCESS: blackbox configuration valid ({} modules, {} probe jobs)",
+                                    b.modules.len(),
+                                    c.probe_configs.len()
                                 ),
                                 Err(e) => {
                                     ok = false;

@@ -112,6 +112,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot open metrics storage in {}", opts.data_dir.display()))?;
 
+    let blackbox = load_blackbox(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    check_probe_modules(&config, &blackbox).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let probes = vigil_ingest::probe::api::ProbeService::new(
+        vigil_ingest::probe::Prober::new(blackbox),
+        ingest_metrics.clone(),
+    );
     let scrape = Arc::new(ScrapeManager::new(
         ScrapeContext {
             appender: tsdb.clone(),
@@ -119,6 +125,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             metadata: Some(tsdb.metadata()),
             metrics: ingest_metrics.clone(),
             user_agent: format!("Vigil/{}", env!("CARGO_PKG_VERSION")),
+            probes: Some(probes.clone()),
         },
         rand::random(),
     ));
@@ -147,12 +154,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     router.metrics.register(&mut registry);
     let groups = load_rules(&opts, &config, &group_opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     rules.apply(groups, group_opts).await;
-
-    let blackbox = load_blackbox(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let probes = vigil_ingest::probe::api::ProbeService::new(
-        vigil_ingest::probe::Prober::new(blackbox),
-        ingest_metrics.clone(),
-    );
 
     let push = PushState::new(
         tsdb.clone(),
@@ -287,6 +288,8 @@ fn config_yaml(c: &Config, jobs: &[vigil_ingest::scrape::ScrapeConfig]) -> Strin
         alertmanager_config: &'a Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         blackbox_config: &'a Option<String>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        probe_configs: &'a [vigil_ingest::probe::ProbeConfig],
         builtin_rules: bool,
         storage: &'a vigil_storage::StorageSection,
         ingest: &'a vigil_ingest::IngestSection,
@@ -298,6 +301,7 @@ fn config_yaml(c: &Config, jobs: &[vigil_ingest::scrape::ScrapeConfig]) -> Strin
         rule_files: &c.rule_files,
         alertmanager_config: &c.alertmanager_config,
         blackbox_config: &c.blackbox_config,
+        probe_configs: &c.probe_configs,
         builtin_rules: c.builtin_rules,
         storage: &c.storage,
         ingest: &c.ingest,
@@ -329,6 +333,24 @@ pub fn load_blackbox(
                 .map_err(|e| format!("{}: {e}", p.display()))
         }
     }
+}
+
+/// Every probe job names a module the blackbox configuration has.
+pub fn check_probe_modules(
+    c: &Config,
+    b: &vigil_ingest::probe::BlackboxConfig,
+) -> Result<(), String> {
+    for p in &c.probe_configs {
+        if !b.modules.contains_key(&p.module) {
+            return Err(format!(
+                "probe job {:?}: unknown module {:?} (modules: {})",
+                p.job_name,
+                p.module,
+                b.modules.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The directory of the alertmanager.yml (where its relative `templates:` start).
@@ -489,6 +511,7 @@ async fn reload(st: &AppState) -> Result<(), String> {
     let groups = load_rules(&st.opts, &new, &group_opts)?;
     let am_text = alertmanager_text(&st.opts, &new)?;
     let blackbox = load_blackbox(&st.opts, &new)?;
+    check_probe_modules(&new, &blackbox)?;
     st.router
         .reload(&am_text)
         .map_err(|e| format!("alertmanager configuration: {e}"))?;

@@ -45,6 +45,10 @@ pub struct IngestMetrics {
     pub sd_file_errors: Counter,
     /// `/probe` requests answered.
     pub probes_served: Counter,
+    /// Probes of `probe_configs` jobs run, failed (`probe_success` 0) and started late.
+    pub probes_run: Family<JobLabel, Counter>,
+    pub probes_failed: Family<JobLabel, Counter>,
+    pub probes_late: Family<JobLabel, Counter>,
     /// `/probe` requests naming a module the blackbox.yml does not have.
     pub probe_module_unknown: Counter,
 }
@@ -66,6 +70,9 @@ impl Default for IngestMetrics {
             scrape_targets: Family::default(),
             sd_file_errors: Counter::default(),
             probes_served: Counter::default(),
+            probes_run: Family::default(),
+            probes_failed: Family::default(),
+            probes_late: Family::default(),
             probe_module_unknown: Counter::default(),
         }
     }
@@ -131,6 +138,21 @@ impl IngestMetrics {
             "http_requests",
             "GET /probe requests answered (blackbox_exporter-compatible endpoint)",
             self.probes_served.clone(),
+        );
+        p.register(
+            "runs",
+            "Probes run by probe_configs jobs, by job",
+            self.probes_run.clone(),
+        );
+        p.register(
+            "failures",
+            "Probes of probe_configs jobs that failed (probe_success 0), by job",
+            self.probes_failed.clone(),
+        );
+        p.register(
+            "late",
+            "Probes of probe_configs jobs that started more than half an interval after their slot, by job",
+            self.probes_late.clone(),
         );
         p.register(
             "module_unknown",

@@ -78,7 +78,7 @@ async fn app() -> Router {
 }
 
 /// Serves `app` on 127.0.0.1:0, over TLS when `web` (a web configuration file) is given.
-async fn serve(web: Option<&std::path::Path>, stop: &CancellationToken) -> u16 {
+pub async fn serve(web: Option<&std::path::Path>, stop: &CancellationToken) -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let guard = web.map(|p| vigil_http::WebGuard::load(p).unwrap());
@@ -493,4 +493,106 @@ async fn probe_answers_agree_with_blackbox_exporter() {
     ] {
         assert!(dbg.contains(part), "debug output lacks {part:?}:\n{dbg}");
     }
+}
+
+/// A probe job's results are ordinary series (`probe_*` with `job` and the target as `instance`,
+/// plus `up`), and 20 hung targets among 200 probed every second do not delay the others: every
+/// healthy target still has a sample each second. `/api/v1/probes` shows each target's last result.
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_jobs_store_series_and_hung_targets_cost_only_their_timeout() {
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let http = serve(None, &stop).await;
+    let healthy: Vec<String> = (0..180)
+        .map(|i| format!("'http://127.0.0.1:{http}/?t={i}'"))
+        .collect();
+    let hung: Vec<String> = (0..20)
+        .map(|i| format!("'http://127.0.0.1:{http}/hang?t={i}'"))
+        .collect();
+    let config = format!(
+        "probe_configs:\n  - job_name: healthy\n    module: http_2xx\n    interval: 1s\n    static_configs:\n      - targets: [{}]\n        labels: {{team: web}}\n  - job_name: hung\n    module: http_2xx\n    interval: 1s\n    timeout: 1s\n    static_configs:\n      - targets: [{}]\n",
+        healthy.join(", "),
+        hung.join(", ")
+    );
+    let v = Vigil::start(&config).await;
+    // Let 12 intervals pass, then look at the last 10 s.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let t = now_secs() - 1.0;
+    let counts = v
+        .query("count_over_time(probe_success{job=\"healthy\"}[10s])", t)
+        .await;
+    let counts = counts.as_array().unwrap();
+    assert_eq!(
+        counts.len(),
+        180,
+        "one series per healthy target: {counts:?}"
+    );
+    let short: Vec<String> = counts
+        .iter()
+        .filter(|s| s["value"][1].as_str().unwrap().parse::<f64>().unwrap() < 9.0)
+        .map(|s| format!("{} {}", s["metric"]["instance"], s["value"][1]))
+        .collect();
+    assert!(
+        short.is_empty(),
+        "healthy targets with fewer than 9 probes in 10 s: {short:?}"
+    );
+    let ok = v
+        .query("min_over_time(probe_success{job=\"healthy\"}[10s])", t)
+        .await;
+    assert!(
+        ok.as_array().unwrap().iter().all(|s| s["value"][1] == "1"),
+        "every healthy probe succeeded: {ok:?}"
+    );
+    let hung_now = v.query("probe_success{job=\"hung\"}", t).await;
+    let hung_now = hung_now.as_array().unwrap();
+    assert_eq!(hung_now.len(), 20);
+    assert!(hung_now.iter().all(|s| s["value"][1] == "0"));
+    let dur = v
+        .query(
+            "max(max_over_time(probe_duration_seconds{job=\"hung\"}[10s]))",
+            t,
+        )
+        .await;
+    let d: f64 = dur[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(
+        (0.9..2.0).contains(&d),
+        "a hung probe lasts its 1 s timeout: {d}"
+    );
+    // The series carry the job, the target as instance and the static labels; `up` is 1 when the
+    // probe ran, as when Prometheus scrapes blackbox_exporter.
+    let one = format!("http://127.0.0.1:{http}/?t=7");
+    let s = v
+        .query(
+            &format!("probe_http_status_code{{job=\"healthy\",instance=\"{one}\"}}"),
+            t,
+        )
+        .await;
+    assert_eq!(s[0]["value"][1], "200", "{s:?}");
+    assert_eq!(s[0]["metric"]["team"], "web");
+    let up = v
+        .query(
+            &format!("up{{job=\"hung\",instance=\"http://127.0.0.1:{http}/hang?t=3\"}}"),
+            t,
+        )
+        .await;
+    assert_eq!(up[0]["value"][1], "1", "{up:?}");
+    let api = v.get_json("/api/v1/probes").await;
+    let probes = api["data"]["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 200);
+    let h = probes
+        .iter()
+        .find(|p| p["job"] == "hung")
+        .expect("a hung target is listed");
+    assert_eq!(h["success"], false);
+    assert!(
+        h["lastError"].as_str().unwrap().contains("deadline")
+            || h["lastError"].as_str().unwrap().contains("timed out"),
+        "{h}"
+    );
+    let m = v.metrics_text().await;
+    assert!(m.contains("vigil_probe_runs_total{job=\"healthy\"}"), "{m}");
+    assert!(
+        m.contains("vigil_probe_failures_total{job=\"hung\"}"),
+        "{m}"
+    );
 }

@@ -13,9 +13,27 @@ use parking_lot::RwLock;
 
 use super::{Prober, effective_timeout};
 
+/// The last result of one target of a probe job, for `/api/v1/probes`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LastProbe {
+    pub job: String,
+    pub target: String,
+    pub module: String,
+    pub success: bool,
+    #[serde(rename = "durationSeconds")]
+    pub duration_seconds: f64,
+    /// The last error the probe logged (empty on success).
+    #[serde(rename = "lastError")]
+    pub last_error: String,
+    /// RFC 3339 time the probe finished.
+    #[serde(rename = "lastProbe")]
+    pub last_probe: String,
+}
+
 /// The probes' shared state: the loaded `blackbox.yml` (replaced on reload) and the timeout offset.
 pub struct ProbeService {
     prober: RwLock<Arc<Prober>>,
+    last: parking_lot::Mutex<std::collections::BTreeMap<(String, String), LastProbe>>,
     /// blackbox_exporter's `--timeout-offset`: taken off the scrape's timeout.
     pub timeout_offset: f64,
     pub metrics: crate::IngestMetrics,
@@ -25,6 +43,7 @@ impl ProbeService {
     pub fn new(prober: Prober, metrics: crate::IngestMetrics) -> Arc<ProbeService> {
         Arc::new(ProbeService {
             prober: RwLock::new(Arc::new(prober)),
+            last: Default::default(),
             timeout_offset: 0.5,
             metrics,
         })
@@ -37,13 +56,56 @@ impl ProbeService {
     pub fn replace(&self, p: Prober) {
         *self.prober.write() = Arc::new(p);
     }
+
+    /// Keeps the result of a probe job's probe for `/api/v1/probes`.
+    pub fn record(&self, job: &str, target: &str, module: &str, r: &super::ProbeResult) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last.lock().insert(
+            (job.to_string(), target.to_string()),
+            LastProbe {
+                job: job.to_string(),
+                target: target.to_string(),
+                module: module.to_string(),
+                success: r.success,
+                duration_seconds: r.duration.as_secs_f64(),
+                last_error: if r.success {
+                    String::new()
+                } else {
+                    r.log.last_error().unwrap_or_default()
+                },
+                last_probe: vigil_model::rfc3339(now),
+            },
+        );
+    }
+
+    /// Forgets targets that are no longer probed: keeps only `(job, target)` pairs in `live`.
+    pub fn retain(&self, live: &std::collections::HashSet<(String, String)>) {
+        self.last.lock().retain(|k, _| live.contains(k));
+    }
+
+    /// The last result of every probe job target.
+    pub fn last_results(&self) -> Vec<LastProbe> {
+        self.last.lock().values().cloned().collect()
+    }
 }
 
-/// The routes: `/probe`.
+/// The routes: `/probe` and `/api/v1/probes`.
 pub fn router(svc: Arc<ProbeService>) -> Router {
     Router::new()
         .route("/probe", get(probe).post(probe))
+        .route("/api/v1/probes", get(probes_api))
         .with_state(svc)
+}
+
+/// `GET /api/v1/probes`: the last result of each target of the `probe_configs` jobs.
+async fn probes_api(State(svc): State<Arc<ProbeService>>) -> Response {
+    axum::Json(serde_json::json!({
+        "status": "success",
+        "data": {"probes": svc.last_results()},
+    }))
+    .into_response()
 }
 
 fn text_error(code: StatusCode, msg: String) -> Response {

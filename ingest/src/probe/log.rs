@@ -71,7 +71,7 @@ impl ProbeLog {
         self.lines
             .iter()
             .rev()
-            .find(|l| l.contains(" level=error "))
+            .find(|l| l.contains(" level=error ") && !l.contains("msg=\"Probe failed\""))
             .map(|l| {
                 let msg = l.split(" level=error ").nth(1).unwrap_or(l);
                 msg.strip_prefix("msg=").unwrap_or(msg).to_string()

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod icmp;
+pub mod job;
 pub mod log;
 pub mod registry;
 mod resolve;
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub use config::{BlackboxConfig, Module};
+pub use job::ProbeConfig;
 pub use log::ProbeLog;
 pub use registry::ProbeMetrics;
 

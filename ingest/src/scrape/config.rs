@@ -203,6 +203,10 @@ pub struct ScrapeConfig {
     /// Authentication, TLS and proxy of the scrapes (secrets print as `<secret>`).
     #[serde(flatten)]
     pub http_config: vigil_http::HttpClientConfig,
+    /// Set for the jobs of `probe_configs`: each target is probed in-process with this module
+    /// instead of being fetched over HTTP (see [`crate::probe::job`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_module: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for ScrapeConfig {
@@ -292,6 +296,7 @@ impl<'de> Deserialize<'de> for ScrapeConfig {
             label_value_length_limit: r.label_value_length_limit,
             body_size_limit: r.body_size_limit.map(|b| b.0).unwrap_or(0),
             http_config,
+            probe_module: None,
         })
     }
 }

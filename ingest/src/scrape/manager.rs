@@ -81,6 +81,16 @@ fn settings(job: &ScrapeConfig, ctx: &ScrapeContext) -> Result<JobSettings, Stri
         sample_limit: job.sample_limit,
         body_size_limit: job.body_size_limit,
         client,
+        probe: match &job.probe_module {
+            None => None,
+            Some(m) => Some(super::scraper::ProbeRun {
+                service: ctx
+                    .probes
+                    .clone()
+                    .ok_or("probe jobs need the probe service")?,
+                module: m.clone(),
+            }),
+        },
     })
 }
 

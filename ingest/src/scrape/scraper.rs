@@ -31,6 +31,21 @@ pub struct JobSettings {
     pub body_size_limit: u64,
     /// The job's client: its `http_config` (TLS, credentials, proxy).
     pub client: vigil_http::HttpClient,
+    /// For a probe job: the probes and the module each target is probed with.
+    pub probe: Option<ProbeRun>,
+}
+
+/// How a probe job's targets are "fetched": by running a module in-process.
+#[derive(Clone)]
+pub struct ProbeRun {
+    pub service: Arc<crate::probe::api::ProbeService>,
+    pub module: String,
+}
+
+impl std::fmt::Debug for ProbeRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProbeRun({})", self.module)
+    }
 }
 
 /// Health of a target, for the targets API and UI.
@@ -52,6 +67,8 @@ pub struct ScrapeContext {
     pub metadata: Option<Arc<vigil_storage::MetadataStore>>,
     pub metrics: IngestMetrics,
     pub user_agent: String,
+    /// The probes, for the jobs of `probe_configs`.
+    pub probes: Option<Arc<crate::probe::api::ProbeService>>,
 }
 
 /// How a scrape loop ended.
@@ -125,7 +142,17 @@ impl ScrapeLoop {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => {}
+                scheduled = tick.tick() => {
+                    // A probe that starts more than half an interval after its slot is late (the
+                    // runtime was starved or the previous probe overran).
+                    if self.job.probe.is_some() && scheduled.elapsed() > self.target.interval / 2 {
+                        self.ctx
+                            .metrics
+                            .probes_late
+                            .get_or_create(&JobLabel { job: self.job.job_name.clone() })
+                            .inc();
+                    }
+                }
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -137,7 +164,37 @@ impl ScrapeLoop {
         }
     }
 
+    /// Runs the probe of a probe job; answers its series as text.
+    async fn probe(&self, p: &ProbeRun) -> Result<(Option<String>, Vec<u8>), String> {
+        let prober = p.service.prober();
+        let module = prober
+            .module(&p.module)
+            .ok_or_else(|| format!("unknown probe module {:?}", p.module))?;
+        let timeout =
+            crate::probe::effective_timeout(module, Some(self.target.timeout.as_secs_f64()), 0.0);
+        let r = prober
+            .run(&p.module, &self.target.url, timeout)
+            .await
+            .ok_or_else(|| format!("unknown probe module {:?}", p.module))?;
+        let job = JobLabel {
+            job: self.job.job_name.clone(),
+        };
+        self.ctx.metrics.probes_run.get_or_create(&job).inc();
+        if !r.success {
+            self.ctx.metrics.probes_failed.get_or_create(&job).inc();
+        }
+        p.service
+            .record(&self.job.job_name, &self.target.url, &p.module, &r);
+        Ok((
+            Some("text/plain; version=0.0.4".into()),
+            r.metrics.to_text().into_bytes(),
+        ))
+    }
+
     async fn fetch(&self) -> Result<(Option<String>, Vec<u8>), String> {
+        if let Some(p) = &self.job.probe {
+            return self.probe(p).await;
+        }
         let req = self
             .job
             .client

@@ -97,7 +97,9 @@ pub fn populate(
         .get("__address__")
         .map(str::to_string)
         .ok_or("no address")?;
-    if addr.contains('/') || addr.is_empty() {
+    // A probe job's address is the probe's target (a URL for http modules), not a host:port.
+    let probe = job.probe_module.is_some();
+    if addr.is_empty() || (!probe && addr.contains('/')) {
         return Err(format!("{addr:?} is not a valid hostname"));
     }
     let scheme = lb.get("__scheme__").unwrap_or("http").to_string();
@@ -132,7 +134,9 @@ pub fn populate(
         })
         .collect();
     let mut url = format!("{scheme}://{addr}{path}");
-    if !params.is_empty() {
+    if probe {
+        url = addr.clone();
+    } else if !params.is_empty() {
         url.push(if path.contains('?') { '&' } else { '?' });
         url.push_str(&encode_query(&params));
     }
