@@ -14,6 +14,7 @@ mod grafana;
 mod harness;
 mod pagerduty;
 mod peers;
+mod pg;
 mod probes;
 mod prometheus_remote_write;
 mod promql;

@@ -596,3 +596,114 @@ async fn probe_jobs_store_series_and_hung_targets_cost_only_their_timeout() {
         "{m}"
     );
 }
+
+/// The `postgres` module on a real primary with a streaming replica: roles, replicas and lag while
+/// both run; down when the primary is killed; the replica's WAL receiver gone, then primary on a
+/// new timeline once promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_module_follows_a_failover() {
+    let Some(mut pg) = crate::pg::PgPair::start(&[]).await else {
+        return;
+    };
+    let blackbox = "modules:\n  pg:\n    prober: postgres\n    timeout: 3s\n    postgres:\n      user: postgres\n      dbname: postgres\n";
+    let v = Vigil::start_with_files(
+        "blackbox_config: blackbox.yml\n",
+        &[("blackbox.yml", blackbox)],
+    )
+    .await;
+    let probe = |target: String| {
+        let url = v.url(&format!("/probe?module=pg&target={target}"));
+        async move {
+            parse(
+                &client()
+                    .get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let (p, r) = (pg.primary.target(), pg.replica.target());
+    let m = eventually(Duration::from_secs(30), "the replica streaming", || {
+        let f = probe(p.clone());
+        async move {
+            let m = f.await;
+            (m.get("vigil_probe_pg_connected_replicas") == Some(&1.0)).then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(m["probe_success"], 1.0);
+    assert_eq!(m["vigil_probe_pg_is_primary"], 1.0);
+    assert_eq!(m["vigil_probe_pg_in_recovery"], 0.0);
+    assert_eq!(m["vigil_probe_pg_timeline"], 1.0);
+    let lag = m
+        .iter()
+        .find(|(k, _)| k.starts_with("vigil_probe_pg_replica_lag_bytes{"))
+        .expect("per-replica lag");
+    assert!(
+        lag.0.contains("application_name=\"replica1\"") && lag.0.contains("state=\"streaming\""),
+        "{lag:?}"
+    );
+    let m = probe(r.clone()).await;
+    assert_eq!(m["probe_success"], 1.0, "{m:?}");
+    assert_eq!(m["vigil_probe_pg_in_recovery"], 1.0);
+    assert_eq!(m["vigil_probe_pg_wal_receiver_up"], 1.0);
+    assert!(m["vigil_probe_pg_replication_lag_bytes"] >= 0.0);
+
+    pg.kill_primary();
+    let m = eventually(Duration::from_secs(20), "the primary reported down", || {
+        let f = probe(p.clone());
+        async move {
+            let m = f.await;
+            (m.get("probe_success") == Some(&0.0)).then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(m["vigil_probe_pg_up"], 0.0);
+    assert!(
+        !m.contains_key("vigil_probe_pg_is_primary"),
+        "no role for a node that is down: {m:?}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the replica's WAL receiver down",
+        || {
+            let f = probe(r.clone());
+            async move {
+                let m = f.await;
+                (m.get("vigil_probe_pg_wal_receiver_up") == Some(&0.0)).then_some(())
+            }
+        },
+    )
+    .await;
+
+    pg.promote_replica();
+    let m = eventually(
+        Duration::from_secs(30),
+        "the promoted replica reported primary",
+        || {
+            let f = probe(r.clone());
+            async move {
+                let m = f.await;
+                (m.get("vigil_probe_pg_is_primary") == Some(&1.0)).then_some(m)
+            }
+        },
+    )
+    .await;
+    assert_eq!(m["probe_success"], 1.0);
+    assert_eq!(m["vigil_probe_pg_in_recovery"], 0.0);
+    assert_eq!(m["vigil_probe_pg_connected_replicas"], 0.0);
+    // The timeline moves to 2 once the promotion's checkpoint is written.
+    eventually(
+        Duration::from_secs(30),
+        "timeline 2 after promotion",
+        || {
+            let f = probe(r.clone());
+            async move { (f.await.get("vigil_probe_pg_timeline") == Some(&2.0)).then_some(()) }
+        },
+    )
+    .await;
+}

@@ -153,8 +153,8 @@ impl Module {
         if self.icmp.ttl > 255 {
             return Err("\"ttl\" cannot exceed 255".into());
         }
-        if self.prober == "postgres" && self.postgres.as_ref().is_none_or(|p| p.dsn().is_empty()) {
-            return Err("a postgres module needs postgres.dsn (or user/dbname)".into());
+        if self.prober == "postgres" && self.postgres.as_ref().is_none_or(|p| p.user.is_empty()) {
+            return Err("a postgres module needs postgres.user".into());
         }
         if self.prober == "docker" {
             let Some(d) = &self.docker else {
@@ -488,8 +488,7 @@ pub struct RrValidator {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresProbe {
-    /// libpq connection string or URL without host and port (the target gives those), e.g.
-    /// `user=monitor dbname=postgres`; a `password` here prints as `<secret>`.
+    /// The role to connect as (the target gives host and port); a `password` prints as `<secret>`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
     #[serde(default, skip_serializing_if = "vigil_model::Secret::is_empty")]
@@ -498,26 +497,9 @@ pub struct PostgresProbe {
     pub password_file: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dbname: String,
-    /// Extra `key=value` connection parameters (e.g. `application_name`).
+    /// Extra connection parameters: `application_name` (default `vigil-probe`) and `options`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
-}
-
-impl PostgresProbe {
-    /// The connection parameters without host, port and password.
-    pub fn dsn(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.user.is_empty() {
-            parts.push(format!("user={}", self.user));
-        }
-        if !self.dbname.is_empty() {
-            parts.push(format!("dbname={}", self.dbname));
-        }
-        for (k, v) in &self.params {
-            parts.push(format!("{k}={v}"));
-        }
-        parts.join(" ")
-    }
 }
 
 /// `docker:` (a Vigil module type): the state of a container, or of every container with some

@@ -13,6 +13,7 @@ pub mod http;
 pub mod icmp;
 pub mod job;
 pub mod log;
+pub mod postgres;
 pub mod registry;
 mod resolve;
 pub mod tcp;
@@ -117,6 +118,7 @@ impl Prober {
                 "tcp" => tcp::probe(target, module, &prepared.tcp, &mut m, &mut log).await,
                 "dns" => dns::probe(target, module, &prepared.dns, &mut m, &mut log).await,
                 "icmp" => icmp::probe(target, module, deadline, &mut m, &mut log).await,
+                "postgres" => postgres::probe(target, module, deadline, &mut m, &mut log).await,
                 other => {
                     log.error(
                         "Prober not supported by this version of Vigil",
