@@ -707,3 +707,188 @@ async fn postgres_module_follows_a_failover() {
     )
     .await;
 }
+
+/// Removes the test's containers, even when the test fails.
+struct Containers(Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            let _ = Command::new("docker").args(["rm", "-f", c]).output();
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A local image holding Debian's static busybox (nothing can be pulled here): built once with
+/// `docker import`.
+fn busybox_image() -> Option<&'static str> {
+    const IMAGE: &str = "vigil-test-busybox:1";
+    let busybox = tool("busybox")?;
+    let have = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .unwrap();
+    if have.status.success() {
+        return Some(IMAGE);
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::copy(&busybox, root.path().join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.path().join("bin/sh")).unwrap();
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .args(["-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let st = Command::new("docker")
+        .args(["import", "-", IMAGE])
+        .stdin(tar.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        tar.wait().unwrap().success(),
+        "tar of the image root failed"
+    );
+    assert!(
+        st.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    Some(IMAGE)
+}
+
+/// The `docker` module on real containers: running, exited with its code, restarts counted when the
+/// daemon restarts a killed container, stopped; and a label-selected group.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_module_reports_container_state() {
+    if tool("docker").is_none() {
+        return;
+    }
+    let Some(image) = busybox_image() else { return };
+    let tag = format!("probe-{}", std::process::id());
+    let (a, b) = (format!("vigil-{tag}-web"), format!("vigil-{tag}-job"));
+    let _cleanup = Containers(vec![a.clone(), b.clone()]);
+    let label = format!("vigil-test={tag}");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        "--label",
+        &label,
+        "--restart",
+        "on-failure",
+        image,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "sleep 3600",
+    ]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &b,
+        "--label",
+        &label,
+        image,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let blackbox = format!(
+        "modules:\n  ctr:\n    prober: docker\n    docker: {{}}\n  group:\n    prober: docker\n    docker:\n      label_selector: ['{label}']\n"
+    );
+    let v = Vigil::start_with_files(
+        "blackbox_config: blackbox.yml\n",
+        &[("blackbox.yml", blackbox.as_str())],
+    )
+    .await;
+    let probe = |module: &str, target: &str| {
+        let url = v.url(&format!("/probe?module={module}&target={target}"));
+        async move {
+            parse(
+                &client()
+                    .get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let key = |name: &str, c: &str| format!("{name}{{container=\"{c}\"}}");
+    let m = probe("ctr", &a).await;
+    assert_eq!(m["probe_success"], 1.0, "{m:?}");
+    assert_eq!(m[&key("vigil_probe_container_running", &a)], 1.0);
+    assert_eq!(m[&key("vigil_probe_container_restart_count", &a)], 0.0);
+    assert_eq!(
+        m[&format!("vigil_probe_container_state{{container=\"{a}\",state=\"running\"}}")],
+        1.0
+    );
+    let m = eventually(Duration::from_secs(20), "the job container exited", || {
+        let f = probe("ctr", &b);
+        let b = b.clone();
+        async move {
+            let m = f.await;
+            (m.get(&format!(
+                "vigil_probe_container_state{{container=\"{b}\",state=\"exited\"}}"
+            )) == Some(&1.0))
+            .then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(m["probe_success"], 0.0);
+    assert_eq!(m[&key("vigil_probe_container_exit_code", &b)], 3.0);
+    let m = probe("group", "any").await;
+    assert_eq!(m["vigil_probe_containers"], 2.0, "{m:?}");
+    assert_eq!(m["probe_success"], 0.0, "one of the group exited");
+    let m = probe("ctr", "vigil-no-such-container").await;
+    assert_eq!(m["probe_success"], 0.0);
+    assert_eq!(m["vigil_probe_containers"], 0.0);
+
+    // Kill the process inside: the daemon restarts it (restart policy), and the count shows it.
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &a]);
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let m = eventually(Duration::from_secs(30), "the restart counted", || {
+        let f = probe("ctr", &a);
+        let a = a.clone();
+        async move {
+            let m = f.await;
+            (m.get(&format!(
+                "vigil_probe_container_restart_count{{container=\"{a}\"}}"
+            )) == Some(&1.0)
+                && m.get("probe_success") == Some(&1.0))
+            .then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(m[&key("vigil_probe_container_running", &a)], 1.0);
+
+    docker(&["stop", "-t", "0", &a]);
+    let m = probe("ctr", &a).await;
+    assert_eq!(m["probe_success"], 0.0, "{m:?}");
+    assert_eq!(m[&key("vigil_probe_container_running", &a)], 0.0);
+    assert_eq!(m[&key("vigil_probe_container_exit_code", &a)], 137.0);
+}

@@ -514,9 +514,6 @@ pub struct DockerProbe {
     /// (`key` or `key=value`); the target then names the group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_selector: Vec<String>,
-    /// Restarts within this window count as a restart loop (`vigil_probe_container_restarting`).
-    #[serde(default, skip_serializing_if = "GoDuration::is_zero")]
-    pub restart_window: GoDuration,
 }
 
 impl DockerProbe {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod dns;
+pub mod docker;
 pub mod http;
 pub mod icmp;
 pub mod job;
@@ -119,6 +120,7 @@ impl Prober {
                 "dns" => dns::probe(target, module, &prepared.dns, &mut m, &mut log).await,
                 "icmp" => icmp::probe(target, module, deadline, &mut m, &mut log).await,
                 "postgres" => postgres::probe(target, module, deadline, &mut m, &mut log).await,
+                "docker" => docker::probe(target, module, deadline, &mut m, &mut log).await,
                 other => {
                     log.error(
                         "Prober not supported by this version of Vigil",
