@@ -257,6 +257,10 @@ async fn probe_answers_agree_with_blackbox_exporter() {
       body: "{{}}"
   tcp_connect:
     prober: tcp
+  icmp4:
+    prober: icmp
+    icmp:
+      preferred_ip_protocol: ip4
   ssh_banner:
     prober: tcp
     tcp:
@@ -398,6 +402,7 @@ async fn probe_answers_agree_with_blackbox_exporter() {
         ("tcp_connect", format!("127.0.0.1:{closed}"), None, 0.0),
         ("tcp_connect", "127.0.0.1".to_string(), None, 0.0),
         ("ssh_banner", format!("127.0.0.1:{banner}"), None, 1.0),
+        ("icmp4", "127.0.0.1".to_string(), None, 1.0),
         ("ftp_banner", format!("127.0.0.1:{banner}"), Some("2"), 0.0),
         ("dns_a", dns.clone(), None, 1.0),
         ("dns_a_wrong", dns.clone(), None, 0.0),
