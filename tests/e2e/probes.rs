@@ -616,28 +616,10 @@ async fn postgres_module_follows_a_failover() {
         &[("blackbox.yml", blackbox)],
     )
     .await;
-    let probe = |target: String| {
-        let url = v.url(&format!("/probe?module=pg&target={target}"));
-        async move {
-            parse(
-                &client()
-                    .get(url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap(),
-            )
-        }
-    };
+    let probe = |target: String| probe_series(&v, "pg", target);
     let (p, r) = (pg.primary.target(), pg.replica.target());
-    let m = eventually(Duration::from_secs(30), "the replica streaming", || {
-        let f = probe(p.clone());
-        async move {
-            let m = f.await;
-            (m.get("vigil_probe_pg_connected_replicas") == Some(&1.0)).then_some(m)
-        }
+    let m = probe_until(&v, "pg", &p, 30, "the replica streaming", |m| {
+        m.get("vigil_probe_pg_connected_replicas") == Some(&1.0)
     })
     .await;
     assert_eq!(m["probe_success"], 1.0);
@@ -659,12 +641,8 @@ async fn postgres_module_follows_a_failover() {
     assert!(m["vigil_probe_pg_replication_lag_bytes"] >= 0.0);
 
     pg.kill_primary();
-    let m = eventually(Duration::from_secs(20), "the primary reported down", || {
-        let f = probe(p.clone());
-        async move {
-            let m = f.await;
-            (m.get("probe_success") == Some(&0.0)).then_some(m)
-        }
+    let m = probe_until(&v, "pg", &p, 20, "the primary reported down", |m| {
+        m.get("probe_success") == Some(&0.0)
     })
     .await;
     assert_eq!(m["vigil_probe_pg_up"], 0.0);
@@ -672,45 +650,61 @@ async fn postgres_module_follows_a_failover() {
         !m.contains_key("vigil_probe_pg_is_primary"),
         "no role for a node that is down: {m:?}"
     );
-    eventually(
-        Duration::from_secs(30),
-        "the replica's WAL receiver down",
-        || {
-            let f = probe(r.clone());
-            async move {
-                let m = f.await;
-                (m.get("vigil_probe_pg_wal_receiver_up") == Some(&0.0)).then_some(())
-            }
-        },
-    )
+    probe_until(&v, "pg", &r, 30, "the replica's WAL receiver down", |m| {
+        m.get("vigil_probe_pg_wal_receiver_up") == Some(&0.0)
+    })
     .await;
 
     pg.promote_replica();
-    let m = eventually(
-        Duration::from_secs(30),
+    let m = probe_until(
+        &v,
+        "pg",
+        &r,
+        30,
         "the promoted replica reported primary",
-        || {
-            let f = probe(r.clone());
-            async move {
-                let m = f.await;
-                (m.get("vigil_probe_pg_is_primary") == Some(&1.0)).then_some(m)
-            }
-        },
+        |m| m.get("vigil_probe_pg_is_primary") == Some(&1.0),
     )
     .await;
     assert_eq!(m["probe_success"], 1.0);
     assert_eq!(m["vigil_probe_pg_in_recovery"], 0.0);
     assert_eq!(m["vigil_probe_pg_connected_replicas"], 0.0);
     // The timeline moves to 2 once the promotion's checkpoint is written.
-    eventually(
-        Duration::from_secs(30),
-        "timeline 2 after promotion",
-        || {
-            let f = probe(r.clone());
-            async move { (f.await.get("vigil_probe_pg_timeline") == Some(&2.0)).then_some(()) }
-        },
-    )
+    probe_until(&v, "pg", &r, 30, "timeline 2 after promotion", |m| {
+        m.get("vigil_probe_pg_timeline") == Some(&2.0)
+    })
     .await;
+}
+
+/// The series of Vigil's `/probe` answer for `module` and `target`.
+async fn probe_series(v: &Vigil, module: &str, target: String) -> BTreeMap<String, f64> {
+    let url = v.url(&format!("/probe?module={module}&target={target}"));
+    parse(
+        &client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+}
+
+/// Probes until `done` holds for the answer (at most `secs`), and answers it.
+async fn probe_until(
+    v: &Vigil,
+    module: &str,
+    target: &str,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let done = &done;
+    eventually(Duration::from_secs(secs), what, || async move {
+        let m = probe_series(v, module, target.to_string()).await;
+        done(&m).then_some(m)
+    })
+    .await
 }
 
 /// Removes the test's containers, even when the test fails.
@@ -822,21 +816,7 @@ async fn docker_module_reports_container_state() {
         &[("blackbox.yml", blackbox.as_str())],
     )
     .await;
-    let probe = |module: &str, target: &str| {
-        let url = v.url(&format!("/probe?module={module}&target={target}"));
-        async move {
-            parse(
-                &client()
-                    .get(url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap(),
-            )
-        }
-    };
+    let probe = |module: &'static str, target: &str| probe_series(&v, module, target.to_string());
     let key = |name: &str, c: &str| format!("{name}{{container=\"{c}\"}}");
     let m = probe("ctr", &a).await;
     assert_eq!(m["probe_success"], 1.0, "{m:?}");
@@ -846,16 +826,9 @@ async fn docker_module_reports_container_state() {
         m[&format!("vigil_probe_container_state{{container=\"{a}\",state=\"running\"}}")],
         1.0
     );
-    let m = eventually(Duration::from_secs(20), "the job container exited", || {
-        let f = probe("ctr", &b);
-        let b = b.clone();
-        async move {
-            let m = f.await;
-            (m.get(&format!(
-                "vigil_probe_container_state{{container=\"{b}\",state=\"exited\"}}"
-            )) == Some(&1.0))
-            .then_some(m)
-        }
+    let exited = format!("vigil_probe_container_state{{container=\"{b}\",state=\"exited\"}}");
+    let m = probe_until(&v, "ctr", &b, 20, "the job container exited", |m| {
+        m.get(&exited) == Some(&1.0)
     })
     .await;
     assert_eq!(m["probe_success"], 0.0);
@@ -876,17 +849,9 @@ async fn docker_module_reports_container_state() {
             .unwrap()
             .success()
     );
-    let m = eventually(Duration::from_secs(30), "the restart counted", || {
-        let f = probe("ctr", &a);
-        let a = a.clone();
-        async move {
-            let m = f.await;
-            (m.get(&format!(
-                "vigil_probe_container_restart_count{{container=\"{a}\"}}"
-            )) == Some(&1.0)
-                && m.get("probe_success") == Some(&1.0))
-            .then_some(m)
-        }
+    let restarts = key("vigil_probe_container_restart_count", &a);
+    let m = probe_until(&v, "ctr", &a, 30, "the restart counted", |m| {
+        m.get(&restarts) == Some(&1.0) && m.get("probe_success") == Some(&1.0)
     })
     .await;
     assert_eq!(m[&key("vigil_probe_container_running", &a)], 1.0);

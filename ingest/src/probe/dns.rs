@@ -363,21 +363,12 @@ pub struct PreparedDns {
 impl PreparedDns {
     pub fn new(m: &Module) -> PreparedDns {
         PreparedDns {
-            tls: m
-                .dns
-                .tls_config
-                .client_config(false)
-                .map(|mut c| {
-                    c.alpn_protocols.clear();
-                    Arc::new(c)
-                })
-                .map_err(|e| e.to_string()),
+            tls: super::tls_without_alpn(&m.dns.tls_config),
         }
     }
 }
 
 fn validate(rrs: &[Rr], v: &RrValidator, log: &mut ProbeLog) -> bool {
-    let compile = |s: &str| regex::Regex::new(s).map_err(|e| e.to_string());
     if rrs.is_empty() && !v.fail_if_not_matches_regexp.is_empty() {
         log.error(
             "fail_if_not_matches_regexp specified but no RRs returned",
@@ -392,67 +383,55 @@ fn validate(rrs: &[Rr], v: &RrValidator, log: &mut ProbeLog) -> bool {
         );
         return false;
     }
+    // The expressions compile at probe time, as in blackbox_exporter 0.23: a bad one fails the probe.
+    let mut compiled = |list: &[String]| -> Option<Vec<(String, regex::Regex)>> {
+        let mut out = Vec::new();
+        for re in list {
+            match regex::Regex::new(re) {
+                Ok(r) => out.push((re.clone(), r)),
+                Err(e) => {
+                    log.error("Error matching regexp", &[("regexp", re), ("err", &e)]);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    };
+    let (Some(matches), Some(all), Some(not_matches), Some(none)) = (
+        compiled(&v.fail_if_matches_regexp),
+        compiled(&v.fail_if_all_match_regexp),
+        compiled(&v.fail_if_not_matches_regexp),
+        compiled(&v.fail_if_none_matches_regexp),
+    ) else {
+        return false;
+    };
     let mut any_match = false;
     let mut all_match = true;
     for rr in rrs {
         let s = rr.to_string();
         log.info("Validating RR", &[("rr", &s)]);
-        for re in &v.fail_if_matches_regexp {
-            match compile(re) {
-                Ok(r) if r.is_match(&s) => {
-                    log.error(
-                        "At least one RR matched regexp",
-                        &[("regexp", re), ("rr", &s)],
-                    );
-                    return false;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log.error("Error matching regexp", &[("regexp", re), ("err", &e)]);
-                    return false;
-                }
-            }
+        if let Some((re, _)) = matches.iter().find(|(_, r)| r.is_match(&s)) {
+            log.error(
+                "At least one RR matched regexp",
+                &[("regexp", re), ("rr", &s)],
+            );
+            return false;
         }
-        for re in &v.fail_if_all_match_regexp {
-            match compile(re) {
-                Ok(r) => all_match &= r.is_match(&s),
-                Err(e) => {
-                    log.error("Error matching regexp", &[("regexp", re), ("err", &e)]);
-                    return false;
-                }
-            }
+        if let Some((re, _)) = not_matches.iter().find(|(_, r)| !r.is_match(&s)) {
+            log.error(
+                "At least one RR did not match regexp",
+                &[("regexp", re), ("rr", &s)],
+            );
+            return false;
         }
-        for re in &v.fail_if_not_matches_regexp {
-            match compile(re) {
-                Ok(r) if !r.is_match(&s) => {
-                    log.error(
-                        "At least one RR did not match regexp",
-                        &[("regexp", re), ("rr", &s)],
-                    );
-                    return false;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log.error("Error matching regexp", &[("regexp", re), ("err", &e)]);
-                    return false;
-                }
-            }
-        }
-        for re in &v.fail_if_none_matches_regexp {
-            match compile(re) {
-                Ok(r) => any_match |= r.is_match(&s),
-                Err(e) => {
-                    log.error("Error matching regexp", &[("regexp", re), ("err", &e)]);
-                    return false;
-                }
-            }
-        }
+        all_match &= all.iter().all(|(_, r)| r.is_match(&s));
+        any_match |= none.iter().any(|(_, r)| r.is_match(&s));
     }
-    if !v.fail_if_all_match_regexp.is_empty() && !all_match {
+    if !all.is_empty() && !all_match {
         log.error("Not all RRs matched regexp", &[]);
         return false;
     }
-    if !v.fail_if_none_matches_regexp.is_empty() && !any_match {
+    if !none.is_empty() && !any_match {
         log.error("None of the RRs did matched any regexp", &[]);
         return false;
     }

@@ -635,46 +635,38 @@ async fn finish(
 }
 
 fn headers_ok(cfg: &HttpProbe, headers: &HeaderMap, log: &mut ProbeLog) -> bool {
-    for hm in &cfg.fail_if_header_matches {
-        let values: Vec<&str> = headers
-            .get_all(hm.header.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if values.is_empty() {
-            if !hm.allow_missing {
-                log.error("Missing required header", &[("header", &hm.header)]);
+    // (matchers, fail when a value matches?, message): fail_if_header_matches fails when any value
+    // matches, fail_if_header_not_matches when none does; a missing header fails either unless
+    // allow_missing.
+    for (matchers, fail_on_match, msg) in [
+        (
+            &cfg.fail_if_header_matches,
+            true,
+            "Header matched regular expression",
+        ),
+        (
+            &cfg.fail_if_header_not_matches,
+            false,
+            "Header did not match regular expression",
+        ),
+    ] {
+        for hm in matchers {
+            let values: Vec<&str> = headers
+                .get_all(hm.header.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if values.is_empty() {
+                if !hm.allow_missing {
+                    log.error("Missing required header", &[("header", &hm.header)]);
+                    return false;
+                }
+                continue;
+            }
+            if values.iter().any(|v| hm.regexp.re.is_match(v)) == fail_on_match {
+                log.error(msg, &[("header", &hm.header), ("regexp", &hm.regexp.text)]);
                 return false;
             }
-            continue;
-        }
-        if values.iter().any(|v| hm.regexp.re.is_match(v)) {
-            log.error(
-                "Header matched regular expression",
-                &[("header", &hm.header), ("regexp", &hm.regexp.text)],
-            );
-            return false;
-        }
-    }
-    for hm in &cfg.fail_if_header_not_matches {
-        let values: Vec<&str> = headers
-            .get_all(hm.header.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if values.is_empty() {
-            if !hm.allow_missing {
-                log.error("Missing required header", &[("header", &hm.header)]);
-                return false;
-            }
-            continue;
-        }
-        if !values.iter().any(|v| hm.regexp.re.is_match(v)) {
-            log.error(
-                "Header did not match regular expression",
-                &[("header", &hm.header), ("regexp", &hm.regexp.text)],
-            );
-            return false;
         }
     }
     true

@@ -32,6 +32,19 @@ pub use registry::ProbeMetrics;
 pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// The TLS client configuration of a non-HTTP prober (no ALPN), built once per module; the error
+/// is reported when a probe needs it.
+pub(crate) fn tls_without_alpn(
+    t: &vigil_http::TlsConfig,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    t.client_config(false)
+        .map(|mut c| {
+            c.alpn_protocols.clear();
+            std::sync::Arc::new(c)
+        })
+        .map_err(|e| e.to_string())
+}
+
 /// What a module needs prepared once (TLS configurations, credentials), not at every probe.
 struct Prepared {
     http: http::PreparedHttp,

@@ -46,15 +46,7 @@ pub struct PreparedTcp {
 impl PreparedTcp {
     pub fn new(m: &Module) -> PreparedTcp {
         PreparedTcp {
-            tls: m
-                .tcp
-                .tls_config
-                .client_config(false)
-                .map(|mut c| {
-                    c.alpn_protocols.clear();
-                    Arc::new(c)
-                })
-                .map_err(|e| e.to_string()),
+            tls: super::tls_without_alpn(&m.tcp.tls_config),
         }
     }
 }
