@@ -768,8 +768,9 @@ fn busybox_image() -> Option<&'static str> {
     Some(IMAGE)
 }
 
-/// The `docker` module on real containers: running, exited with its code, restarts counted when the
-/// daemon restarts a killed container, stopped; and a label-selected group.
+/// The `docker` module on real containers: running, exited with its code, healthy and unhealthy by
+/// their healthchecks, restarts counted when the daemon restarts a killed container, stopped; and a
+/// label-selected group.
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_module_reports_container_state() {
     if tool("docker").is_none() {
@@ -778,7 +779,8 @@ async fn docker_module_reports_container_state() {
     let Some(image) = busybox_image() else { return };
     let tag = format!("probe-{}", std::process::id());
     let (a, b) = (format!("vigil-{tag}-web"), format!("vigil-{tag}-job"));
-    let _cleanup = Containers(vec![a.clone(), b.clone()]);
+    let (ok, sick) = (format!("vigil-{tag}-ok"), format!("vigil-{tag}-sick"));
+    let _cleanup = Containers(vec![a.clone(), b.clone(), ok.clone(), sick.clone()]);
     let label = format!("vigil-test={tag}");
     docker(&[
         "run",
@@ -808,6 +810,25 @@ async fn docker_module_reports_container_state() {
         "-c",
         "exit 3",
     ]);
+    for (name, check) in [(&ok, "/bin/busybox true"), (&sick, "/bin/busybox false")] {
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--health-cmd",
+            check,
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            image,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "sleep 3600",
+        ]);
+    }
     let blackbox = format!(
         "modules:\n  ctr:\n    prober: docker\n    docker: {{}}\n  group:\n    prober: docker\n    docker:\n      label_selector: ['{label}']\n"
     );
@@ -839,6 +860,24 @@ async fn docker_module_reports_container_state() {
     let m = probe("ctr", "vigil-no-such-container").await;
     assert_eq!(m["probe_success"], 0.0);
     assert_eq!(m["vigil_probe_containers"], 0.0);
+
+    // Healthchecks: the passing one is healthy and succeeds, the failing one is unhealthy and fails
+    // although it runs.
+    let healthy = key("vigil_probe_container_healthy", &ok);
+    let m = probe_until(&v, "ctr", &ok, 30, "the healthcheck passing", |m| {
+        m.get(&healthy) == Some(&1.0)
+    })
+    .await;
+    assert_eq!(m["probe_success"], 1.0, "{m:?}");
+    let unhealthy =
+        format!("vigil_probe_container_health_status{{container=\"{sick}\",status=\"unhealthy\"}}");
+    let m = probe_until(&v, "ctr", &sick, 30, "the healthcheck failing", |m| {
+        m.get(&unhealthy) == Some(&1.0)
+    })
+    .await;
+    assert_eq!(m["probe_success"], 0.0, "{m:?}");
+    assert_eq!(m[&key("vigil_probe_container_running", &sick)], 1.0);
+    assert_eq!(m[&key("vigil_probe_container_healthy", &sick)], 0.0);
 
     // Kill the process inside: the daemon restarts it (restart policy), and the count shows it.
     let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &a]);
