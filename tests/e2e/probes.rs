@@ -901,3 +901,127 @@ async fn docker_module_reports_container_state() {
     assert_eq!(m[&key("vigil_probe_container_running", &a)], 0.0);
     assert_eq!(m[&key("vigil_probe_container_exit_code", &a)], 137.0);
 }
+
+/// The `grpc` prober against a real gRPC health service (grpcio), plaintext and TLS with a private
+/// CA, compared with blackbox_exporter 0.23 on the same modules and targets.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_probes_agree_with_blackbox_exporter() {
+    let (Some(bb), Some(python)) = (tool("prometheus-blackbox-exporter"), tool("python3")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/grpc_health_server.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script).arg(ca.cert()).arg(ca.key());
+    let server = Proc::spawn("grpc_health_server", &mut cmd, &dir.path().join("grpc.log"));
+    let ports = eventually(Duration::from_secs(30), "the gRPC server's ports", || {
+        let log = server.log.clone();
+        async move {
+            let t = std::fs::read_to_string(&log).ok()?;
+            let mut it = t
+                .lines()
+                .next()?
+                .split_whitespace()
+                .map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        }
+    })
+    .await;
+    let (plain, tls) = ports;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ca_file = ca.ca().display().to_string();
+    let blackbox_yml = format!(
+        r#"modules:
+  grpc_plain:
+    prober: grpc
+    grpc:
+      preferred_ip_protocol: ip4
+  grpc_shop:
+    prober: grpc
+    grpc:
+      service: shop
+      preferred_ip_protocol: ip4
+  grpc_billing:
+    prober: grpc
+    grpc:
+      service: billing
+      preferred_ip_protocol: ip4
+  grpc_unknown:
+    prober: grpc
+    grpc:
+      service: nothing-here
+      preferred_ip_protocol: ip4
+  grpc_tls:
+    prober: grpc
+    grpc:
+      tls: true
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: {ca_file}
+        server_name: localhost
+"#
+    );
+    std::fs::write(dir.path().join("blackbox.yml"), &blackbox_yml).unwrap();
+    let mut cmd = Command::new(&bb);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.path().join("blackbox.yml").display()
+    ))
+    .arg("--web.listen-address=127.0.0.1:0");
+    let mut blackbox = Proc::spawn("blackbox_exporter", &mut cmd, &dir.path().join("bb.log"));
+    let bb_port = port_of(&mut blackbox, Duration::from_secs(30)).await;
+    let v = Vigil::start_with_files(
+        "blackbox_config: blackbox.yml\n",
+        &[("blackbox.yml", blackbox_yml.as_str())],
+    )
+    .await;
+    let bb_base = format!("http://127.0.0.1:{bb_port}");
+    let t = |p: u16| format!("127.0.0.1:{p}");
+    let cases = [
+        ("grpc_plain", t(plain), 1.0),
+        ("grpc_shop", t(plain), 1.0),
+        ("grpc_billing", t(plain), 0.0),
+        ("grpc_unknown", t(plain), 0.0),
+        ("grpc_plain", t(closed), 0.0),
+        ("grpc_tls", t(tls), 1.0),
+    ];
+    let mut failures = Vec::new();
+    let vigil_base = v.url("");
+    for (module, target, want) in &cases {
+        let ((_, bt), (_, vt)) = tokio::join!(
+            ask(&bb_base, module, target, Some("3")),
+            ask(&vigil_base, module, target, Some("3"))
+        );
+        let (b, vv) = (parse(&bt), parse(&vt));
+        let case = format!("{module} {target}");
+        if b.get("probe_success") != Some(want) {
+            failures.push(format!(
+                "{case}: blackbox_exporter says {:?}, the test expects {want}",
+                b.get("probe_success")
+            ));
+        }
+        let (nb, nv): (Vec<&String>, Vec<&String>) = (b.keys().collect(), vv.keys().collect());
+        if nb != nv {
+            failures.push(format!(
+                "{case}: series differ\n  blackbox: {nb:?}\n  vigil:    {nv:?}"
+            ));
+            continue;
+        }
+        for (k, x) in &b {
+            let y = vv[k];
+            let same = timing(k)
+                || k.starts_with("probe_grpc_duration_seconds")
+                || (k.starts_with("probe_ssl_earliest_cert_expiry") && (x - y).abs() < 1.0)
+                || *x == y;
+            if !same {
+                failures.push(format!("{case}: {k} blackbox {x}, Vigil {y}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -82,7 +82,7 @@ pub struct Module {
     #[serde(default)]
     pub dns: DnsProbe,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grpc: Option<serde_yaml_ng::Value>,
+    pub grpc: Option<GrpcProbe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresProbe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +131,9 @@ impl Module {
         }
         self.tcp.tls_config.validate().map_err(|e| e.to_string())?;
         self.dns.tls_config.validate().map_err(|e| e.to_string())?;
+        if let Some(g) = &self.grpc {
+            g.tls_config.validate().map_err(|e| e.to_string())?;
+        }
         if self.prober == "dns" && self.dns.query_name.is_empty() {
             return Err("query name must be set for DNS module".into());
         }
@@ -169,6 +172,9 @@ impl Module {
         self.http.http_client_config.set_directory(dir);
         self.tcp.tls_config.set_directory(dir);
         self.dns.tls_config.set_directory(dir);
+        if let Some(g) = &mut self.grpc {
+            g.tls_config.set_directory(dir);
+        }
     }
 }
 
@@ -482,6 +488,29 @@ pub struct RrValidator {
     pub fail_if_not_matches_regexp: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fail_if_none_matches_regexp: Vec<String>,
+}
+
+/// `grpc:`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcProbe {
+    /// The service whose health is asked for (empty: the server as a whole).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub tls_config: vigil_http::TlsConfig,
+    #[serde(default = "yes")]
+    pub ip_protocol_fallback: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preferred_ip_protocol: String,
+}
+
+impl Default for GrpcProbe {
+    fn default() -> Self {
+        serde_yaml_ng::from_str("{}").expect("defaults parse")
+    }
 }
 
 /// `postgres:` (a Vigil module type): connects, runs `SELECT 1`, reads the role and replication.

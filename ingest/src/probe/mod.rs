@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod dns;
 pub mod docker;
+pub mod grpc;
 pub mod http;
 pub mod icmp;
 pub mod job;
@@ -50,6 +51,7 @@ struct Prepared {
     http: http::PreparedHttp,
     tcp: tcp::PreparedTcp,
     dns: dns::PreparedDns,
+    grpc: grpc::PreparedGrpc,
 }
 
 /// The result of one probe.
@@ -80,6 +82,7 @@ impl Prober {
                         http: http::PreparedHttp::new(&m.http),
                         tcp: tcp::PreparedTcp::new(m),
                         dns: dns::PreparedDns::new(m),
+                        grpc: grpc::PreparedGrpc::new(m),
                     },
                 )
             })
@@ -134,6 +137,7 @@ impl Prober {
                 "icmp" => icmp::probe(target, module, deadline, &mut m, &mut log).await,
                 "postgres" => postgres::probe(target, module, deadline, &mut m, &mut log).await,
                 "docker" => docker::probe(target, module, deadline, &mut m, &mut log).await,
+                "grpc" => grpc::probe(target, module, &prepared.grpc, &mut m, &mut log).await,
                 other => {
                     log.error(
                         "Prober not supported by this version of Vigil",

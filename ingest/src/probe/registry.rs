@@ -59,6 +59,11 @@ impl ProbeMetrics {
         self.families.get(name)?.series.get(&l).copied()
     }
 
+    /// Drops a family.
+    pub fn remove(&mut self, name: &str) {
+        self.families.remove(name);
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.families.contains_key(name)
     }
