@@ -621,7 +621,7 @@ fn merge_parts(mut parts: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
         return parts.pop().unwrap_or_default();
     }
     parts.sort_by_key(|p| p.first().map(|s| s.0));
-    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     for p in parts {
         if out
             .last()

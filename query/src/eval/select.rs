@@ -120,15 +120,20 @@ pub(crate) fn range_arg<'e>(e: &'e Expr, ctx: &Ctx) -> Result<RangeArg<'e>, Eval
                 .get(&key(&ms.vs))
                 .map(|d| {
                     d.iter()
-                        .map(|s| RangeSeries {
-                            labels: s.labels.clone(),
-                            pts: s
-                                .ts
-                                .iter()
-                                .zip(s.vs.iter())
-                                .filter(|(_, v)| !is_stale_nan(**v))
-                                .map(|(t, v)| (*t, *v))
-                                .collect(),
+                        .map(|s| {
+                            // Sized up front: the filter hides the length from `collect`, which
+                            // would otherwise grow a day of points by repeated reallocation.
+                            let mut pts = Vec::with_capacity(s.ts.len());
+                            pts.extend(
+                                s.ts.iter()
+                                    .zip(s.vs.iter())
+                                    .filter(|(_, v)| !is_stale_nan(**v))
+                                    .map(|(t, v)| (*t, *v)),
+                            );
+                            RangeSeries {
+                                labels: s.labels.clone(),
+                                pts,
+                            }
                         })
                         .collect()
                 })
