@@ -73,16 +73,18 @@ impl ProbeService {
                 last_error: if r.success {
                     String::new()
                 } else {
-                    r.log.last_error().unwrap_or_default()
+                    r.log.last_error().unwrap_or_default().to_string()
                 },
                 last_probe: vigil_model::rfc3339(now),
             },
         );
     }
 
-    /// Forgets targets that are no longer probed: keeps only `(job, target)` pairs in `live`.
-    pub fn retain(&self, live: &std::collections::HashSet<(String, String)>) {
-        self.last.lock().retain(|k, _| live.contains(k));
+    /// Forgets a target that is no longer probed (its job or its discovery dropped it).
+    pub fn forget(&self, job: &str, target: &str) {
+        self.last
+            .lock()
+            .remove(&(job.to_string(), target.to_string()));
     }
 
     /// The last result of every probe job target.

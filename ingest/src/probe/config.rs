@@ -210,6 +210,11 @@ fn yes() -> bool {
     true
 }
 
+/// A section as an empty mapping reads: blackbox_exporter's defaults are the serde defaults.
+fn defaults<T: serde::de::DeserializeOwned>() -> T {
+    serde_yaml_ng::from_str("{}").expect("an empty section takes the defaults")
+}
+
 /// `http:`.
 #[derive(Clone, Debug, Serialize)]
 pub struct HttpProbe {
@@ -347,7 +352,7 @@ impl<'de> Deserialize<'de> for HttpProbe {
 
 impl Default for HttpProbe {
     fn default() -> Self {
-        serde_yaml_ng::from_str("{}").expect("defaults parse")
+        defaults()
     }
 }
 
@@ -391,7 +396,7 @@ pub struct TcpProbe {
 
 impl Default for TcpProbe {
     fn default() -> Self {
-        serde_yaml_ng::from_str("{}").expect("defaults parse")
+        defaults()
     }
 }
 
@@ -431,7 +436,7 @@ fn default_ttl() -> i64 {
 
 impl Default for IcmpProbe {
     fn default() -> Self {
-        serde_yaml_ng::from_str("{}").expect("defaults parse")
+        defaults()
     }
 }
 
@@ -471,7 +476,7 @@ pub struct DnsProbe {
 
 impl Default for DnsProbe {
     fn default() -> Self {
-        serde_yaml_ng::from_str("{}").expect("defaults parse")
+        defaults()
     }
 }
 
@@ -509,7 +514,7 @@ pub struct GrpcProbe {
 
 impl Default for GrpcProbe {
     fn default() -> Self {
-        serde_yaml_ng::from_str("{}").expect("defaults parse")
+        defaults()
     }
 }
 

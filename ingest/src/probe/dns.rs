@@ -363,7 +363,7 @@ pub struct PreparedDns {
 impl PreparedDns {
     pub fn new(m: &Module) -> PreparedDns {
         PreparedDns {
-            tls: super::tls_without_alpn(&m.dns.tls_config),
+            tls: super::tls_client(&m.dns.tls_config, &[]),
         }
     }
 }

@@ -29,14 +29,7 @@ impl PreparedGrpc {
     pub fn new(m: &Module) -> PreparedGrpc {
         let g = m.grpc.clone().unwrap_or_default();
         PreparedGrpc {
-            tls: g
-                .tls_config
-                .client_config(true)
-                .map(|mut c| {
-                    c.alpn_protocols = vec![b"h2".to_vec()];
-                    Arc::new(c)
-                })
-                .map_err(|e| e.to_string()),
+            tls: super::tls_client(&g.tls_config, &[b"h2"]),
         }
     }
 }
@@ -186,13 +179,7 @@ async fn check(
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    struct Abort(tokio::task::JoinHandle<()>);
-    impl Drop for Abort {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let _task = Abort(task);
+    let _task = super::AbortOnDrop(task);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let req = match hyper::Request::builder()
         .method("POST")
@@ -299,12 +286,7 @@ pub async fn probe(
         "Returns last SSL chain expiry in unixtime",
         0.0,
     );
-    let text = if target.starts_with("http://") || target.starts_with("https://") {
-        target.to_string()
-    } else {
-        format!("http://{target}")
-    };
-    let url = match reqwest::Url::parse(&text) {
+    let url = match super::target_url(target) {
         Ok(u) => u,
         Err(e) => {
             log.error("Could not parse target URL", &[("err", &e)]);

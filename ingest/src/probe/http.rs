@@ -67,15 +67,7 @@ struct TlsState {
     version: Option<rustls::ProtocolVersion>,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-use super::Io;
+use super::{AbortOnDrop, Io};
 
 fn is_redirect(s: u16) -> bool {
     matches!(s, 301 | 302 | 303 | 307 | 308)
@@ -122,12 +114,7 @@ pub async fn probe(
     ] {
         m.set(name, help, 0.0);
     }
-    let text = if target.starts_with("http://") || target.starts_with("https://") {
-        target.to_string()
-    } else {
-        format!("http://{target}")
-    };
-    let url = match reqwest::Url::parse(&text) {
+    let url = match super::target_url(target) {
         Ok(u) => u,
         Err(e) => {
             log.error("Could not parse target URL", &[("err", &e)]);

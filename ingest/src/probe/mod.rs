@@ -1,7 +1,7 @@
 //! Probes: blackbox_exporter's probers built in, plus Vigil's own `postgres` and `docker` module
 //! types, configured by an unchanged `blackbox.yml` ([`config`]).
 //!
-//! One prober per file (`http`, `tcp`, `dns`, `icmp`), each writing blackbox_exporter's series into
+//! One prober per file (`http`, `tcp`, `dns`, `icmp`, `grpc`, `postgres`, `docker`), each writing blackbox_exporter's series into
 //! a [`registry::ProbeMetrics`] and its log into a [`log::ProbeLog`]. [`Prober::run`] runs one
 //! module against one target under one deadline; [`api`] answers `GET /probe` with the result, as
 //! blackbox_exporter does, so a Prometheus job written for it works against Vigil.
@@ -33,17 +33,38 @@ pub use registry::ProbeMetrics;
 pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-/// The TLS client configuration of a non-HTTP prober (no ALPN), built once per module; the error
-/// is reported when a probe needs it.
-pub(crate) fn tls_without_alpn(
+/// A prober's TLS client configuration with the given ALPN protocols (none for tcp and dns, `h2`
+/// for grpc), built once per module; the error is reported when a probe needs it.
+pub(crate) fn tls_client(
     t: &vigil_http::TlsConfig,
+    alpn: &[&[u8]],
 ) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     t.client_config(false)
         .map(|mut c| {
-            c.alpn_protocols.clear();
+            c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             std::sync::Arc::new(c)
         })
         .map_err(|e| e.to_string())
+}
+
+/// A connection task (hyper's, tokio-postgres's) that ends with the probe that started it.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A probe target as a URL, `http://` added when it has no scheme (as blackbox_exporter's http and
+/// grpc probers read their targets).
+pub(crate) fn target_url(target: &str) -> Result<reqwest::Url, String> {
+    let text = if target.starts_with("http://") || target.starts_with("https://") {
+        target.to_string()
+    } else {
+        format!("http://{target}")
+    };
+    reqwest::Url::parse(&text).map_err(|e| e.to_string())
 }
 
 /// What a module needs prepared once (TLS configurations, credentials), not at every probe.
@@ -94,10 +115,6 @@ impl Prober {
         }
     }
 
-    pub fn config(&self) -> &BlackboxConfig {
-        &self.config
-    }
-
     pub fn module(&self, name: &str) -> Option<&Module> {
         self.config.modules.get(name)
     }
@@ -138,11 +155,9 @@ impl Prober {
                 "postgres" => postgres::probe(target, module, deadline, &mut m, &mut log).await,
                 "docker" => docker::probe(target, module, deadline, &mut m, &mut log).await,
                 "grpc" => grpc::probe(target, module, &prepared.grpc, &mut m, &mut log).await,
+                // The configuration refuses other probers when it loads.
                 other => {
-                    log.error(
-                        "Prober not supported by this version of Vigil",
-                        &[("prober", &other)],
-                    );
+                    log.error("Unknown prober", &[("prober", &other)]);
                     false
                 }
             }
@@ -177,10 +192,7 @@ impl Prober {
                 &[("duration_seconds", &duration.as_secs_f64())],
             );
         } else {
-            log.error(
-                "Probe failed",
-                &[("duration_seconds", &duration.as_secs_f64())],
-            );
+            log.failed(duration.as_secs_f64());
         }
         Some(ProbeResult {
             success,

@@ -93,13 +93,7 @@ pub async fn probe(
     let conn_task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    struct Abort(tokio::task::JoinHandle<()>);
-    impl Drop for Abort {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let _conn = Abort(conn_task);
+    let _conn = super::AbortOnDrop(conn_task);
     f(
         m,
         "vigil_probe_pg_connect_seconds",

@@ -11,6 +11,16 @@ struct Family {
     series: BTreeMap<Vec<(String, String)>, f64>,
 }
 
+/// A series' labels as a family keys them: owned and sorted by name.
+fn key(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.sort();
+    l
+}
+
 /// The metrics of one probe run.
 #[derive(Clone, Debug, Default)]
 pub struct ProbeMetrics {
@@ -29,14 +39,9 @@ impl ProbeMetrics {
 
     /// Sets one series of a labelled gauge.
     pub fn set_with(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], v: f64) {
-        let mut l: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        l.sort();
         let f = self.families.entry(name.to_string()).or_default();
         f.help = help;
-        f.series.insert(l, v);
+        f.series.insert(key(labels), v);
     }
 
     /// Adds to one series of a labelled gauge (creating it at 0).
@@ -51,12 +56,7 @@ impl ProbeMetrics {
     }
 
     pub fn get_with(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut l: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        l.sort();
-        self.families.get(name)?.series.get(&l).copied()
+        self.families.get(name)?.series.get(&key(labels)).copied()
     }
 
     /// Drops a family.
@@ -66,15 +66,6 @@ impl ProbeMetrics {
 
     pub fn contains(&self, name: &str) -> bool {
         self.families.contains_key(name)
-    }
-
-    /// Every series as (name, sorted labels, value), in output order.
-    pub fn series(&self) -> impl Iterator<Item = (&str, &[(String, String)], f64)> {
-        self.families.iter().flat_map(|(n, f)| {
-            f.series
-                .iter()
-                .map(move |(l, v)| (n.as_str(), l.as_slice(), *v))
-        })
     }
 
     /// The text exposition format 0.0.4, as blackbox_exporter's `/probe` answers.

@@ -46,7 +46,7 @@ pub struct PreparedTcp {
 impl PreparedTcp {
     pub fn new(m: &Module) -> PreparedTcp {
         PreparedTcp {
-            tls: super::tls_without_alpn(&m.tcp.tls_config),
+            tls: super::tls_client(&m.tcp.tls_config, &[]),
         }
     }
 }
