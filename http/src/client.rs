@@ -383,6 +383,19 @@ impl HttpClientConfig {
             .map_err(|e| HttpConfigError::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpClient {
             client,
+            credentials: Credentials {
+                basic_auth: cfg.basic_auth,
+                authorization: cfg.authorization,
+            },
+        })
+    }
+
+    /// The credentials alone (validated, `bearer_token` folded into `authorization`), for a
+    /// caller that speaks HTTP itself (the probes) and needs only the `Authorization` header.
+    pub fn credentials(&self) -> Result<Credentials, HttpConfigError> {
+        let mut cfg = self.clone();
+        cfg.validate()?;
+        Ok(Credentials {
             basic_auth: cfg.basic_auth,
             authorization: cfg.authorization,
         })
@@ -412,6 +425,12 @@ impl Default for ClientOptions {
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     client: reqwest::Client,
+    credentials: Credentials,
+}
+
+/// What an `http_config` sends as `Authorization`: basic auth or a typed credential.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
 }
@@ -422,14 +441,9 @@ fn read_secret_file(path: &str, what: &str) -> Result<String, HttpConfigError> {
         .map_err(|e| HttpConfigError::Invalid(format!("unable to read {what} {path}: {e}")))
 }
 
-impl HttpClient {
-    /// A client with no `http_config` (system roots, no credentials).
-    pub fn plain(opts: &ClientOptions) -> Result<HttpClient, HttpConfigError> {
-        HttpClientConfig::default().build(opts)
-    }
-
+impl Credentials {
     /// The `Authorization` header this client sends, if any (files read now).
-    pub fn authorization_header(&self) -> Result<Option<HeaderValue>, HttpConfigError> {
+    pub fn header(&self) -> Result<Option<HeaderValue>, HttpConfigError> {
         let value = if let Some(b) = &self.basic_auth {
             let user = if b.username_file.is_empty() {
                 b.username.clone()
@@ -460,6 +474,18 @@ impl HttpClient {
         })?;
         v.set_sensitive(true);
         Ok(Some(v))
+    }
+}
+
+impl HttpClient {
+    /// A client with no `http_config` (system roots, no credentials).
+    pub fn plain(opts: &ClientOptions) -> Result<HttpClient, HttpConfigError> {
+        HttpClientConfig::default().build(opts)
+    }
+
+    /// The `Authorization` header this client sends, if any (files read now).
+    pub fn authorization_header(&self) -> Result<Option<HeaderValue>, HttpConfigError> {
+        self.credentials.header()
     }
 
     /// A request with this client's credentials.

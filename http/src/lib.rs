@@ -16,7 +16,7 @@ pub mod serve;
 pub mod tls;
 pub mod web;
 
-pub use client::{ClientOptions, HttpClient, HttpClientConfig, TlsConfig};
+pub use client::{ClientOptions, Credentials, HttpClient, HttpClientConfig, TlsConfig};
 pub use serve::{ServeOptions, guarded, serve};
 pub use web::{WebConfigFile, WebGuard};
 

@@ -600,6 +600,22 @@ async fn probe_jobs_store_series_and_hung_targets_cost_only_their_timeout() {
         m.contains("vigil_probe_failures_total{job=\"hung\"}"),
         "{m}"
     );
+
+    // Dropping the hung job on reload drops its targets from /api/v1/probes.
+    let healthy_only = config[..config.find("  - job_name: hung").unwrap()].to_string();
+    std::fs::write(v.config_path(), healthy_only).unwrap();
+    let r = client().post(v.url("/-/reload")).send().await.unwrap();
+    assert!(r.status().is_success(), "reload: {}", r.status());
+    eventually(
+        Duration::from_secs(20),
+        "the hung job's targets forgotten",
+        || async {
+            let api = v.get_json("/api/v1/probes").await;
+            let probes = api["data"]["probes"].as_array().unwrap().clone();
+            (probes.len() == 180 && probes.iter().all(|p| p["job"] == "healthy")).then_some(())
+        },
+    )
+    .await;
 }
 
 /// The `postgres` module on a real primary with a streaming replica: roles, replicas and lag while

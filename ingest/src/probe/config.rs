@@ -159,6 +159,16 @@ impl Module {
         if self.prober == "postgres" && self.postgres.as_ref().is_none_or(|p| p.user.is_empty()) {
             return Err("a postgres module needs postgres.user".into());
         }
+        if let Some(p) = &self.postgres
+            && let Some(k) = p
+                .params
+                .keys()
+                .find(|k| !matches!(k.as_str(), "application_name" | "options"))
+        {
+            return Err(format!(
+                "postgres.params: {k:?} is not supported (application_name, options)"
+            ));
+        }
         if self.prober == "docker" {
             let Some(d) = &self.docker else {
                 return Err("a docker module needs a docker: section".into());
@@ -773,6 +783,10 @@ mod tests {
             (
                 "modules:\n  a:\n    prober: htp\n",
                 "unknown prober \"htp\"",
+            ),
+            (
+                "modules:\n  a:\n    prober: postgres\n    postgres: {user: u, params: {sslmode: require}}\n",
+                "postgres.params: \"sslmode\" is not supported",
             ),
             (
                 "modules:\n  a:\n    prober: http\n    timeout: 5 seconds\n",

@@ -30,7 +30,7 @@ const PHASES: &str = "Duration of http request by phase, summed over all redirec
 /// What an HTTP module needs prepared once, not at every probe.
 pub struct PreparedHttp {
     tls: Result<Arc<rustls::ClientConfig>, String>,
-    client: Result<vigil_http::HttpClient, String>,
+    credentials: Result<vigil_http::Credentials, String>,
 }
 
 impl PreparedHttp {
@@ -42,9 +42,7 @@ impl PreparedHttp {
                 .client_config(hc.enable_http2)
                 .map(Arc::new)
                 .map_err(|e| e.to_string()),
-            client: hc
-                .build(&vigil_http::ClientOptions::default())
-                .map_err(|e| e.to_string()),
+            credentials: hc.credentials().map_err(|e| e.to_string()),
         }
     }
 }
@@ -148,14 +146,14 @@ pub async fn probe(
             return false;
         }
     };
-    let client = match &prepared.client {
+    let credentials = match &prepared.credentials {
         Ok(c) => c,
         Err(e) => {
             log.error("Error generating HTTP client", &[("err", e)]);
             return false;
         }
     };
-    let auth = match client.authorization_header() {
+    let auth = match credentials.header() {
         Ok(a) => a,
         Err(e) => {
             log.error("Error generating HTTP client", &[("err", &e)]);

@@ -12,7 +12,9 @@ use vigil_model::{LabelLimits, Labels};
 
 use super::config::{GlobalConfig, ScrapeConfig};
 use super::discovery::{self, TargetGroup};
-use super::scraper::{JobSettings, ScrapeContext, ScrapeLoop, StopReason, TargetStatus};
+use super::scraper::{
+    JobSettings, ProbeRun, ScrapeContext, ScrapeLoop, Source, StopReason, TargetStatus,
+};
 use super::target::{Target, populate};
 use crate::metrics::JobLabel;
 
@@ -60,14 +62,25 @@ pub struct ScrapeManager {
 }
 
 fn settings(job: &ScrapeConfig, ctx: &ScrapeContext) -> Result<JobSettings, String> {
-    let client = job
-        .http_config
-        .build(&vigil_http::ClientOptions {
-            user_agent: ctx.user_agent.clone(),
-            gzip: true,
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
+    let source = match &job.probe_module {
+        // A probe job fetches nothing over HTTP: no client to build.
+        Some(m) => Source::Probe(ProbeRun {
+            service: ctx
+                .probes
+                .clone()
+                .ok_or("probe jobs need the probe service")?,
+            module: m.clone(),
+        }),
+        None => Source::Http(
+            job.http_config
+                .build(&vigil_http::ClientOptions {
+                    user_agent: ctx.user_agent.clone(),
+                    gzip: true,
+                    ..Default::default()
+                })
+                .map_err(|e| e.to_string())?,
+        ),
+    };
     Ok(JobSettings {
         job_name: job.job_name.clone(),
         honor_labels: job.honor_labels,
@@ -80,17 +93,7 @@ fn settings(job: &ScrapeConfig, ctx: &ScrapeContext) -> Result<JobSettings, Stri
         },
         sample_limit: job.sample_limit,
         body_size_limit: job.body_size_limit,
-        client,
-        probe: match &job.probe_module {
-            None => None,
-            Some(m) => Some(super::scraper::ProbeRun {
-                service: ctx
-                    .probes
-                    .clone()
-                    .ok_or("probe jobs need the probe service")?,
-                module: m.clone(),
-            }),
-        },
+        source,
     })
 }
 

@@ -29,10 +29,26 @@ pub struct JobSettings {
     pub limits: LabelLimits,
     pub sample_limit: usize,
     pub body_size_limit: u64,
-    /// The job's client: its `http_config` (TLS, credentials, proxy).
-    pub client: vigil_http::HttpClient,
-    /// For a probe job: the probes and the module each target is probed with.
-    pub probe: Option<ProbeRun>,
+    /// Where the pages come from.
+    pub source: Source,
+}
+
+/// How a job's targets are fetched.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Over HTTP with the job's client (its `http_config`: TLS, credentials, proxy).
+    Http(vigil_http::HttpClient),
+    /// By running a probe module in-process (a `probe_configs` job).
+    Probe(ProbeRun),
+}
+
+impl JobSettings {
+    fn probe(&self) -> Option<&ProbeRun> {
+        match &self.source {
+            Source::Probe(p) => Some(p),
+            Source::Http(_) => None,
+        }
+    }
 }
 
 /// How a probe job's targets are "fetched": by running a module in-process.
@@ -145,7 +161,7 @@ impl ScrapeLoop {
                 scheduled = tick.tick() => {
                     // A probe that starts more than half an interval after its slot is late (the
                     // runtime was starved or the previous probe overran).
-                    if self.job.probe.is_some() && scheduled.elapsed() > self.target.interval / 2 {
+                    if self.job.probe().is_some() && scheduled.elapsed() > self.target.interval / 2 {
                         self.ctx
                             .metrics
                             .probes_late
@@ -161,6 +177,9 @@ impl ScrapeLoop {
         }
         if *reason.lock() == StopReason::TargetRemoved {
             self.mark_all_stale(now_ms()).await;
+            if let Some(p) = self.job.probe() {
+                p.service.forget(&self.job.job_name, &self.target.url);
+            }
         }
     }
 
@@ -192,12 +211,11 @@ impl ScrapeLoop {
     }
 
     async fn fetch(&self) -> Result<(Option<String>, Vec<u8>), String> {
-        if let Some(p) = &self.job.probe {
-            return self.probe(p).await;
-        }
-        let req = self
-            .job
-            .client
+        let client = match &self.job.source {
+            Source::Probe(p) => return self.probe(p).await,
+            Source::Http(c) => c,
+        };
+        let req = client
             .get(&self.target.url)
             .map_err(|e| e.to_string())?
             .header(reqwest::header::ACCEPT, ACCEPT)
