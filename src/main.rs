@@ -1,11 +1,14 @@
 //! The `vigil` binary: `vigil serve` runs the server, `vigil check config FILE` validates a configuration.
 
+mod alloc;
 mod config;
+mod process_metrics;
 mod server;
 
 #[global_allocator]
-// Its options are compiled in from .cargo/config.toml (see docs/ARCHITECTURE.md, "Memory settings").
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+// jemalloc; its options are compiled in from .cargo/config.toml (see docs/ARCHITECTURE.md, "Memory
+// settings").
+static GLOBAL: alloc::VigilAllocator = alloc::VigilAllocator;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
+            alloc::init();
             let Some(rt) = runtime() else {
                 return ExitCode::FAILURE;
             };

@@ -97,6 +97,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let self_addr = local.to_string();
 
     let mut registry = Registry::default();
+    registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
     let storage_metrics = Arc::new(StorageMetrics::default());
     storage_metrics.register(&mut registry);
     let ingest_metrics = IngestMetrics::default();
@@ -227,6 +228,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let own_routes = Router::new()
         .route("/metrics", get(metrics))
+        .route(
+            "/debug/allocator",
+            get(|| async { crate::process_metrics::stats_text() }),
+        )
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route(

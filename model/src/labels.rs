@@ -201,6 +201,12 @@ impl Labels {
         Labels(pack(pairs))
     }
 
+    /// A copy in a buffer of its own (`clone` shares the buffer): for a holder that outlives the
+    /// buffer's other holders and wants its own allocation.
+    pub fn deep_clone(&self) -> Labels {
+        Labels(Arc::from(&self.0[..]))
+    }
+
     /// The packed form (`name 0xff value 0xff …`), what [`Labels::stable_hash`] hashes: a sender can
     /// pack wire labels into a scratch buffer and look a series up without building a label set.
     pub fn packed(&self) -> &[u8] {

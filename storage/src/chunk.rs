@@ -7,65 +7,6 @@
 /// Samples per chunk before it is closed; Prometheus uses the same count.
 pub const SAMPLES_PER_CHUNK: u16 = 120;
 
-#[derive(Default, Clone)]
-struct BitWriter {
-    buf: Vec<u8>,
-    /// Bits still free in the last byte of `buf` (0 means a new byte is needed).
-    free: u8,
-}
-
-impl BitWriter {
-    /// Appends a zero byte. The buffer grows in steps that follow the allocator's size classes
-    /// (16 bytes up to 64, then four steps per doubling) instead of doubling: a head holds one open
-    /// chunk per series, and doubling would leave a quarter of that memory unused on average.
-    #[inline]
-    fn push_byte(&mut self) {
-        let cap = self.buf.capacity();
-        if self.buf.len() == cap {
-            let target = if cap < 32 {
-                32
-            } else if cap < 64 {
-                cap / 16 * 16 + 16
-            } else {
-                let step = (cap + 1).next_power_of_two() / 8;
-                cap / step * step + step
-            };
-            self.buf.reserve_exact(target - self.buf.len());
-        }
-        self.buf.push(0);
-        self.free = 8;
-    }
-
-    #[inline]
-    fn write_bit(&mut self, bit: bool) {
-        if self.free == 0 {
-            self.push_byte();
-        }
-        if bit {
-            let last = self.buf.len() - 1;
-            self.buf[last] |= 1 << (self.free - 1);
-        }
-        self.free -= 1;
-    }
-
-    /// Writes the low `nbits` of `v`, most significant first.
-    #[inline]
-    fn write_bits(&mut self, v: u64, mut nbits: u8) {
-        while nbits > 0 {
-            if self.free == 0 {
-                self.push_byte();
-            }
-            let take = nbits.min(self.free);
-            let shift = nbits - take;
-            let chunk = ((v >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.buf.len() - 1;
-            self.buf[last] |= chunk << (self.free - take);
-            self.free -= take;
-            nbits -= take;
-        }
-    }
-}
-
 struct BitReader<'a> {
     buf: &'a [u8],
     pos: usize, // in bits
@@ -107,17 +48,24 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// An open chunk that accepts samples in time order.
+/// An open chunk that accepts samples in time order, at most [`SAMPLES_PER_CHUNK`] of them.
+///
+/// Laid out for size: the head holds one per series, inside its `MemSeries` (see the size check in
+/// head.rs). The bit stream is a boxed slice whose length is its capacity, `len` bytes of it used
+/// (at most 120 samples of at most 145 bits each fit a u16 many times over), and the chunk's first
+/// timestamp is read back from the stream instead of being kept beside it.
 #[derive(Clone, Default)]
 pub struct XorAppender {
-    w: BitWriter,
+    buf: Box<[u8]>,
+    len: u16,
+    /// Bits still free in the last used byte of `buf` (0 means a new byte is needed).
+    free: u8,
     count: u16,
-    min_t: i64,
+    leading: u8,
+    trailing: u8,
     t: i64,
     t_delta: i64,
     v: u64,
-    leading: u8,
-    trailing: u8,
 }
 
 impl XorAppender {
@@ -128,12 +76,63 @@ impl XorAppender {
         }
     }
 
+    /// Starts a new byte, growing the buffer when it is full. The buffer lives as long as the
+    /// series' chunk, so it is allocated as a long-lived allocation (see `crate::alloc`).
+    #[inline]
+    fn push_byte(&mut self) {
+        if self.len as usize == self.buf.len() {
+            let mut v = Vec::from(std::mem::take(&mut self.buf));
+            // Steps that follow the allocator's size classes instead of doubling: a head holds one open
+            // chunk per series, and doubling would leave a quarter of that memory unused on average.
+            let target = crate::alloc::next_size_class(v.len());
+            crate::alloc::long_lived(|| v.reserve_exact(target - v.len()));
+            v.resize(target, 0);
+            // Length equals capacity: no reallocation.
+            self.buf = v.into_boxed_slice();
+        }
+        self.len += 1;
+        self.free = 8;
+    }
+
+    #[inline]
+    fn write_bit(&mut self, bit: bool) {
+        if self.free == 0 {
+            self.push_byte();
+        }
+        if bit {
+            self.buf[self.len as usize - 1] |= 1 << (self.free - 1);
+        }
+        self.free -= 1;
+    }
+
+    /// Writes the low `nbits` of `v`, most significant first.
+    #[inline]
+    fn write_bits(&mut self, v: u64, mut nbits: u8) {
+        while nbits > 0 {
+            if self.free == 0 {
+                self.push_byte();
+            }
+            let take = nbits.min(self.free);
+            let shift = nbits - take;
+            let chunk = ((v >> shift) & ((1u64 << take) - 1)) as u8;
+            self.buf[self.len as usize - 1] |= chunk << (self.free - take);
+            self.free -= take;
+            nbits -= take;
+        }
+    }
+
+    /// The used part of the bit stream.
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
     pub fn count(&self) -> u16 {
         self.count
     }
 
+    /// The first sample's timestamp (the stream's first 64 bits); 0 while the chunk is empty.
     pub fn min_t(&self) -> i64 {
-        self.min_t
+        first_timestamp(self.bytes())
     }
 
     pub fn max_t(&self) -> i64 {
@@ -147,16 +146,19 @@ impl XorAppender {
 
     /// Appends a sample; the caller guarantees `t` is greater than the previous timestamp.
     pub fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(
+            self.count < SAMPLES_PER_CHUNK,
+            "a chunk holds at most {SAMPLES_PER_CHUNK} samples"
+        );
         let vb = v.to_bits();
         match self.count {
             0 => {
-                self.w.write_bits(t as u64, 64);
-                self.w.write_bits(vb, 64);
-                self.min_t = t;
+                self.write_bits(t as u64, 64);
+                self.write_bits(vb, 64);
             }
             1 => {
                 let d = t - self.t;
-                write_varint_bits(&mut self.w, d);
+                write_varint_bits(self, d);
                 self.t_delta = d;
                 self.write_value(vb);
             }
@@ -165,19 +167,19 @@ impl XorAppender {
                 let dod = d - self.t_delta;
                 // Bucketed delta-of-delta, as in the Gorilla paper and Prometheus.
                 if dod == 0 {
-                    self.w.write_bit(false);
+                    self.write_bit(false);
                 } else if fits(dod, 14) {
-                    self.w.write_bits(0b10, 2);
-                    self.w.write_bits(dod as u64, 14);
+                    self.write_bits(0b10, 2);
+                    self.write_bits(dod as u64, 14);
                 } else if fits(dod, 17) {
-                    self.w.write_bits(0b110, 3);
-                    self.w.write_bits(dod as u64, 17);
+                    self.write_bits(0b110, 3);
+                    self.write_bits(dod as u64, 17);
                 } else if fits(dod, 20) {
-                    self.w.write_bits(0b1110, 4);
-                    self.w.write_bits(dod as u64, 20);
+                    self.write_bits(0b1110, 4);
+                    self.write_bits(dod as u64, 20);
                 } else {
-                    self.w.write_bits(0b1111, 4);
-                    self.w.write_bits(dod as u64, 64);
+                    self.write_bits(0b1111, 4);
+                    self.write_bits(dod as u64, 64);
                 }
                 self.t_delta = d;
                 self.write_value(vb);
@@ -191,44 +193,48 @@ impl XorAppender {
     fn write_value(&mut self, vb: u64) {
         let x = vb ^ self.v;
         if x == 0 {
-            self.w.write_bit(false);
+            self.write_bit(false);
             return;
         }
-        self.w.write_bit(true);
+        self.write_bit(true);
         let mut leading = x.leading_zeros() as u8;
         let trailing = x.trailing_zeros() as u8;
         if leading >= 32 {
             leading = 31; // 5 bits hold the count
         }
         if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            self.w.write_bit(false);
+            self.write_bit(false);
             let sig = 64 - self.leading - self.trailing;
-            self.w.write_bits(x >> self.trailing, sig);
+            self.write_bits(x >> self.trailing, sig);
         } else {
             self.leading = leading;
             self.trailing = trailing;
-            self.w.write_bit(true);
-            self.w.write_bits(leading as u64, 5);
+            self.write_bit(true);
+            self.write_bits(leading as u64, 5);
             let sig = 64 - leading - trailing;
             // 64 significant bits are stored as 0 in 6 bits.
-            self.w.write_bits((sig % 64) as u64, 6);
-            self.w.write_bits(x >> trailing, sig);
+            self.write_bits((sig % 64) as u64, 6);
+            self.write_bits(x >> trailing, sig);
         }
     }
 
     /// Freezes the chunk.
     pub fn finish(self) -> XorChunk {
+        let min_t = self.min_t();
+        let mut data = Vec::from(self.buf);
+        data.truncate(self.len as usize);
         XorChunk {
-            data: self.w.buf.into_boxed_slice(),
+            // Shrinking may move the bytes: keep them with the head's other long-lived data.
+            data: crate::alloc::long_lived(|| data.into_boxed_slice()),
             count: self.count,
-            min_t: self.min_t,
+            min_t,
             max_t: self.t,
         }
     }
 
     /// Iterates over the samples appended so far.
     pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(&self.w.buf, self.count)
+        XorIter::new(self.bytes(), self.count)
     }
 }
 
@@ -238,7 +244,14 @@ fn fits(v: i64, bits: u8) -> bool {
     (-lim..lim).contains(&v)
 }
 
-fn write_varint_bits(w: &mut BitWriter, v: i64) {
+/// The first 64 bits of a chunk's stream: its first timestamp.
+fn first_timestamp(stream: &[u8]) -> i64 {
+    stream
+        .get(..8)
+        .map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
+fn write_varint_bits(w: &mut XorAppender, v: i64) {
     // Zig-zag, then 7-bit groups with a continuation bit, written through the bit stream.
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
     loop {
@@ -409,7 +422,9 @@ mod tests {
         for &(t, v) in &s {
             a.append(t, v);
         }
-        assert!(a.w.buf.len() < 120 * 3, "{} bytes", a.w.buf.len());
+        assert!(a.bytes().len() < 120 * 3, "{} bytes", a.bytes().len());
+        assert_eq!(a.min_t(), 1_700_000_000_000);
+        assert_eq!(a.finish().min_t, 1_700_000_000_000);
     }
 
     #[test]
@@ -431,7 +446,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_increasing_series(start in -1_000_000_000_000i64..1_000_000_000_000, deltas in proptest::collection::vec(1i64..10_000_000_000, 0..200), vals in proptest::collection::vec(any::<u64>(), 200)) {
+        fn any_increasing_series(start in -1_000_000_000_000i64..1_000_000_000_000, deltas in proptest::collection::vec(1i64..10_000_000_000, 0..=SAMPLES_PER_CHUNK as usize), vals in proptest::collection::vec(any::<u64>(), 200)) {
             let mut t = start;
             let mut s = Vec::new();
             for (i, d) in deltas.iter().enumerate() {

@@ -39,14 +39,47 @@ pub struct MemSeries {
     state: Mutex<SeriesState>,
 }
 
+// The head's memory is mostly one of these per series: keep it within jemalloc's 128-byte size
+// class, counting the Arc's two reference counts.
+const _: () = assert!(std::mem::size_of::<MemSeries>() + 16 <= 128);
+
 struct SeriesState {
-    chunks: Vec<XorChunk>,
+    chunks: ChunkList,
     /// The chunk being written; holds the series' newest in-order sample unless the series has none.
     open: XorAppender,
     /// Out-of-order samples (within the configured window), sorted by time.
     ooo: OooBuf,
     /// Set when garbage collection removed the series: writers holding it must look it up again.
     removed: bool,
+}
+
+/// The closed chunks of a series: a boxed slice (16 bytes in every series instead of a `Vec`'s 24),
+/// reallocated on each push, which happens once per 120 samples.
+#[derive(Default)]
+struct ChunkList(Box<[XorChunk]>);
+
+impl std::ops::Deref for ChunkList {
+    type Target = [XorChunk];
+    fn deref(&self) -> &[XorChunk] {
+        &self.0
+    }
+}
+
+impl ChunkList {
+    fn push(&mut self, c: XorChunk) {
+        let mut v = Vec::from(std::mem::take(&mut self.0));
+        crate::alloc::long_lived(|| {
+            v.reserve_exact(1);
+            v.push(c);
+        });
+        self.0 = v.into_boxed_slice();
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&XorChunk) -> bool) {
+        let mut v = Vec::from(std::mem::take(&mut self.0));
+        v.retain(keep);
+        self.0 = crate::alloc::long_lived(|| v.into_boxed_slice());
+    }
 }
 
 /// Out-of-order samples of a series: nothing but a null pointer for the many series that never
@@ -97,7 +130,7 @@ impl OooBuf {
 impl SeriesState {
     fn new() -> Self {
         SeriesState {
-            chunks: Vec::new(),
+            chunks: ChunkList::default(),
             open: XorAppender::new(),
             ooo: OooBuf::default(),
             removed: false,
@@ -119,7 +152,7 @@ impl SeriesState {
 
     /// In-order samples with `mint <= t <= maxt`, followed by nothing else; sorted.
     fn in_order(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        for c in &self.chunks {
+        for c in self.chunks.iter() {
             if c.max_t < mint || c.min_t > maxt {
                 continue;
             }
@@ -133,7 +166,7 @@ impl SeriesState {
     fn first_in_order_t(&self, min_valid: i64) -> Option<i64> {
         let from_chunk =
             |it: &mut dyn Iterator<Item = (i64, f64)>| it.map(|(t, _)| t).find(|t| *t >= min_valid);
-        for c in &self.chunks {
+        for c in self.chunks.iter() {
             if c.max_t >= min_valid {
                 return from_chunk(&mut c.iter());
             }
@@ -279,19 +312,25 @@ impl Head {
         series_ref: u64,
         labels: Labels,
     ) -> Arc<MemSeries> {
-        let s = Arc::new(MemSeries {
-            series_ref,
-            labels,
-            state: Mutex::new(SeriesState::new()),
+        // Everything allocated here lives as long as the series; `labels` was built by a decoder
+        // among its request's short-lived allocations, so the head keeps its own copy.
+        let s = crate::alloc::long_lived(|| {
+            let s = Arc::new(MemSeries {
+                series_ref,
+                labels: labels.deep_clone(),
+                state: Mutex::new(SeriesState::new()),
+            });
+            shard.insert_unique(hash, s.clone(), |x| x.labels.stable_hash());
+            // Refs come from a counter but two shards may insert out of ref order; Postings handles that.
+            self.postings
+                .write()
+                .add(series_ref, s.labels.iter().map(|l| (l.name, l.value)));
+            self.by_ref
+                .write()
+                .insert_unique(ref_hash(series_ref), s.clone(), |x| ref_hash(x.series_ref));
+            s
         });
-        shard.insert_unique(hash, s.clone(), |x| x.labels.stable_hash());
-        // Refs come from a counter but two shards may insert out of ref order; Postings handles that.
-        self.postings
-            .write()
-            .add(series_ref, s.labels.iter().map(|l| (l.name, l.value)));
-        self.by_ref
-            .write()
-            .insert_unique(ref_hash(series_ref), s.clone(), |x| ref_hash(x.series_ref));
+        drop(labels);
         self.metrics.head_series_created.inc();
         self.metrics.head_series.inc();
         s

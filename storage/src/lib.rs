@@ -10,6 +10,7 @@
 //! This crate owns everything under the data directory's `wal/` and `blocks/`; nothing else may write
 //! there. It must never parse wire formats (that is `ingest`) or evaluate PromQL (that is `query`).
 
+pub mod alloc;
 mod append;
 mod block;
 mod chunk;

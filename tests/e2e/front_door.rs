@@ -182,6 +182,7 @@ async fn every_route_refuses_missing_or_wrong_credentials() {
     let routes: &[(&str, &str)] = &[
         ("GET", "/"),
         ("GET", "/metrics"),
+        ("GET", "/debug/allocator"),
         ("GET", "/-/healthy"),
         ("GET", "/-/ready"),
         ("POST", "/-/reload"),

@@ -365,7 +365,6 @@ impl Vigil {
         query(&format!("http://{}", self.addr()), q, time).await
     }
 
-    /// The value of an unlabelled self-metric from `/metrics`.
     /// The text of `/metrics`, if Vigil answers.
     async fn try_metrics_text(&self) -> Option<String> {
         client()
@@ -383,6 +382,7 @@ impl Vigil {
         self.try_metrics_text().await.expect("GET /metrics")
     }
 
+    /// The value of an unlabelled self-metric from `/metrics`.
     pub async fn self_metric(&self, name: &str) -> Option<f64> {
         let body = self.try_metrics_text().await?;
         body.lines()

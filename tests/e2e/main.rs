@@ -23,3 +23,4 @@ mod push_protocols;
 mod routing;
 mod rules;
 mod scrape;
+mod self_metrics;
