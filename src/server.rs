@@ -501,6 +501,7 @@ async fn watch_signals(st: Arc<AppState>, stop: CancellationToken) {
 async fn reload(st: &AppState) -> Result<(), String> {
     let _g = st.reload_lock.lock().await;
     let Some(path) = &st.opts.config_file else {
+        info!("no configuration file: running on the embedded defaults, nothing to reload");
         return Ok(());
     };
     let new = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -606,7 +607,7 @@ async fn ready(State(st): State<Arc<AppState>>) -> Response {
 async fn targets(State(st): State<Arc<AppState>>) -> Response {
     let fmt_time = |t: Option<SystemTime>| -> String {
         match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-            Some(d) => vigil_query::format::rfc3339(d),
+            Some(d) => vigil_model::rfc3339(d),
             None => "0001-01-01T00:00:00Z".into(),
         }
     };

@@ -72,11 +72,11 @@ fn check_config_names_the_line() {
 async fn serve_with_defaults_scrapes_itself_and_stops_cleanly() {
     // No config file: embedded defaults (the self-scrape job); only listen and data dir are overridden.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.current_dir(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        .args(["serve", "--listen", "127.0.0.1:0"]);
     let mut p = Proc::spawn("vigil", &mut cmd, &dir.path().join("vigil.log"));
+    let port = reported_port(&mut p, Duration::from_secs(60)).await;
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&mut p, &format!("{base}/-/ready"), Duration::from_secs(60)).await;
     let h = client()
@@ -97,6 +97,41 @@ async fn serve_with_defaults_scrapes_itself_and_stops_cleanly() {
     let g = &r["data"]["groups"][0];
     assert_eq!(g["name"], "vigil-self", "{r}");
     assert!(g["rules"].as_array().unwrap().len() >= 5);
+    // Without --web.enable-lifecycle, reload and quit over HTTP are refused as Prometheus refuses them
+    // (403), the server keeps running, and SIGHUP still reloads (with no file, it says there is nothing to
+    // reload).
+    for path in ["/-/reload", "/-/quit"] {
+        let r = client().post(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(r.text().await.unwrap(), "Lifecycle API is not enabled.");
+        let r = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 405, "GET {path}");
+    }
+    assert!(p.exited().is_none(), "/-/quit stopped the server");
+    let log = dir.path().join("vigil.log");
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("nothing to reload"),
+        "an HTTP request reloaded"
+    );
+    p.signal("HUP");
+    eventually(Duration::from_secs(20), "SIGHUP to reload", || {
+        let log = log.clone();
+        async move {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .contains("nothing to reload")
+                .then_some(())
+        }
+    })
+    .await;
+    let h = client()
+        .get(format!("{base}/-/healthy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
     p.signal("TERM");
     let st = p.wait(Duration::from_secs(30));
     assert!(st.success(), "exit status {st}");

@@ -381,3 +381,92 @@ async fn block_files_are_fsynced_before_wal_segments_are_unlinked() {
         .count();
     assert!(blocks > 0);
 }
+
+/// A WAL fsync that fails (EIO injected by strace into the real binary's fdatasync of the live
+/// segment) makes that write answer 503 with the reason, logs it, sets `vigil_storage_wal_failed`, and
+/// every later write is refused without touching the log again, until a restart (without the fault)
+/// accepts writes again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_wal_fsync_refuses_every_later_write_until_restart() {
+    let Some(strace) = tool("strace") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    let trace_s = trace.display().to_string();
+    // A fresh WAL opens segment 1; only syscalls on that file are traced and tampered with.
+    let mut v = Vigil::prepare("scrape_configs: []\nbuiltin_rules: false\n", &[], &[]);
+    let segment = v.data_dir().join("wal/00000001").display().to_string();
+    v.wrapper = [
+        strace.to_str().unwrap(),
+        "-f",
+        "-qq",
+        "-P",
+        &segment,
+        "-e",
+        "trace=write,pwrite64,writev,fdatasync",
+        "-e",
+        "inject=fdatasync:error=EIO",
+        "-o",
+        &trace_s,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    v.launch().await;
+    let url = v.url("/api/v1/write");
+    let now = now_ms();
+    let req = |i: i64| {
+        vec![series(
+            &[("__name__", "walfail"), ("job", "crash")],
+            vec![(now + i * 1000, i as f64)],
+        )]
+    };
+    let (status, body) = write_v1(&url, &req(0)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("WAL") || body.contains("wal"), "{body}");
+    assert!(
+        body.contains("Input/output error") || body.contains("EIO") || body.contains("os error 5"),
+        "the 503 says why: {body}"
+    );
+    let fdatasyncs = || {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("fdatasync("))
+            .count()
+    };
+    let attempts = fdatasyncs();
+    assert!(attempts >= 1, "no fdatasync traced on {segment}");
+    for i in 1..4 {
+        let (status, body) = write_v1(&url, &req(i)).await;
+        assert_eq!(status, 503, "write {i} after the failure: {body}");
+        assert!(body.contains("until restart"), "{body}");
+    }
+    assert_eq!(
+        fdatasyncs(),
+        attempts,
+        "the failed WAL was synced again instead of refusing at once"
+    );
+    let metrics = v.metrics_text().await;
+    assert!(
+        metrics.lines().any(|l| l == "vigil_storage_wal_failed 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("wal_failed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let log = std::fs::read_to_string(&v.proc.as_ref().unwrap().log).unwrap();
+    assert!(
+        log.contains("refusing every write until restart"),
+        "the reason is logged:\n{log}"
+    );
+    // A restart without the fault replays the log and accepts writes again.
+    v.kill9();
+    v.wrapper.clear();
+    v.launch().await;
+    let (status, body) = write_v1(&url, &req(10)).await;
+    assert_eq!(status, 204, "{body}");
+    let metrics = v.metrics_text().await;
+    assert!(metrics.lines().any(|l| l == "vigil_storage_wal_failed 0"));
+}

@@ -355,11 +355,36 @@ async fn inhibition_after_a_page_sends_nothing() {
     let (am, v) = p.delivered("/hook", 2).await;
     same(&am, &v);
     assert_eq!(v[1].json()["groupLabels"]["alertname"], "ClusterDown");
+    // While the critical fires, a new warning in its cluster is never sent; one in another cluster
+    // (the `equal` label differs) is.
+    let muted = [
+        ("alertname", "DiskSlow"),
+        ("severity", "warning"),
+        ("cluster", "eu"),
+    ];
+    let other = [
+        ("alertname", "QueueFull"),
+        ("severity", "warning"),
+        ("cluster", "us"),
+    ];
+    p.post(&[alert(&muted, &[], now_secs() - 1.0, t0 + 3600.0)])
+        .await;
+    p.post(&[alert(&other, &[], now_secs() - 1.0, t0 + 3600.0)])
+        .await;
+    let (am, v) = p.delivered("/hook", 3).await;
+    same(&am, &v);
+    assert_eq!(v[2].json()["groupLabels"]["alertname"], "QueueFull");
+    assert_eq!(v[2].json()["alerts"][0]["labels"]["cluster"], "us");
     // The warning resolves while inhibited: nothing more for it.
     p.post(&[alert(&warn, &[], t0, now_secs())]).await;
     let (am, v) = p.settle("/hook", 8).await;
     same(&am, &v);
-    assert_eq!(v.len(), 2, "the inhibited group stays quiet");
+    assert_eq!(v.len(), 3, "the inhibited groups stay quiet");
+    assert!(
+        v.iter()
+            .all(|r| r.json()["groupLabels"]["alertname"] != "DiskSlow"),
+        "an alert inhibited from the start was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

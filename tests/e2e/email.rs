@@ -34,7 +34,7 @@ async fn email_arrives_once_after_an_smtp_outage() {
     if !have_aiosmtpd(&py) {
         return;
     }
-    let smtp_port = free_port();
+    let smtp_port = reserved_port();
     let am = format!(
         r#"
 global:
@@ -173,9 +173,9 @@ async fn email_over_starttls_and_implicit_tls_with_a_private_ca() {
         ca.cert().display().to_string(),
         ca.key().display().to_string(),
     );
-    // The sinks bind before Vigil needs them, on ports free a moment ago (aiosmtpd cannot report a
+    // The sinks bind before Vigil needs them, on reserved ports (aiosmtpd cannot report a
     // port 0 binding); 465 is the port that means implicit TLS to Alertmanager and to Vigil.
-    let starttls_port = free_port();
+    let starttls_port = reserved_port();
     let starttls_out = tmp.path().join("starttls.jsonl");
     let _s1 = sink(
         &py,

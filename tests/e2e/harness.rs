@@ -1,5 +1,6 @@
 //! Test harness: starts the real `vigil` binary and real peers (Prometheus, node_exporter, the fixture
-//! server) on free ports in temporary directories, and stops them when dropped, even when a test fails.
+//! server) on port 0 (or, for a peer that cannot report a port-0 bind, a port from `reserved_port`) in
+//! temporary directories, and stops them when dropped, even when a test fails.
 //!
 //! A peer that is not installed skips the test with a message on a developer machine, and fails it under
 //! CI (`CI=true`), where `scripts/test` has installed every peer.
@@ -38,13 +39,32 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// A TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for a peer that cannot bind port 0 and report it (aiosmtpd, dnsmasq, PostgreSQL), or that
+/// must be known before the peer starts (a receiver that is down at first, a server that scrapes
+/// itself). It is taken from below the kernel's ephemeral range, where no port-0 bind of another test
+/// ever lands, and each call in this test process gets a different one, so parallel tests cannot
+/// collide; a port some other program holds is skipped (UDP too, for DNS).
+pub fn reserved_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Below the ephemeral range, above the well-known ports; the process id spreads concurrently
+    // running test binaries apart.
+    let span = low.saturating_sub(10_000).max(1_000);
+    let offset = std::process::id() % 64 * (span / 64);
+    for _ in 0..span {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst);
+        let port = (10_000 + (offset + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A child process killed (and reaped) on drop; prints its log's tail when the test is failing.
@@ -79,6 +99,15 @@ impl Proc {
     }
 
     /// Sends a signal by name (TERM, KILL, HUP).
+    /// Signals the process and everything it started (its own process group).
+    pub fn signal_group(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), "--", &format!("-{}", self.pid())])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig} -{} failed", self.pid());
+    }
+
     pub fn signal(&self, sig: &str) {
         let st = Command::new("kill")
             .arg(format!("-{sig}"))
@@ -148,7 +177,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// The port Vigil reports it bound (`Vigil is serving listen=127.0.0.1:PORT` in its log).
-async fn reported_port(p: &mut Proc, limit: Duration) -> u16 {
+pub async fn reported_port(p: &mut Proc, limit: Duration) -> u16 {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(st) = p.exited() {
@@ -260,6 +289,15 @@ impl Vigil {
         args: &[&str],
         wrapper: &[&str],
     ) -> Vigil {
+        let mut v = Vigil::prepare(config, files, args);
+        v.wrapper = wrapper.iter().map(|a| a.to_string()).collect();
+        v.launch().await;
+        v
+    }
+
+    /// Writes the configuration and files into a fresh directory without starting Vigil, so a test
+    /// can use its paths (the data directory) in the wrapper before [`Vigil::launch`].
+    pub fn prepare(config: &str, files: &[(&str, &str)], args: &[&str]) -> Vigil {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vigil.yml"), config).unwrap();
         for (name, content) in files {
@@ -269,16 +307,14 @@ impl Vigil {
             }
             std::fs::write(p, content).unwrap();
         }
-        let mut v = Vigil {
+        Vigil {
             dir,
             port: 0,
             proc: None,
             starts: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
-            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
-        };
-        v.launch().await;
-        v
+            wrapper: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -339,8 +375,24 @@ impl Vigil {
     /// `kill -9`, no chance to flush anything.
     pub fn kill9(&mut self) {
         let mut p = self.proc.take().expect("running");
-        p.signal("KILL");
+        // The whole process group: under a wrapper (strace) the server is the wrapper's child.
+        p.signal_group("KILL");
+        let pgid = p.pid();
         p.wait(Duration::from_secs(10));
+        // The group's other members (a wrapped server) are gone too before anything restarts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("kill")
+            .args(["-0", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "process group {pgid} outlived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM and wait for the exit status.
@@ -501,13 +553,6 @@ impl Prometheus {
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-}
-
-/// A helper program (fixture server, node_exporter) that listens on `port`.
-pub async fn start_peer(name: &str, cmd: &mut Command, dir: &Path, ready_url: &str) -> Proc {
-    let mut p = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")));
-    wait_ready(&mut p, ready_url, Duration::from_secs(30)).await;
-    p
 }
 
 /// Polls `f` until it returns Some, or fails after `limit` with `what`.

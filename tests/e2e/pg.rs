@@ -124,7 +124,7 @@ impl PgPair {
         );
         let mut pair = PgPair {
             primary: PgNode {
-                port: free_port(),
+                port: reserved_port(),
                 data: primary_dir,
                 proc: None,
             },
@@ -164,7 +164,7 @@ impl PgPair {
             ],
             &pair.dir.path().join("basebackup.log"),
         );
-        pair.replica.port = free_port();
+        pair.replica.port = reserved_port();
         pair.replica.proc = Some(
             pair.launch(
                 "replica",

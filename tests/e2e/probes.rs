@@ -180,7 +180,7 @@ async fn probe_answers_agree_with_blackbox_exporter() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let dns_port = free_port();
+    let dns_port = reserved_port();
     let mut dns_cmd = Command::new(&dnsmasq);
     dns_cmd.args([
         "--keep-in-foreground",
@@ -744,44 +744,20 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A local image holding Debian's static busybox (nothing can be pulled here): built once with
-/// `docker import`.
+/// A local image holding Debian's static busybox (nothing can be pulled here), built once by
+/// tests/fixtures/docker/busybox-image.
 fn busybox_image() -> Option<&'static str> {
-    const IMAGE: &str = "vigil-test-busybox:1";
     let busybox = tool("busybox")?;
-    let have = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .unwrap();
-    if have.status.success() {
-        return Some(IMAGE);
-    }
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("bin")).unwrap();
-    std::fs::copy(&busybox, root.path().join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", root.path().join("bin/sh")).unwrap();
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .args(["-c", "."])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let st = Command::new("docker")
-        .args(["import", "-", IMAGE])
-        .stdin(tar.stdout.take().unwrap())
-        .output()
-        .unwrap();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/docker/busybox-image");
+    let out = Command::new(&script).arg(&busybox).output().unwrap();
     assert!(
-        tar.wait().unwrap().success(),
-        "tar of the image root failed"
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        st.status.success(),
-        "docker import: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    Some(IMAGE)
+    Some("vigil-test-busybox:1")
 }
 
 /// The `docker` module on real containers: running, exited with its code, healthy and unhealthy by

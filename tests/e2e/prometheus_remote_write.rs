@@ -49,7 +49,7 @@ async fn prometheus_remote_write_matches_prometheus_own_answers() {
         return;
     };
     let vigil = Vigil::start("scrape_configs: []\n").await;
-    let prom_port = free_port();
+    let prom_port = reserved_port();
     let config = format!(
         r#"
 global:

@@ -81,17 +81,25 @@ fn canon(m: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Starts `serve-fixtures` on a free port.
+/// Starts `serve-fixtures` on port 0 and reads the port it reports.
 async fn start_fixtures(python: &std::path::Path, dir: &std::path::Path) -> (Proc, u16) {
-    let port = free_port();
-    let p = start_peer(
+    let log = dir.join("serve-fixtures.log");
+    let p = Proc::spawn(
         "serve-fixtures",
         Command::new(python)
             .arg(fixtures_dir().join("serve-fixtures"))
-            .arg(port.to_string()),
-        dir,
-        &format!("http://127.0.0.1:{port}/text"),
-    )
+            .arg("0"),
+        &log,
+    );
+    let port = eventually(Duration::from_secs(30), "serve-fixtures to listen", || {
+        let log = log.clone();
+        async move {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("listening ")?.trim().parse().ok())
+        }
+    })
     .await;
     (p, port)
 }
@@ -208,14 +216,13 @@ async fn node_exporter_scraped_like_prometheus() {
     };
     let Some(py) = tool("python3") else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let node_port = free_port();
-    let _node = start_peer(
+    let mut node = Proc::spawn(
         "node_exporter",
-        Command::new(node).arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
-        tmp.path(),
-        &format!("http://127.0.0.1:{node_port}/metrics"),
-    )
-    .await;
+        Command::new(node).arg("--web.listen-address=127.0.0.1:0"),
+        &tmp.path().join("node_exporter.log"),
+    );
+    let node_port = crate::peers::port_of(&mut node, Duration::from_secs(30)).await;
+    let _node = node;
     let (_fx, fx_port) = start_fixtures(&py, tmp.path()).await;
     let cfg = scrape_config(fx_port, Some(node_port));
     let vigil = Vigil::start(&cfg).await;

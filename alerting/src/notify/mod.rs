@@ -340,7 +340,7 @@ pub fn go_json(v: &impl Serialize) -> Vec<u8> {
 pub fn go_rfc3339(ms: Option<i64>) -> String {
     match ms {
         None => "0001-01-01T00:00:00Z".into(),
-        Some(ms) => vigil_query::format::rfc3339_ms(ms),
+        Some(ms) => vigil_model::rfc3339_ms(ms),
     }
 }
 

@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vigil_model::rfc3339_ms as time;
 use vigil_model::{Labels, parse_api_time};
 
 use super::dispatch::Alert;
 use super::matchers::Matchers;
-use super::service::{AlertRouter, alert_json};
+use super::service::AlertRouter;
 use super::silence::{ApiMatcher, Silence};
 
 /// Routes of the v2 API.
@@ -37,8 +38,6 @@ pub fn router(r: Arc<AlertRouter>) -> Router {
 fn bad(msg: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(json!(msg.into()))).into_response()
 }
-
-use vigil_query::format::rfc3339_ms as time;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -354,4 +353,17 @@ async fn receivers(State(r): State<Arc<AlertRouter>>) -> Response {
             .collect(),
     ))
     .into_response()
+}
+
+/// The alert as Alertmanager's v2 API prints it.
+pub fn alert_json(a: &Alert, now: i64) -> Value {
+    json!({
+        "status": if a.resolved_at(now) { "resolved" } else { "firing" },
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "startsAt": time(a.starts_at),
+        "endsAt": time(a.ends_at),
+        "generatorURL": a.generator_url,
+        "fingerprint": format!("{:016x}", a.fingerprint()),
+    })
 }

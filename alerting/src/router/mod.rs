@@ -4,9 +4,11 @@
 
 pub mod api;
 pub mod config;
+mod deliver;
 pub mod dispatch;
 pub mod inhibit;
 pub mod matchers;
+pub mod metrics;
 pub mod service;
 pub mod silence;
 pub mod timeinterval;
@@ -14,4 +16,5 @@ pub mod timeinterval;
 pub use config::{AlertmanagerConfig, Route};
 pub use dispatch::{Alert, Dispatcher, Flush};
 pub use matchers::{MatchType, Matcher, Matchers};
+pub use metrics::{IntegrationLabel, RouterMetrics};
 pub use service::{AlertRouter, RouterOptions};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use vigil_query::format::rfc3339_ms;
+use vigil_model::rfc3339_ms;
 
 use super::group::{Alert, AlertState, Group};
 

@@ -243,7 +243,7 @@ fn humanize_timestamp(args: &[Value]) -> Result<Value, FuncError> {
         return Ok(Value::from(go_g4(v)));
     }
     let d = std::time::Duration::from_secs_f64(v.max(0.0));
-    let s = vigil_query::format::rfc3339(d);
+    let s = vigil_model::rfc3339(d);
     // Go's time.Time String(): "2006-01-02 15:04:05.999999999 +0000 UTC".
     let s = s.trim_end_matches('Z').replacen('T', " ", 1);
     Ok(Value::from(format!("{s} +0000 UTC")))

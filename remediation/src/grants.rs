@@ -1,0 +1,89 @@
+//! The dispatcher of one run: a capability call goes through the binding's grants and their scopes,
+//! a dry run answers acting calls with what would have been done, and right before an action the
+//! alert is checked to be still firing. Only then does the capability run.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::capability::{Effect, Grant, Registry};
+use crate::sandbox::{CallError, Dispatcher};
+
+/// Answers whether the alert a run is for still fires (checked right before each action).
+#[async_trait::async_trait]
+pub trait AlertCheck: Send + Sync {
+    /// None while it fires; the reason otherwise (resolved, silenced away, gone).
+    async fn resolved(&self) -> Option<String>;
+}
+
+/// Grants, scopes, dry run and the firing check in front of the registry.
+pub struct GrantedDispatcher {
+    registry: Registry,
+    grants: Vec<Grant>,
+    dry_run: bool,
+    alert: Option<Arc<dyn AlertCheck>>,
+}
+
+impl GrantedDispatcher {
+    pub fn new(
+        registry: Registry,
+        grants: Vec<Grant>,
+        dry_run: bool,
+        alert: Option<Arc<dyn AlertCheck>>,
+    ) -> GrantedDispatcher {
+        GrantedDispatcher {
+            registry,
+            grants,
+            dry_run,
+            alert,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Dispatcher for GrantedDispatcher {
+    async fn call(&self, capability: &str, args: Value) -> Result<Value, CallError> {
+        let Some((effect, cap)) = self.registry.get(capability) else {
+            return Err(CallError::BadRequest(format!(
+                "unknown capability {capability:?}"
+            )));
+        };
+        let granted: Vec<&Grant> = self
+            .grants
+            .iter()
+            .filter(|g| g.capability == capability)
+            .collect();
+        if granted.is_empty() {
+            return Err(CallError::Denied(format!(
+                "{capability} is not granted to this binding"
+            )));
+        }
+        let target = cap.target(capability, &args).await?;
+        // Several grants of one capability: any one covering the target is enough.
+        let refusals: Vec<String> = granted
+            .iter()
+            .filter_map(|g| g.scope.refuses(target.as_ref()))
+            .collect();
+        if refusals.len() == granted.len() {
+            return Err(CallError::Denied(refusals.join("; ")));
+        }
+        if effect == Effect::Acts {
+            if self.dry_run {
+                return Ok(json!({
+                    "dry_run": true,
+                    "would": capability,
+                    "target": target.as_ref().map(|t| t.key()),
+                    "args": args,
+                }));
+            }
+            if let Some(a) = &self.alert
+                && let Some(why) = a.resolved().await
+            {
+                return Err(CallError::Resolved(format!(
+                    "{capability} not performed: {why}"
+                )));
+            }
+        }
+        cap.call(capability, &args, target.as_ref()).await
+    }
+}
