@@ -67,6 +67,40 @@ enum Command {
         #[command(subcommand)]
         what: TestWhat,
     },
+    /// Work with runbooks (WebAssembly modules with a manifest beside them; see sdk/README.md).
+    Runbook {
+        #[command(subcommand)]
+        what: RunbookWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunbookWhat {
+    /// Check that NAME.wasm fits the runbook ABI and that NAME.runbook.yml beside it is valid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a runbook offline against an alert: reading capabilities answer from recorded replies,
+    /// acting ones as in a dry run; prints every call it makes.
+    Test {
+        file: PathBuf,
+        /// The alert, a JSON file (`labels`, `annotations`, ... as Alertmanager's API shows an alert).
+        #[arg(long)]
+        alert: PathBuf,
+        /// The binding's parameters, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// A capability to grant (repeatable); default: every capability the manifest declares.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Recorded replies: a JSON file mapping capability -> result (`{"$error": "..."}` fails it).
+        #[arg(long)]
+        replies: Option<PathBuf>,
+        /// Print the execution record as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +227,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Runbook { what } => runbook_command(what),
         Command::Check {
             what: CheckWhat::Rules { files },
         } => {
@@ -297,6 +332,119 @@ fn main() -> ExitCode {
                 }
             }
             if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn runbook_command(what: RunbookWhat) -> ExitCode {
+    use vigil_remediation::offline;
+    use vigil_remediation::sandbox::{RunStatus, Sandbox, SandboxConfig};
+    let sandbox = match Sandbox::new(SandboxConfig::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vigil: cannot start the runbook sandbox: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match what {
+        RunbookWhat::Validate { files } => {
+            let mut ok = true;
+            for f in files {
+                match offline::validate(&sandbox, &f) {
+                    Ok(c) => println!(
+                        "  SUCCESS: {} is runbook {} {} (ABI {}; capabilities: {}; parameters: {})",
+                        f.display(),
+                        c.manifest.name,
+                        c.manifest.version,
+                        c.manifest.abi,
+                        if c.manifest.capabilities.is_empty() {
+                            "none".to_string()
+                        } else {
+                            c.manifest.capabilities.join(", ")
+                        },
+                        if c.manifest.params.is_empty() {
+                            "none".to_string()
+                        } else {
+                            c.manifest
+                                .params
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                    Err(e) => {
+                        ok = false;
+                        println!("  FAILED: {e}");
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        RunbookWhat::Test {
+            file,
+            alert,
+            params,
+            grants,
+            replies,
+            json,
+        } => {
+            let fail = |m: String| {
+                eprintln!("vigil: {m}");
+                ExitCode::FAILURE
+            };
+            let checked = match offline::validate(&sandbox, &file) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let read_json = |p: &std::path::Path| -> Result<serde_json::Value, String> {
+                let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                serde_json::from_str(&t).map_err(|e| format!("{}: {e}", p.display()))
+            };
+            let alert = match read_json(&alert) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let params: serde_json::Map<String, serde_json::Value> =
+                match serde_json::from_str(&params) {
+                    Ok(p) => p,
+                    Err(e) => return fail(format!("--params must be a JSON object: {e}")),
+                };
+            let replies = match replies.as_deref().map(read_json).transpose() {
+                Ok(Some(serde_json::Value::Object(m))) => m.into_iter().collect(),
+                Ok(None) => Default::default(),
+                Ok(Some(_)) => return fail("--replies must hold a JSON object".into()),
+                Err(e) => return fail(e),
+            };
+            let input = match offline::input(&checked.manifest, &alert, &params) {
+                Ok(i) => i,
+                Err(e) => return fail(e),
+            };
+            let d =
+                std::sync::Arc::new(offline::Recorded::new(&checked.manifest, &grants, replies));
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            let report = rt.block_on(sandbox.run(&checked.runbook, &input, d));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", offline::render(&checked.manifest, &report));
+            }
+            // The sandbox's runtime must not be dropped inside the caller's.
+            drop(rt);
+            if report.status == RunStatus::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -30,6 +30,10 @@ pub fn import_type(module: &str, name: &str) -> Option<(Vec<&'static str>, Vec<&
         (MODULE, "output") => t(&["i32", "i32"], &[]),
         (WASI, "fd_write") => t(&["i32", "i32", "i32", "i32"], &["i32"]),
         (WASI, "proc_exit") => t(&["i32"], &[]),
+        // stdio's FILE machinery links these even when only snprintf is used; no file is open.
+        (WASI, "fd_close") => t(&["i32"], &["i32"]),
+        (WASI, "fd_seek") => t(&["i32", "i64", "i32", "i32"], &["i32"]),
+        (WASI, "fd_fdstat_get") => t(&["i32", "i32"], &["i32"]),
         (WASI, "args_sizes_get")
         | (WASI, "environ_sizes_get")
         | (WASI, "args_get")

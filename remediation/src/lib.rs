@@ -12,4 +12,5 @@ pub mod abi;
 pub mod capability;
 pub mod grants;
 pub mod manifest;
+pub mod offline;
 pub mod sandbox;

@@ -105,6 +105,8 @@ pub enum RunStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
+    /// Order among the run's log lines and calls.
+    pub seq: u32,
     /// Milliseconds since the run started.
     pub at_ms: u64,
     pub level: &'static str,
@@ -113,6 +115,8 @@ pub struct LogLine {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {
+    /// Order among the run's log lines and calls.
+    pub seq: u32,
     pub at_ms: u64,
     pub capability: String,
     pub args: Value,
@@ -189,6 +193,8 @@ pub struct RunState {
     input: Vec<u8>,
     last_result: Vec<u8>,
     calls_left: u32,
+    /// The next event's sequence number.
+    seq: u32,
     dispatcher: Arc<dyn Dispatcher>,
     calls: Vec<CallRecord>,
     logs: Vec<LogLine>,
@@ -243,6 +249,11 @@ impl ResourceLimiter for RunState {
 }
 
 impl RunState {
+    fn next_seq(&mut self) -> u32 {
+        self.seq += 1;
+        self.seq
+    }
+
     fn at_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -257,7 +268,9 @@ impl RunState {
             .trim_end_matches('\n')
             .to_string();
         let at_ms = self.at_ms();
+        let seq = self.next_seq();
         self.logs.push(LogLine {
+            seq,
             at_ms,
             level,
             message,
@@ -448,6 +461,7 @@ async fn execute(
             input,
             last_result: Vec::new(),
             calls_left: cfg.host_call_budget,
+            seq: 0,
             dispatcher,
             calls: Vec::new(),
             logs: Vec::new(),
@@ -752,6 +766,22 @@ fn define_imports(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
             },
         )?;
     }
+    // No descriptor is open to close, seek or describe (fd 1 and 2 only take writes).
+    linker.func_wrap(
+        abi::WASI,
+        "fd_close",
+        |_: Caller<'_, RunState>, _: i32| -> i32 { abi::WASI_EBADF },
+    )?;
+    linker.func_wrap(
+        abi::WASI,
+        "fd_seek",
+        |_: Caller<'_, RunState>, _: i32, _: i64, _: i32, _: i32| -> i32 { abi::WASI_EBADF },
+    )?;
+    linker.func_wrap(
+        abi::WASI,
+        "fd_fdstat_get",
+        |_: Caller<'_, RunState>, _: i32, _: i32| -> i32 { abi::WASI_EBADF },
+    )?;
     for name in ["args_get", "environ_get"] {
         linker.func_wrap(
             abi::WASI,
@@ -783,6 +813,7 @@ async fn host_call(
         ));
     }
     caller.data_mut().calls_left -= 1;
+    let seq = caller.data_mut().next_seq();
     let remaining = caller
         .data()
         .deadline
@@ -836,6 +867,7 @@ async fn host_call(
             // The run's deadline, not the call's own timeout, ran out: the run is over.
             let d = caller.data().cfg.deadline;
             caller.data_mut().calls.push(CallRecord {
+                seq,
                 at_ms,
                 capability: capability.clone(),
                 args,
@@ -860,6 +892,7 @@ async fn host_call(
     let bytes = serde_json::to_vec(&result).unwrap_or_default();
     let s = caller.data_mut();
     s.calls.push(CallRecord {
+        seq,
         at_ms,
         capability,
         args,

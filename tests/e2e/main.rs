@@ -22,5 +22,6 @@ mod push;
 mod push_protocols;
 mod routing;
 mod rules;
+mod runbook_authors;
 mod scrape;
 mod self_metrics;
