@@ -42,6 +42,12 @@ impl GrantedDispatcher {
 
 #[async_trait::async_trait]
 impl Dispatcher for GrantedDispatcher {
+    fn timeout(&self, capability: &str, args: &Value) -> Option<std::time::Duration> {
+        self.registry
+            .get(capability)
+            .and_then(|(_, c)| c.timeout(capability, args))
+    }
+
     async fn call(&self, capability: &str, args: Value) -> Result<Value, CallError> {
         let Some((effect, cap)) = self.registry.get(capability) else {
             return Err(CallError::BadRequest(format!(
@@ -57,6 +63,12 @@ impl Dispatcher for GrantedDispatcher {
             return Err(CallError::Denied(format!(
                 "{capability} is not granted to this binding"
             )));
+        }
+        // A request may only go where an operator allowed: http.request needs URL prefixes.
+        if capability == "http.request" && granted.iter().all(|g| g.scope.url_prefixes.is_empty()) {
+            return Err(CallError::Denied(
+                "http.request is granted without scope.url_prefixes, so no URL is allowed".into(),
+            ));
         }
         let target = cap.target(capability, &args).await?;
         // Several grants of one capability: any one covering the target is enough.

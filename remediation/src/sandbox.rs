@@ -89,6 +89,12 @@ impl CallError {
 #[async_trait::async_trait]
 pub trait Dispatcher: Send + Sync {
     async fn call(&self, capability: &str, args: Value) -> Result<Value, CallError>;
+
+    /// How long this call may take, when not the sandbox's `call_timeout` (still capped by the
+    /// run's deadline).
+    fn timeout(&self, _capability: &str, _args: &Value) -> Option<Duration> {
+        None
+    }
 }
 
 /// How a run ended.
@@ -828,7 +834,12 @@ async fn host_call(
             )),
         ));
     }
-    let call_timeout = caller.data().cfg.call_timeout;
+    // The capability may need longer than the default (wait.until); never past the deadline.
+    let call_timeout = match serde_json::from_slice::<Value>(&args_bytes) {
+        Ok(a) => caller.data().dispatcher.timeout(&capability, &a),
+        Err(_) => None,
+    }
+    .unwrap_or(caller.data().cfg.call_timeout);
     let timeout = call_timeout.min(remaining);
     let t0 = Instant::now();
     let (args, outcome) = match serde_json::from_slice::<Value>(&args_bytes) {

@@ -19,6 +19,11 @@ struct Grants {
 
 #[async_trait::async_trait]
 impl Dispatcher for Grants {
+    /// A call marked `long` may take 400 ms (as wait.until asks for its own timeout).
+    fn timeout(&self, _capability: &str, args: &Value) -> Option<Duration> {
+        (args["long"] == true).then_some(Duration::from_millis(400))
+    }
+
     async fn call(&self, capability: &str, args: Value) -> Result<Value, CallError> {
         match capability {
             "alert.annotate" => {
@@ -245,6 +250,16 @@ async fn a_slow_call_times_out_for_the_guest_and_the_deadline_ends_the_run() {
         r.calls[0].result,
         json!({"error": "test.sleep took longer than 200ms"})
     );
+    // The dispatcher may give a call longer than the default timeout (within the deadline).
+    let r = sb
+        .run(
+            &rb,
+            &json!({"ms": 300, "long": true}),
+            Arc::new(Grants::default()),
+        )
+        .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    assert_eq!(r.calls[0].result, json!({"slept_ms": 300}));
     // A quick call answers.
     let r = sb
         .run(&rb, &json!({"ms": 10}), Arc::new(Grants::default()))

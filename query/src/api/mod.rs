@@ -23,6 +23,7 @@ use crate::eval::{self, EvalError, EvalOptions, QueryStats, Value};
 use crate::format::{format_time, format_value};
 
 mod encode;
+pub use encode::value_json;
 mod meta;
 mod query;
 mod status;

@@ -4,6 +4,9 @@
 //! locked, and dry runs answered without acting.
 
 pub mod docker;
+pub mod http;
+pub mod process;
+pub mod query;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +51,11 @@ pub trait Capability: Send + Sync {
     /// The target of a call of `name`, from its arguments (may look it up: a container's labels).
     /// Errors are the call's: a missing argument is `BadRequest`, an unknown container `Failed`.
     async fn target(&self, name: &str, args: &Value) -> Result<Option<Target>, CallError>;
+
+    /// How long a call may take, when longer than the sandbox's default call timeout.
+    fn timeout(&self, _name: &str, _args: &Value) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Performs the call.
     async fn call(
