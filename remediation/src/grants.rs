@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::capability::{Effect, Grant, Registry};
+use crate::policy::{Policy, Refusal};
 use crate::sandbox::{CallError, Dispatcher};
 
 /// Answers whether the alert a run is for still fires (checked right before each action).
@@ -22,6 +23,9 @@ pub struct GrantedDispatcher {
     grants: Vec<Grant>,
     dry_run: bool,
     alert: Option<Arc<dyn AlertCheck>>,
+    policy: Option<Arc<Policy>>,
+    /// Actions the policy refused during the run (a blast-radius refusal escalates the run).
+    refused: parking_lot::Mutex<Vec<Refusal>>,
 }
 
 impl GrantedDispatcher {
@@ -36,7 +40,20 @@ impl GrantedDispatcher {
             grants,
             dry_run,
             alert,
+            policy: None,
+            refused: Default::default(),
         }
+    }
+
+    /// Charges every acting call to the fleet-wide blast-radius budget of `policy`.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> GrantedDispatcher {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// What the policy refused during the run.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.refused.lock().clone()
     }
 }
 
@@ -94,6 +111,13 @@ impl Dispatcher for GrantedDispatcher {
                 return Err(CallError::Resolved(format!(
                     "{capability} not performed: {why}"
                 )));
+            }
+            if let Some(p) = &self.policy
+                && let Err(r) = p.charge(capability, std::time::Instant::now())
+            {
+                let reason = format!("{capability} not performed: {}", r.reason());
+                self.refused.lock().push(r);
+                return Err(CallError::Denied(reason));
             }
         }
         cap.call(capability, &args, target.as_ref()).await

@@ -13,4 +13,5 @@ pub mod capability;
 pub mod grants;
 pub mod manifest;
 pub mod offline;
+pub mod policy;
 pub mod sandbox;
