@@ -10,6 +10,8 @@
 
 pub mod abi;
 pub mod capability;
+pub mod engine;
+pub mod execution;
 pub mod grants;
 pub mod manifest;
 pub mod offline;

@@ -57,7 +57,7 @@ impl Default for PolicyConfig {
     }
 }
 
-mod dur {
+pub(crate) mod dur {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -1,0 +1,343 @@
+//! One execution from start to verdict: the policy admits it (or refuses, recorded), an approval is
+//! waited for when the binding requires one, the runbook runs in the sandbox with the binding's
+//! grants, and afterwards the alert is watched for `verify_within`: cleared means `verified`;
+//! otherwise, or when the run failed, the execution is handed to the escalation receiver.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use vigil_query::eval::EvalOptions;
+use vigil_storage::MetricsReader;
+
+use crate::capability::{Effect, Grant, Registry};
+use crate::execution::{Execution, ExecutionStore, Outcome, Timestamps};
+use crate::grants::{AlertCheck, GrantedDispatcher};
+use crate::offline::{self, Checked};
+use crate::policy::{Policy, RunKey};
+use crate::sandbox::{RunStatus, Sandbox};
+
+/// A binding of a runbook to alerts (a `runbook_configs` entry), its parameters already templated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub runbook: String,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub require_approval: bool,
+    /// How long the alert has to clear after the run.
+    #[serde(default = "default_verify", with = "crate::policy::dur")]
+    pub verify_within: Duration,
+    /// The receiver paged when the run did not fix the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_to: Option<String>,
+    /// What the run acts on, for the per-target lock (default: the alert's fingerprint).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+}
+
+fn default_verify() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// Tells whether an alert still fires.
+#[async_trait::async_trait]
+pub trait AlertState: Send + Sync {
+    /// True while the alert (its labels) is firing.
+    async fn firing(&self, labels: &BTreeMap<String, String>) -> bool;
+}
+
+/// Whether an alert fires, from the `ALERTS` series the rule engine writes.
+pub struct AlertsSeries<R: MetricsReader> {
+    reader: Arc<R>,
+    opts: EvalOptions,
+}
+
+impl<R: MetricsReader> AlertsSeries<R> {
+    pub fn new(reader: Arc<R>, opts: EvalOptions) -> Self {
+        AlertsSeries { reader, opts }
+    }
+}
+
+#[async_trait::async_trait]
+impl<R: MetricsReader> AlertState for AlertsSeries<R> {
+    async fn firing(&self, labels: &BTreeMap<String, String>) -> bool {
+        let sel: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
+            .collect();
+        let q = format!("ALERTS{{alertstate=\"firing\",{}}}", sel.join(","));
+        let Ok(expr) = vigil_query::eval::parse(&q) else {
+            return false;
+        };
+        match vigil_query::eval::instant(&*self.reader, expr, vigil_model::now_ms(), &self.opts)
+            .await
+        {
+            Ok((vigil_query::eval::Value::Vector(v), _)) => !v.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// Pages a receiver with an execution (the router, in the server).
+#[async_trait::async_trait]
+pub trait Escalator: Send + Sync {
+    async fn escalate(&self, receiver: &str, execution: &Execution) -> Result<(), String>;
+}
+
+/// Runbooks by name, loaded from a directory of `NAME.wasm` + `NAME.runbook.yml`.
+pub fn load_runbooks(sandbox: &Sandbox, dir: &Path) -> Result<BTreeMap<String, Checked>, String> {
+    let mut out = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    for f in files {
+        let c = offline::validate(sandbox, &f)?;
+        out.insert(c.manifest.name.clone(), c);
+    }
+    Ok(out)
+}
+
+pub struct Engine {
+    pub sandbox: Arc<Sandbox>,
+    pub registry: Registry,
+    pub policy: Arc<Policy>,
+    pub runbooks: BTreeMap<String, Checked>,
+    pub store: Arc<ExecutionStore>,
+    pub alerts: Arc<dyn AlertState>,
+    pub escalator: Option<Arc<dyn Escalator>>,
+    /// How often verification looks at the alert.
+    pub verify_every: Duration,
+}
+
+struct StillFiring {
+    alerts: Arc<dyn AlertState>,
+    labels: BTreeMap<String, String>,
+}
+
+#[async_trait::async_trait]
+impl AlertCheck for StillFiring {
+    async fn resolved(&self) -> Option<String> {
+        (!self.alerts.firing(&self.labels).await)
+            .then(|| "the alert is no longer firing".to_string())
+    }
+}
+
+fn labels_of(alert: &Value) -> BTreeMap<String, String> {
+    alert["labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Engine {
+    async fn save(&self, e: &Execution) {
+        let (store, e2) = (self.store.clone(), e.clone());
+        let r = tokio::task::spawn_blocking(move || store.put(&e2)).await;
+        if !matches!(r, Ok(Ok(()))) {
+            tracing::error!(execution = %e.id, "cannot persist the execution record");
+        }
+    }
+
+    /// Runs `binding` for `alert` (a JSON object with `labels`, `annotations`, `startsAt`,
+    /// `fingerprint`) to its verdict.
+    pub async fn execute(&self, binding_name: &str, binding: &Binding, alert: Value) -> Execution {
+        let labels = labels_of(&alert);
+        let fingerprint = alert["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut e = Execution {
+            id: ulid::Ulid::new().to_string(),
+            binding: binding_name.to_string(),
+            runbook: binding.runbook.clone(),
+            version: String::new(),
+            alert: alert.clone(),
+            params: Value::Object(binding.params.clone()),
+            dry_run: binding.dry_run,
+            outcome: Outcome::Running,
+            reason: None,
+            approved_by: None,
+            steps: Vec::new(),
+            output: None,
+            times: Timestamps {
+                detected: alert["startsAt"]
+                    .as_str()
+                    .and_then(|s| vigil_model::parse_api_time(s).ok()),
+                created: vigil_model::now_ms(),
+                ..Default::default()
+            },
+        };
+        let Some(rb) = self.runbooks.get(&binding.runbook) else {
+            e.outcome = Outcome::Failed;
+            e.reason = Some(format!("no runbook named {:?} is loaded", binding.runbook));
+            return self.finish(binding, e).await;
+        };
+        e.version = rb.manifest.version.clone();
+        let target = if binding.target.is_empty() {
+            format!("alert:{fingerprint}")
+        } else {
+            binding.target.clone()
+        };
+        let key = RunKey {
+            binding: binding_name.to_string(),
+            target: target.clone(),
+            alert: fingerprint.clone(),
+        };
+        let permit = match self.policy.admit(&key, Instant::now()) {
+            Ok(p) => {
+                e.step("policy", json!({"admitted": true, "target": target}));
+                p
+            }
+            Err(r) => {
+                e.step("policy", serde_json::to_value(&r).unwrap_or_default());
+                e.outcome = Outcome::Denied;
+                e.reason = Some(r.reason().to_string());
+                if r.escalates() {
+                    return self.finish(binding, e).await;
+                }
+                self.save(&e).await;
+                return e;
+            }
+        };
+        if binding.require_approval {
+            e.outcome = Outcome::Pending;
+            e.reason = Some("waiting for an approval".into());
+            drop(permit);
+            self.save(&e).await;
+            return e;
+        }
+        let params = match rb.manifest.check_params(&binding.params) {
+            Ok(p) => p,
+            Err(m) => {
+                e.outcome = Outcome::Failed;
+                e.reason = Some(m);
+                return self.finish(binding, e).await;
+            }
+        };
+        let input = json!({
+            "abi": rb.manifest.abi,
+            "runbook": {"name": rb.manifest.name, "version": rb.manifest.version},
+            "dry_run": binding.dry_run,
+            "params": params,
+            "alert": alert,
+            "execution": e.id,
+        });
+        let check: Arc<dyn AlertCheck> = Arc::new(StillFiring {
+            alerts: self.alerts.clone(),
+            labels: labels.clone(),
+        });
+        let d = Arc::new(
+            GrantedDispatcher::new(
+                self.registry.clone(),
+                binding.grants.clone(),
+                binding.dry_run,
+                Some(check),
+            )
+            .with_policy(self.policy.clone()),
+        );
+        e.times.started = Some(vigil_model::now_ms());
+        self.save(&e).await;
+        let report = self.sandbox.run(&rb.runbook, &input, d.clone()).await;
+        drop(permit);
+        let started = e.times.started.unwrap_or_default();
+        for c in &report.calls {
+            let acts = self
+                .registry
+                .get(&c.capability)
+                .is_some_and(|(x, _)| x == Effect::Acts);
+            if acts && c.status == "ok" && !binding.dry_run && e.times.acted.is_none() {
+                e.times.acted = Some(started + c.at_ms as i64);
+            }
+            e.steps.push(crate::execution::Step {
+                at: started + c.at_ms as i64,
+                kind: "call".into(),
+                detail: serde_json::to_value(c).unwrap_or_default(),
+            });
+        }
+        for l in &report.logs {
+            e.steps.push(crate::execution::Step {
+                at: started + l.at_ms as i64,
+                kind: "log".into(),
+                detail: serde_json::to_value(l).unwrap_or_default(),
+            });
+        }
+        e.steps
+            .sort_by_key(|s| (s.at, s.detail["seq"].as_u64().unwrap_or(0)));
+        e.output = report.output.clone();
+        e.times.finished = Some(vigil_model::now_ms());
+        let tripped: Vec<_> = d.refusals().into_iter().filter(|r| r.escalates()).collect();
+        e.outcome = match report.status {
+            RunStatus::Succeeded => Outcome::Succeeded,
+            RunStatus::Failed => Outcome::Failed,
+            RunStatus::TimedOut => Outcome::TimedOut,
+        };
+        e.reason = report.reason.clone();
+        if let Some(r) = tripped.first() {
+            e.outcome = Outcome::Failed;
+            e.reason = Some(r.reason().to_string());
+            return self.finish(binding, e).await;
+        }
+        if e.outcome == Outcome::Succeeded && !binding.dry_run {
+            // Verification: the alert must clear within verify_within.
+            let deadline = Instant::now() + binding.verify_within;
+            loop {
+                if !self.alerts.firing(&labels).await {
+                    e.times.recovered = Some(vigil_model::now_ms());
+                    e.outcome = Outcome::Verified;
+                    e.step("verify", json!({"cleared": true}));
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    e.step("verify", json!({"cleared": false, "within": humantime::format_duration(binding.verify_within).to_string()}));
+                    e.reason = Some(format!(
+                        "the runbook succeeded but the alert still fires after {}",
+                        humantime::format_duration(binding.verify_within)
+                    ));
+                    e.outcome = Outcome::Failed;
+                    break;
+                }
+                tokio::time::sleep(self.verify_every).await;
+            }
+        }
+        self.finish(binding, e).await
+    }
+
+    /// Escalates what did not end well (when the binding names a receiver), then records.
+    async fn finish(&self, binding: &Binding, mut e: Execution) -> Execution {
+        let bad = matches!(
+            e.outcome,
+            Outcome::Failed | Outcome::TimedOut | Outcome::Denied
+        );
+        if bad && let (Some(to), Some(esc)) = (&binding.escalate_to, &self.escalator) {
+            match esc.escalate(to, &e).await {
+                Ok(()) => {
+                    e.step(
+                        "escalate",
+                        json!({"receiver": to, "previous_outcome": e.outcome}),
+                    );
+                    e.outcome = Outcome::Escalated;
+                }
+                Err(m) => e.step("escalate", json!({"receiver": to, "error": m})),
+            }
+        }
+        self.save(&e).await;
+        e
+    }
+}
