@@ -40,6 +40,8 @@ struct RawConfig {
     blackbox_config: Option<String>,
     #[serde(default)]
     probe_configs: Vec<vigil_ingest::probe::ProbeConfig>,
+    #[serde(default)]
+    runbooks: Option<vigil_remediation::config::RunbooksSection>,
     // Prometheus sections served by later parts of Vigil: accepted so a prometheus.yml loads.
     #[serde(default)]
     rule_files: Vec<String>,
@@ -73,6 +75,8 @@ pub struct Config {
     pub blackbox_config: Option<String>,
     /// Probe jobs: targets probed with a module, results stored as series.
     pub probe_configs: Vec<vigil_ingest::probe::ProbeConfig>,
+    /// Runbooks for `runbook_configs` receivers (the remediation part).
+    pub runbooks: Option<vigil_remediation::config::RunbooksSection>,
     /// Keys accepted but not used yet, for a start-up warning.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -215,6 +219,7 @@ impl Config {
             alertmanager_config: raw.alertmanager_config,
             blackbox_config: raw.blackbox_config,
             probe_configs: raw.probe_configs,
+            runbooks: raw.runbooks,
             ignored_sections: ignored,
         })
     }

@@ -309,10 +309,32 @@ fn main() -> ExitCode {
                                 }
                             }
                         }
+                        // Runbooks are loaded and checked as the server loads them, against an
+                        // empty store of their own.
+                        let runbooks = match check_runbooks(&opts, &c) {
+                            Ok(Some(b)) => {
+                                println!(
+                                    "  SUCCESS: runbooks valid ({} loaded)",
+                                    b.engine.runbooks.len()
+                                );
+                                Some(b)
+                            }
+                            Ok(None) => None,
+                            Err(e) => {
+                                ok = false;
+                                println!("  FAILED: runbooks: {e}");
+                                None
+                            }
+                        };
                         if c.alertmanager_config.is_some() {
                             let dir = server::alertmanager_dir(&opts, &c);
-                            let checked = server::alertmanager_text(&opts, &c)
-                                .and_then(|t| vigil_alerting::router::service::check(&t, &dir));
+                            let checked = server::alertmanager_text(&opts, &c).and_then(|t| {
+                                vigil_alerting::router::service::check(
+                                    &t,
+                                    &dir,
+                                    server::runbook_factory(&runbooks),
+                                )
+                            });
                             match checked {
                                 Ok(am) => println!(
                                     "  SUCCESS: alertmanager configuration valid ({} receivers)",
@@ -451,4 +473,33 @@ fn runbook_command(what: RunbookWhat) -> ExitCode {
             }
         }
     }
+}
+
+/// The `runbooks:` section loaded for `vigil check config`, over an empty store in a temporary
+/// directory (removed afterwards).
+fn check_runbooks(
+    opts: &server::ServeOptions,
+    c: &config::Config,
+) -> Result<Option<vigil_remediation::config::Built>, String> {
+    if c.runbooks.is_none() {
+        return Ok(None);
+    }
+    let rt = runtime().ok_or("cannot start the async runtime")?;
+    let dir = std::env::temp_dir().join(format!("vigil-check-{}", std::process::id()));
+    let r = rt.block_on(async {
+        let db = vigil_storage::Tsdb::open(
+            vigil_storage::StorageConfig {
+                data_dir: dir.clone(),
+                section: Default::default(),
+            },
+            std::sync::Arc::new(vigil_storage::StorageMetrics::default()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        server::build_runbooks(opts, c, None, db)
+    });
+    // The sandbox's own runtime must not be dropped inside this one.
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
 }

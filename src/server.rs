@@ -141,15 +141,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
     rules.metrics().register(&mut registry);
     let am_text = alertmanager_text(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runbooks = build_runbooks(&opts, &config, Some(&opts.data_dir), tsdb.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let router = vigil_alerting::router::AlertRouter::new(
         &am_text,
         vigil_alerting::router::RouterOptions {
             data_dir: Some(opts.data_dir.join("alerting")),
             external_url: ext_url.clone(),
             base_dir: alertmanager_dir(&opts, &config),
+            runbooks: runbook_factory(&runbooks),
         },
     )
     .map_err(|e| anyhow::anyhow!("alertmanager configuration: {e}"))?;
+    if let Some(b) = &runbooks {
+        b.escalator.set_router(&router);
+        info!(runbooks = b.engine.runbooks.len(), "runbooks loaded");
+    }
     std::fs::create_dir_all(opts.data_dir.join("alerting")).ok();
     rules.set_router(router.clone());
     router.metrics.register(&mut registry);
@@ -642,4 +649,36 @@ async fn targets(State(st): State<Arc<AppState>>) -> Response {
         "data": { "activeTargets": active, "droppedTargets": dropped }
     }))
     .into_response()
+}
+
+/// The runbook engine of the `runbooks:` section, if there is one. `data_dir`: where executions
+/// are recorded (None for `vigil check config`).
+pub fn build_runbooks<R: vigil_storage::MetricsReader>(
+    opts: &ServeOptions,
+    c: &Config,
+    data_dir: Option<&std::path::Path>,
+    reader: Arc<R>,
+) -> Result<Option<vigil_remediation::config::Built>, String> {
+    let Some(section) = &c.runbooks else {
+        return Ok(None);
+    };
+    section
+        .build(
+            &opts.config_dir(),
+            data_dir.map(|d| d.join("runbooks")).as_deref(),
+            reader,
+            c.eval_options(),
+        )
+        .map(Some)
+}
+
+/// What the router builds `runbook_configs` entries with.
+pub fn runbook_factory(
+    b: &Option<vigil_remediation::config::Built>,
+) -> Option<Arc<dyn vigil_alerting::notify::runbook::RunbookFactory>> {
+    b.as_ref().map(|b| {
+        Arc::new(vigil_remediation::receiver::RunbookReceivers::new(
+            b.engine.clone(),
+        )) as Arc<dyn vigil_alerting::notify::runbook::RunbookFactory>
+    })
 }

@@ -10,10 +10,12 @@
 
 pub mod abi;
 pub mod capability;
+pub mod config;
 pub mod engine;
 pub mod execution;
 pub mod grants;
 pub mod manifest;
 pub mod offline;
 pub mod policy;
+pub mod receiver;
 pub mod sandbox;

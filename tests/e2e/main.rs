@@ -23,5 +23,6 @@ mod push_protocols;
 mod routing;
 mod rules;
 mod runbook_authors;
+mod runbooks;
 mod scrape;
 mod self_metrics;

@@ -10,6 +10,7 @@
 pub mod email;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod runbook;
 pub mod slack;
 pub mod template;
 pub mod webhook;
@@ -205,6 +206,8 @@ pub struct BuildContext<'a> {
     pub templates: &'a mut TemplateSet,
     pub global: &'a GlobalConfig,
     pub client: vigil_http::ClientOptions,
+    /// Builds `runbook_configs` entries; None when no runbooks are configured.
+    pub runbooks: Option<&'a dyn runbook::RunbookFactory>,
 }
 
 impl BuildContext<'_> {
@@ -293,11 +296,33 @@ fn build_receiver(
                 .map_err(|e| format!("{}: {e}", at("slack", i)))?,
         );
     }
+    for (i, c) in r.runbook_configs.iter().enumerate() {
+        let Some(f) = ctx.runbooks else {
+            return Err(format!(
+                "{}: runbook receivers need the `runbooks` section of vigil.yml (its `dir`)",
+                at("runbook", i)
+            ));
+        };
+        let notifier = f
+            .build(&r.name, i, c)
+            .map_err(|e| format!("{}: {e}", at("runbook", i)))?;
+        out.push(Integration {
+            kind: "runbook",
+            index: i,
+            // A resolved alert starts nothing: verification watches it instead.
+            send_resolved: false,
+            notifier,
+        });
+    }
     Ok(out)
 }
 
 /// Builds every receiver's integrations: templates parsed, clients built (TLS files read).
-pub fn build(c: &AlertmanagerConfig, base_dir: &Path) -> Result<Receivers, String> {
+pub fn build(
+    c: &AlertmanagerConfig,
+    base_dir: &Path,
+    runbooks: Option<&dyn runbook::RunbookFactory>,
+) -> Result<Receivers, String> {
     let files = template_files(c, base_dir)?;
     let mut templates = TemplateSet::new(&files)?;
     let mut by_name = HashMap::new();
@@ -306,6 +331,7 @@ pub fn build(c: &AlertmanagerConfig, base_dir: &Path) -> Result<Receivers, Strin
             templates: &mut templates,
             global: &c.global,
             client: vigil_http::ClientOptions::default(),
+            runbooks,
         };
         for r in &c.receivers {
             by_name.insert(r.name.clone(), Arc::new(build_receiver(r, &mut ctx)?));

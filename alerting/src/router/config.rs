@@ -175,9 +175,10 @@ pub struct ReceiverConfig {
     pub discord_configs: Option<serde_yaml_ng::Value>,
     #[serde(default, skip_serializing)]
     pub webex_configs: Option<serde_yaml_ng::Value>,
-    /// Runbook receivers: the remediation part (not built yet).
-    #[serde(default, skip_serializing)]
-    pub runbook_configs: Option<serde_yaml_ng::Value>,
+    /// Runbook receivers: each entry is checked and built by the remediation part
+    /// ([`crate::notify::runbook::RunbookFactory`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runbook_configs: Vec<serde_yaml_ng::Value>,
 }
 
 impl ReceiverConfig {
@@ -192,12 +193,11 @@ impl ReceiverConfig {
             ("telegram_configs", &self.telegram_configs),
             ("discord_configs", &self.discord_configs),
             ("webex_configs", &self.webex_configs),
-            ("runbook_configs", &self.runbook_configs),
         ];
         for (key, v) in unsupported {
             if v.as_ref().is_some_and(|v| !v.is_null()) {
                 return Err(format!(
-                    "receiver {:?}: {key} are not supported by Vigil (it sends to email_configs, pagerduty_configs, slack_configs, opsgenie_configs and webhook_configs)",
+                    "receiver {:?}: {key} are not supported by Vigil (it sends to email_configs, pagerduty_configs, slack_configs, opsgenie_configs, webhook_configs and runbook_configs)",
                     self.name
                 ));
             }
@@ -227,6 +227,7 @@ impl ReceiverConfig {
             + self.slack_configs.len()
             + self.pagerduty_configs.len()
             + self.opsgenie_configs.len()
+            + self.runbook_configs.len()
     }
 }
 

@@ -159,3 +159,60 @@ impl AlertRouter {
         }
     }
 }
+
+impl AlertRouter {
+    /// Sends `alerts` once to every integration of `receiver`, outside grouping and the
+    /// notification log: an escalation from a runbook that did not fix its alert. Errors name the
+    /// integrations that failed.
+    pub async fn notify_receiver(&self, receiver: &str, alerts: Vec<Alert>) -> Result<(), String> {
+        let (integrations, templates) = {
+            let g = self.inner.lock();
+            match g.receivers.by_name.get(receiver) {
+                Some(i) => (i.clone(), g.receivers.templates.clone()),
+                None => return Err(format!("no receiver named {receiver:?}")),
+            }
+        };
+        let group_labels = vigil_model::Labels::from_pairs(
+            alerts
+                .first()
+                .and_then(|a| a.labels.get("alertname"))
+                .map(|n| ("alertname", n.to_string())),
+        );
+        let group_key = format!(
+            "{{}}/escalation:{{alertname={:?}}}",
+            group_labels.get("alertname").unwrap_or("")
+        );
+        let msg = Message {
+            receiver,
+            group_key: &group_key,
+            group_labels: &group_labels,
+            alerts: &alerts,
+            now: vigil_model::now_ms(),
+            external_url: &self.opts.external_url,
+            templates: &templates,
+        };
+        let mut failed = Vec::new();
+        for i in integrations.iter() {
+            let label = IntegrationLabel {
+                receiver: receiver.to_string(),
+                integration: i.kind.to_string(),
+            };
+            self.metrics.requests.get_or_create(&label).inc();
+            match i.notifier.notify(&msg).await {
+                Ok(()) => {
+                    self.metrics.notifications.get_or_create(&label).inc();
+                }
+                Err(e) => {
+                    self.metrics.requests_failed.get_or_create(&label).inc();
+                    failed.push(format!("{}: {e}", i.name()));
+                }
+            }
+        }
+        if failed.is_empty() {
+            info!(receiver, "escalation sent");
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+}

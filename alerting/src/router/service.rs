@@ -22,7 +22,7 @@ use crate::notify::Receivers;
 pub const DEFAULT_CONFIG: &str = "route:\n  receiver: default\nreceivers:\n  - name: default\n";
 
 /// What the router needs from outside.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RouterOptions {
     /// Where silences and the notification log are kept.
     pub data_dir: Option<PathBuf>,
@@ -30,6 +30,19 @@ pub struct RouterOptions {
     pub external_url: String,
     /// Where relative `templates:` paths start (the alertmanager.yml's directory).
     pub base_dir: PathBuf,
+    /// Builds `runbook_configs` entries (the remediation part), when runbooks are configured.
+    pub runbooks: Option<Arc<dyn crate::notify::runbook::RunbookFactory>>,
+}
+
+impl std::fmt::Debug for RouterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterOptions")
+            .field("data_dir", &self.data_dir)
+            .field("external_url", &self.external_url)
+            .field("base_dir", &self.base_dir)
+            .field("runbooks", &self.runbooks.is_some())
+            .finish()
+    }
 }
 
 pub(super) struct Inner {
@@ -58,7 +71,7 @@ fn load(
     opts: &RouterOptions,
 ) -> Result<(AlertmanagerConfig, Receivers, Vec<InhibitRule>), String> {
     let config = AlertmanagerConfig::parse(text)?;
-    let receivers = crate::notify::build(&config, &opts.base_dir)?;
+    let receivers = crate::notify::build(&config, &opts.base_dir, opts.runbooks.as_deref())?;
     let inhibit = config
         .inhibit_rules
         .iter()
@@ -68,11 +81,16 @@ fn load(
 }
 
 /// Checks an alertmanager.yml as the router would load it (for `vigil check config`).
-pub fn check(text: &str, base_dir: &std::path::Path) -> Result<AlertmanagerConfig, String> {
+pub fn check(
+    text: &str,
+    base_dir: &std::path::Path,
+    runbooks: Option<Arc<dyn crate::notify::runbook::RunbookFactory>>,
+) -> Result<AlertmanagerConfig, String> {
     let opts = RouterOptions {
         data_dir: None,
         external_url: String::new(),
         base_dir: base_dir.to_path_buf(),
+        runbooks,
     };
     load(text, &opts).map(|(c, _, _)| c)
 }

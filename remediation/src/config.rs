@@ -1,0 +1,127 @@
+//! The `runbooks:` section of vigil.yml, and the engine it builds.
+//!
+//! ```yaml
+//! runbooks:
+//!   dir: runbooks/            # NAME.wasm + NAME.runbook.yml, relative to vigil.yml
+//!   docker_host: ''           # default: the local socket
+//!   processes:                # what process.restart may run, by name
+//!     nginx: {command: [systemctl, restart, nginx], timeout: 30s}
+//!   policy: {cooldown: 5m, max_attempts: 3, max_concurrent: 4,
+//!            blast_radius: {max_actions: 10, window: 10m}}
+//!   deadline: 60s             # one run, host calls included
+//!   memory_limit_mib: 32
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_query::eval::EvalOptions;
+use vigil_storage::MetricsReader;
+
+use crate::capability::Registry;
+use crate::capability::docker::DockerCapabilities;
+use crate::capability::http::HttpCapability;
+use crate::capability::process::{ProcessCapabilities, ProcessCommand};
+use crate::capability::query::QueryCapabilities;
+use crate::engine::{AlertsSeries, Engine, load_runbooks};
+use crate::execution::ExecutionStore;
+use crate::policy::{Policy, PolicyConfig};
+use crate::receiver::RouterEscalator;
+use crate::sandbox::{Sandbox, SandboxConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbooksSection {
+    pub dir: String,
+    #[serde(default)]
+    pub docker_host: String,
+    #[serde(default)]
+    pub processes: BTreeMap<String, ProcessCommand>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default = "default_deadline", with = "crate::policy::dur")]
+    pub deadline: Duration,
+    #[serde(default = "default_memory")]
+    pub memory_limit_mib: usize,
+    /// How often verification looks at the alert.
+    #[serde(default = "default_verify_every", with = "crate::policy::dur")]
+    pub verify_every: Duration,
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_memory() -> usize {
+    32
+}
+fn default_verify_every() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// The engine and the escalator the router is handed to once it exists.
+pub struct Built {
+    pub engine: Arc<Engine>,
+    pub escalator: Arc<RouterEscalator>,
+}
+
+impl RunbooksSection {
+    /// Loads the runbooks (each checked as `vigil runbook validate` does) and builds the engine
+    /// with every capability registered. `base_dir`: where a relative `dir` starts; `data_dir`:
+    /// where executions are recorded (None: memory only, for `vigil check config`).
+    pub fn build<R: MetricsReader>(
+        &self,
+        base_dir: &Path,
+        data_dir: Option<&Path>,
+        reader: Arc<R>,
+        eval: EvalOptions,
+    ) -> Result<Built, String> {
+        if self.memory_limit_mib == 0 || self.memory_limit_mib > 4096 {
+            return Err("runbooks.memory_limit_mib must be between 1 and 4096".into());
+        }
+        let sandbox = Arc::new(
+            Sandbox::new(SandboxConfig {
+                deadline: self.deadline,
+                memory_limit: self.memory_limit_mib << 20,
+                ..SandboxConfig::default()
+            })
+            .map_err(|e| format!("runbook sandbox: {e:#}"))?,
+        );
+        let dir = base_dir.join(&self.dir);
+        let runbooks = load_runbooks(&sandbox, &dir).map_err(|e| format!("runbooks.dir: {e}"))?;
+        let mut registry = Registry::new();
+        registry.register(Arc::new(
+            DockerCapabilities::connect(&self.docker_host, 60)
+                .map_err(|e| format!("runbooks.docker_host: {e}"))?,
+        ));
+        registry.register(Arc::new(
+            ProcessCapabilities::new(self.processes.clone())
+                .map_err(|e| format!("runbooks.processes: {e}"))?,
+        ));
+        registry.register(Arc::new(HttpCapability::new(
+            vigil_http::HttpClient::plain(&Default::default()).map_err(|e| e.to_string())?,
+        )));
+        registry.register(Arc::new(QueryCapabilities::new(
+            reader.clone(),
+            eval.clone(),
+        )));
+        let store = Arc::new(
+            ExecutionStore::open(data_dir, 10_000)
+                .map_err(|e| format!("runbook executions: {e}"))?,
+        );
+        let escalator = Arc::new(RouterEscalator::default());
+        let engine = Arc::new(Engine {
+            sandbox,
+            registry,
+            policy: Policy::new(self.policy.clone()),
+            runbooks,
+            store,
+            alerts: Arc::new(AlertsSeries::new(reader, eval)),
+            escalator: Some(escalator.clone()),
+            verify_every: self.verify_every,
+        });
+        Ok(Built { engine, escalator })
+    }
+}

@@ -1,0 +1,157 @@
+//! Runbook receivers in the real server: an alert routed to a `runbook_configs` receiver starts the
+//! runbook; a runbook that reports success without fixing anything is not verified, and after
+//! `verify_within` the escalation receiver (a webhook) gets a page whose annotations carry the
+//! execution record.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Logs that it fixed things and returns 0: it fixes nothing.
+const PRETEND: &str = r#"(module
+  (import "vigil" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "all fixed, trust me")
+  (func (export "vigil_runbook_v1") (result i32)
+    (call $log (i32.const 1) (i32.const 0) (i32.const 19))
+    (i32.const 0)))"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runbook_that_fixes_nothing_escalates_with_its_record() {
+    let (port, pages) = http_receiver(|_| ("200 OK", String::new())).await;
+    let wasm = wat::parse_str(PRETEND).unwrap();
+    let am = format!(
+        r#"route:
+  receiver: heal
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: pretend-fix
+        params: {{service: '{{{{ $labels.service }}}}'}}
+        target: 'service:{{{{ $labels.service }}}}'
+        verify_within: 2s
+        escalate_to: oncall
+  - name: oncall
+    webhook_configs:
+      - url: 'http://127.0.0.1:{port}/page'
+"#
+    );
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: web}\n        annotations: {summary: web is down}\n";
+    let manifest = "name: pretend-fix\nversion: 1.0.0\nabi: 1\ncapabilities: [log]\nparams:\n  service: {type: string, required: true}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
+    std::fs::write(dir.path().join("rb/pretend-fix.wasm"), &wasm).unwrap();
+    std::fs::write(dir.path().join("rb/pretend-fix.runbook.yml"), manifest).unwrap();
+    let rb_dir = dir.path().join("rb").display().to_string();
+    let v = Vigil::start_with_files(
+        &format!("scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {rb_dir}\n  verify_every: 200ms\n"),
+        &[("am.yml", &am), ("r.yml", rules)],
+    )
+    .await;
+    let page = eventually(Duration::from_secs(60), "the escalation page", || {
+        let pages = pages.clone();
+        async move { pages.lock().first().cloned() }
+    })
+    .await;
+    let a = &page["alerts"][0];
+    assert_eq!(page["receiver"], "oncall", "{page:#}");
+    assert_eq!(a["labels"]["alertname"], "ServiceDown");
+    assert_eq!(a["labels"]["service"], "web");
+    assert_eq!(a["annotations"]["summary"], "web is down");
+    let summary = a["annotations"]["runbook_summary"].as_str().unwrap();
+    assert!(
+        summary.contains("runbook pretend-fix") && summary.contains("still fires after 2s"),
+        "{summary}"
+    );
+    let rec: Value =
+        serde_json::from_str(a["annotations"]["runbook_execution"].as_str().unwrap()).unwrap();
+    assert_eq!(rec["runbook"], "pretend-fix");
+    assert_eq!(rec["binding"], "heal/pretend-fix[0]");
+    assert_eq!(rec["params"]["service"], "web");
+    assert_eq!(
+        rec["outcome"], "failed",
+        "the record as it stood when it was escalated: {rec:#}"
+    );
+    let steps = rec["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "policy" && s["detail"]["target"] == "service:web"),
+        "{rec:#}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "log" && s["detail"]["message"] == "all fixed, trust me"),
+        "{rec:#}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "verify" && s["detail"]["cleared"] == false),
+        "{rec:#}"
+    );
+    // The execution is recorded as escalated on disk.
+    let log = std::fs::read_to_string(v.data_dir().join("runbooks/executions.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["outcome"], "escalated");
+    assert_eq!(last["id"], rec["id"]);
+}
+
+/// `vigil check config` loads the runbooks and checks each `runbook_configs` entry against them.
+#[test]
+fn check_config_checks_runbook_receivers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
+    std::fs::write(
+        dir.path().join("rb/pretend-fix.wasm"),
+        wat::parse_str(PRETEND).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rb/pretend-fix.runbook.yml"),
+        "name: pretend-fix\nversion: 1.0.0\nabi: 1\ncapabilities: [log]\n",
+    )
+    .unwrap();
+    let check = |am: &str| {
+        std::fs::write(dir.path().join("am.yml"), am).unwrap();
+        std::fs::write(
+            dir.path().join("vigil.yml"),
+            "alertmanager_config: am.yml\nrunbooks:\n  dir: rb\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["check", "config"])
+            .arg(dir.path().join("vigil.yml"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = check(
+        "route: {receiver: heal}\nreceivers:\n  - name: heal\n    runbook_configs: [{runbook: pretend-fix}]\n",
+    );
+    assert!(ok && out.contains("runbooks valid (1 loaded)"), "{out}");
+    let (ok, out) = check(
+        "route: {receiver: heal}\nreceivers:\n  - name: heal\n    runbook_configs: [{runbook: restart-db}]\n",
+    );
+    assert!(
+        !ok && out.contains("no runbook named \"restart-db\" is loaded (loaded: pretend-fix)"),
+        "{out}"
+    );
+    let (ok, out) = check(
+        "route: {receiver: heal}\nreceivers:\n  - name: heal\n    runbook_configs: [{runbook: pretend-fix, grants: [{capability: docker.restart}]}]\n",
+    );
+    assert!(
+        !ok && out.contains("whose manifest does not ask for it"),
+        "{out}"
+    );
+}
