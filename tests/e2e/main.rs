@@ -12,6 +12,7 @@ mod email;
 mod front_door;
 mod grafana;
 mod harness;
+mod heal;
 mod pagerduty;
 mod peers;
 mod pg;

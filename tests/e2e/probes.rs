@@ -746,7 +746,7 @@ fn docker(args: &[&str]) -> String {
 
 /// A local image holding Debian's static busybox (nothing can be pulled here), built once by
 /// tests/fixtures/docker/busybox-image.
-fn busybox_image() -> Option<&'static str> {
+pub fn busybox_image() -> Option<&'static str> {
     let busybox = tool("busybox")?;
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/docker/busybox-image");

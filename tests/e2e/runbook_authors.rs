@@ -125,8 +125,9 @@ fn alert() -> Value {
            "annotations": {"summary": "web-1 is down"}})
 }
 
-#[test]
-fn the_rust_example_builds_validates_and_tests() {
+/// Builds sdk/examples/restart-container for wasm32-wasip1; the module's path, or None (skipped
+/// outside CI) without the toolchain.
+pub fn build_rust_example() -> Option<PathBuf> {
     // Debian's rustc-web and cargo-web at /usr/bin, not rustup's: they have the wasm32-wasip1 target.
     let cargo = PathBuf::from("/usr/bin/cargo");
     for p in [&cargo, &PathBuf::from("/usr/bin/rustc")] {
@@ -140,7 +141,7 @@ fn the_rust_example_builds_validates_and_tests() {
                 "SKIPPED: {} is missing (apt-get install rustc-web cargo-web rust-web-src)",
                 p.display()
             );
-            return;
+            return None;
         }
     }
     let target = root().join("target/wasm-examples");
@@ -163,12 +164,16 @@ fn the_rust_example_builds_validates_and_tests() {
             ]),
         "cargo build of sdk/examples/restart-container",
     );
+    Some(target.join("wasm32-wasip1/release/restart_container.wasm"))
+}
+
+#[test]
+fn the_rust_example_builds_validates_and_tests() {
+    let Some(built) = build_rust_example() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let wasm = place(
-        dir.path(),
-        "restart-container",
-        &target.join("wasm32-wasip1/release/restart_container.wasm"),
-    );
+    let wasm = place(dir.path(), "restart-container", &built);
     let r = validate_and_test(
         &wasm,
         &alert(),
