@@ -259,6 +259,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .merge(vigil_alerting::router::api::router(router.clone()))
         .merge(vigil_query::router(tsdb.clone(), api_opts))
         .merge(vigil_ingest::probe::api::router(probes))
+        .merge(match &runbooks {
+            Some(b) => vigil_remediation::api::router(b.engine.clone()),
+            None => Router::new(),
+        })
         .merge(own_routes);
 
     info!(listen = %local, data_dir = %opts.data_dir.display(), "Vigil is serving");

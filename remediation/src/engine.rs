@@ -120,6 +120,8 @@ pub struct Engine {
     pub escalator: Option<Arc<dyn Escalator>>,
     /// How often verification looks at the alert.
     pub verify_every: Duration,
+    /// Executions waiting for an approval, with the binding they run under.
+    pub pending: parking_lot::Mutex<std::collections::HashMap<String, (String, Binding)>>,
 }
 
 struct StillFiring {
@@ -158,12 +160,49 @@ impl Engine {
     /// Runs `binding` for `alert` (a JSON object with `labels`, `annotations`, `startsAt`,
     /// `fingerprint`) to its verdict.
     pub async fn execute(&self, binding_name: &str, binding: &Binding, alert: Value) -> Execution {
+        self.execute_as(None, binding_name, binding, alert).await
+    }
+
+    /// Approves a pending execution and runs it to its verdict (the policy is asked again: time
+    /// has passed). None when no execution with that id is pending.
+    pub async fn approve(&self, id: &str, user: &str) -> Option<Execution> {
+        let (mut e, name, mut binding) = self.take_pending(id)?;
+        e.approved_by = Some(user.to_string());
+        e.step("approval", json!({"approved": true, "by": user}));
+        binding.require_approval = false;
+        let alert = e.alert.clone();
+        Some(self.execute_as(Some(e), &name, &binding, alert).await)
+    }
+
+    /// Denies a pending execution: it never runs.
+    pub async fn deny(&self, id: &str, user: &str) -> Option<Execution> {
+        let (mut e, _, _) = self.take_pending(id)?;
+        e.step("approval", json!({"approved": false, "by": user}));
+        e.outcome = Outcome::Denied;
+        e.reason = Some(format!("denied by {user}"));
+        self.save(&e).await;
+        Some(e)
+    }
+
+    fn take_pending(&self, id: &str) -> Option<(Execution, String, Binding)> {
+        let (name, binding) = self.pending.lock().remove(id)?;
+        let e = self.store.get(id)?;
+        (e.outcome == Outcome::Pending).then_some((e, name, binding))
+    }
+
+    async fn execute_as(
+        &self,
+        resumed: Option<Execution>,
+        binding_name: &str,
+        binding: &Binding,
+        alert: Value,
+    ) -> Execution {
         let labels = labels_of(&alert);
         let fingerprint = alert["fingerprint"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let mut e = Execution {
+        let mut e = resumed.unwrap_or_else(|| Execution {
             id: ulid::Ulid::new().to_string(),
             binding: binding_name.to_string(),
             runbook: binding.runbook.clone(),
@@ -183,18 +222,39 @@ impl Engine {
                 created: vigil_model::now_ms(),
                 ..Default::default()
             },
-        };
+        });
         let Some(rb) = self.runbooks.get(&binding.runbook) else {
             e.outcome = Outcome::Failed;
             e.reason = Some(format!("no runbook named {:?} is loaded", binding.runbook));
             return self.finish(binding, e).await;
         };
         e.version = rb.manifest.version.clone();
-        let target = if binding.target.is_empty() {
-            format!("alert:{fingerprint}")
-        } else {
-            binding.target.clone()
+        let params = match rb.manifest.check_params(&binding.params) {
+            Ok(p) => p,
+            Err(m) => {
+                e.outcome = Outcome::Failed;
+                e.reason = Some(m);
+                return self.finish(binding, e).await;
+            }
         };
+        let target = if !binding.target.is_empty() {
+            binding.target.clone()
+        } else if fingerprint.is_empty() {
+            // A run by hand without an alert or a target locks only itself.
+            format!("run:{}", e.id)
+        } else {
+            format!("alert:{fingerprint}")
+        };
+        // The policy decides when the run would start, after the approval.
+        if binding.require_approval {
+            e.outcome = Outcome::Pending;
+            e.reason = Some("waiting for an approval".into());
+            self.pending
+                .lock()
+                .insert(e.id.clone(), (binding_name.to_string(), binding.clone()));
+            self.save(&e).await;
+            return e;
+        }
         let key = RunKey {
             binding: binding_name.to_string(),
             target: target.clone(),
@@ -216,21 +276,8 @@ impl Engine {
                 return e;
             }
         };
-        if binding.require_approval {
-            e.outcome = Outcome::Pending;
-            e.reason = Some("waiting for an approval".into());
-            drop(permit);
-            self.save(&e).await;
-            return e;
-        }
-        let params = match rb.manifest.check_params(&binding.params) {
-            Ok(p) => p,
-            Err(m) => {
-                e.outcome = Outcome::Failed;
-                e.reason = Some(m);
-                return self.finish(binding, e).await;
-            }
-        };
+        e.outcome = Outcome::Running;
+        e.reason = None;
         let input = json!({
             "abi": rb.manifest.abi,
             "runbook": {"name": rb.manifest.name, "version": rb.manifest.version},
@@ -239,16 +286,19 @@ impl Engine {
             "alert": alert,
             "execution": e.id,
         });
-        let check: Arc<dyn AlertCheck> = Arc::new(StillFiring {
-            alerts: self.alerts.clone(),
-            labels: labels.clone(),
+        // A run by hand without an alert has nothing to re-check or verify.
+        let check: Option<Arc<dyn AlertCheck>> = (!labels.is_empty()).then(|| {
+            Arc::new(StillFiring {
+                alerts: self.alerts.clone(),
+                labels: labels.clone(),
+            }) as Arc<dyn AlertCheck>
         });
         let d = Arc::new(
             GrantedDispatcher::new(
                 self.registry.clone(),
                 binding.grants.clone(),
                 binding.dry_run,
-                Some(check),
+                check,
             )
             .with_policy(self.policy.clone()),
         );
@@ -294,7 +344,7 @@ impl Engine {
             e.reason = Some(r.reason().to_string());
             return self.finish(binding, e).await;
         }
-        if e.outcome == Outcome::Succeeded && !binding.dry_run {
+        if e.outcome == Outcome::Succeeded && !binding.dry_run && !labels.is_empty() {
             // Verification: the alert must clear within verify_within.
             let deadline = Instant::now() + binding.verify_within;
             loop {

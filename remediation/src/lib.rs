@@ -9,6 +9,7 @@
 //! import but the ABI's, and every capability call goes through a [`sandbox::Dispatcher`].
 
 pub mod abi;
+pub mod api;
 pub mod capability;
 pub mod config;
 pub mod engine;

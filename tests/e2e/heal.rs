@@ -85,8 +85,7 @@ async fn a_killed_container_is_restarted_and_the_alert_verified_cleared() {
         rb.join("restart-container.runbook.yml"),
     )
     .unwrap();
-    let am = format!(
-        r#"route:
+    let am = r#"route:
   receiver: heal
   group_by: [alertname, instance]
   group_wait: 0s
@@ -96,20 +95,19 @@ receivers:
   - name: heal
     runbook_configs:
       - runbook: restart-container
-        params: {{container: '{{{{ $labels.container }}}}'}}
-        target: 'container:{{{{ $labels.container }}}}'
+        params: {container: '{{ $labels.container }}'}
+        target: 'container:{{ $labels.container }}'
         grants:
-          - {{capability: docker.restart, scope: {{labels: {{app: web}}}}}}
-          - {{capability: docker.inspect}}
+          - {capability: docker.restart, scope: {labels: {app: web}}}
+          - {capability: docker.inspect}
         verify_within: 30s
-"#
-    );
+"#;
     let rules = "groups:\n  - name: heal\n    interval: 1s\n    rules:\n      - alert: WebDown\n        expr: probe_success{job=\"web\"} == 0\n        for: 2s\n";
     let config = format!(
         "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nprobe_configs:\n  - job_name: web\n    module: http_2xx\n    interval: 1s\n    timeout: 1s\n    static_configs:\n      - targets: ['http://127.0.0.1:{port}/']\n        labels: {{container: {name}}}\nrunbooks:\n  dir: {}\n  verify_every: 250ms\n  policy: {{cooldown: 0s}}\n",
         rb.display()
     );
-    let v = Vigil::start_with_files(&config, &[("am.yml", &am), ("r.yml", rules)]).await;
+    let v = Vigil::start_with_files(&config, &[("am.yml", am), ("r.yml", rules)]).await;
     let base = format!("http://{}", v.addr());
     let healthy = |base: String| async move {
         let r = get_json(&format!(

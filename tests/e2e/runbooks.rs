@@ -155,3 +155,147 @@ fn check_config_checks_runbook_receivers() {
         "{out}"
     );
 }
+
+/// A binding that requires approval waits as `pending`; approving runs it (recording who), denying
+/// never runs it; the API lists and filters executions, and runs a runbook by hand (dry by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_and_the_runbook_api() {
+    let am = r#"route:
+  receiver: heal
+  group_by: [alertname, service]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: pretend-fix
+        params: {service: '{{ $labels.service }}'}
+        target: 'service:{{ $labels.service }}'
+        require_approval: true
+        verify_within: 1s
+"#;
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: a}\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: b}\n";
+    let manifest = "name: pretend-fix\nversion: 1.0.0\nabi: 1\ncapabilities: [log]\nparams:\n  service: {type: string, required: true}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
+    std::fs::write(
+        dir.path().join("rb/pretend-fix.wasm"),
+        wat::parse_str(PRETEND).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("rb/pretend-fix.runbook.yml"), manifest).unwrap();
+    let v = Vigil::start_with_files(
+        &format!(
+            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n",
+            dir.path().join("rb").display()
+        ),
+        &[("am.yml", am), ("r.yml", rules)],
+    )
+    .await;
+    let c = client();
+    let pending = eventually(Duration::from_secs(60), "two pending executions", || {
+        let url = v.url("/api/v1/runbooks/executions?outcome=pending");
+        async move {
+            let r = get_json(&url).await;
+            let d = r["data"].as_array().cloned().unwrap_or_default();
+            (d.len() == 2).then_some(d)
+        }
+    })
+    .await;
+    let by_service = |s: &str| {
+        pending
+            .iter()
+            .find(|e| e["params"]["service"] == s)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (by_service("a"), by_service("b"));
+    for e in &pending {
+        assert!(
+            !e["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["kind"] == "log"),
+            "a pending execution ran: {e:#}"
+        );
+    }
+    // Approve a: it runs (the runbook logs) and, since it fixes nothing, fails verification.
+    let r: Value = c
+        .post(v.url(&format!("/api/v1/runbooks/executions/{a}/approve")))
+        .basic_auth("alice", Some("x"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["approved_by"], "alice", "{r:#}");
+    assert_eq!(r["data"]["outcome"], "failed", "{r:#}");
+    let steps = r["data"]["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "approval" && s["detail"]["by"] == "alice")
+    );
+    assert!(steps.iter().any(|s| s["kind"] == "log"));
+    // Deny b: it never runs; a second decision is refused.
+    let r: Value = c
+        .post(v.url(&format!("/api/v1/runbooks/executions/{b}/deny")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["outcome"], "denied");
+    assert_eq!(r["data"]["reason"], "denied by anonymous");
+    assert!(
+        !r["data"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "log")
+    );
+    let again = c
+        .post(v.url(&format!("/api/v1/runbooks/executions/{b}/approve")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let one = get_json(&v.url(&format!("/api/v1/runbooks/executions/{b}"))).await;
+    assert_eq!(one["data"]["outcome"], "denied");
+    // The catalogue and a manual run (a dry run unless asked otherwise).
+    let list = get_json(&v.url("/api/v1/runbooks")).await;
+    assert_eq!(list["data"][0]["name"], "pretend-fix");
+    assert_eq!(list["data"][0]["capabilities"], serde_json::json!(["log"]));
+    let r: Value = c
+        .post(v.url("/api/v1/runbooks/pretend-fix/run"))
+        .json(&serde_json::json!({"params": {"service": "c"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["outcome"], "succeeded", "{r:#}");
+    assert_eq!(r["data"]["dry_run"], true);
+    assert_eq!(r["data"]["binding"], "manual by anonymous");
+    let r = c
+        .post(v.url("/api/v1/runbooks/pretend-fix/run"))
+        .json(&serde_json::json!({"params": {}}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["outcome"], "failed");
+    assert_eq!(
+        body["data"]["reason"],
+        "parameter service is required by runbook pretend-fix"
+    );
+    let failed = get_json(&v.url("/api/v1/runbooks/executions?outcome=failed&limit=10")).await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 2, "{failed:#}");
+}
