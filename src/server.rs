@@ -155,6 +155,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("alertmanager configuration: {e}"))?;
     if let Some(b) = &runbooks {
         b.escalator.set_router(&router);
+        b.engine.metrics.register(&mut registry);
         info!(runbooks = b.engine.runbooks.len(), "runbooks loaded");
     }
     std::fs::create_dir_all(opts.data_dir.join("alerting")).ok();

@@ -121,6 +121,7 @@ impl RunbooksSection {
             alerts: Arc::new(AlertsSeries::new(reader, eval)),
             escalator: Some(escalator.clone()),
             verify_every: self.verify_every,
+            metrics: Default::default(),
             pending: Default::default(),
         });
         Ok(Built { engine, escalator })

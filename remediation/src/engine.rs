@@ -120,6 +120,7 @@ pub struct Engine {
     pub escalator: Option<Arc<dyn Escalator>>,
     /// How often verification looks at the alert.
     pub verify_every: Duration,
+    pub metrics: crate::metrics::RunbookMetrics,
     /// Executions waiting for an approval, with the binding they run under.
     pub pending: parking_lot::Mutex<std::collections::HashMap<String, (String, Binding)>>,
 }
@@ -252,6 +253,7 @@ impl Engine {
             self.pending
                 .lock()
                 .insert(e.id.clone(), (binding_name.to_string(), binding.clone()));
+            self.count(&e);
             self.save(&e).await;
             return e;
         }
@@ -266,12 +268,14 @@ impl Engine {
                 p
             }
             Err(r) => {
+                self.metrics.refused(&r);
                 e.step("policy", serde_json::to_value(&r).unwrap_or_default());
                 e.outcome = Outcome::Denied;
                 e.reason = Some(r.reason().to_string());
                 if r.escalates() {
                     return self.finish(binding, e).await;
                 }
+                self.count(&e);
                 self.save(&e).await;
                 return e;
             }
@@ -306,6 +310,30 @@ impl Engine {
         self.save(&e).await;
         let report = self.sandbox.run(&rb.runbook, &input, d.clone()).await;
         drop(permit);
+        let label = crate::metrics::RunbookLabel {
+            runbook: binding.runbook.clone(),
+        };
+        self.metrics
+            .duration
+            .get_or_create(&label)
+            .observe(report.duration_ms / 1e3);
+        if report.instantiate_us > 0.0 {
+            self.metrics
+                .instantiate
+                .observe(report.instantiate_us / 1e6);
+        }
+        for c in &report.calls {
+            self.metrics
+                .host_calls
+                .get_or_create(&crate::metrics::CallLabel {
+                    capability: c.capability.clone(),
+                    status: c.status.to_string(),
+                })
+                .inc();
+        }
+        for r in d.refusals() {
+            self.metrics.refused(&r);
+        }
         let started = e.times.started.unwrap_or_default();
         for c in &report.calls {
             let acts = self
@@ -387,7 +415,22 @@ impl Engine {
                 Err(m) => e.step("escalate", json!({"receiver": to, "error": m})),
             }
         }
+        self.count(&e);
         self.save(&e).await;
         e
+    }
+
+    fn count(&self, e: &Execution) {
+        let outcome = serde_json::to_value(e.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.metrics
+            .executions
+            .get_or_create(&crate::metrics::OutcomeLabel {
+                runbook: e.runbook.clone(),
+                outcome,
+            })
+            .inc();
     }
 }

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod execution;
 pub mod grants;
 pub mod manifest;
+pub mod metrics;
 pub mod offline;
 pub mod policy;
 pub mod receiver;

@@ -101,6 +101,7 @@ async fn setup() -> Setup {
         alerts: Arc::new(AlertsSeries::new(db.clone(), Default::default())),
         escalator: None,
         verify_every: Duration::from_millis(100),
+        metrics: Default::default(),
         pending: Default::default(),
     };
     Setup {

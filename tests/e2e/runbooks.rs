@@ -102,6 +102,21 @@ receivers:
     let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert_eq!(last["outcome"], "escalated");
     assert_eq!(last["id"], rec["id"]);
+    let m = v.metrics_text().await;
+    for want in [
+        r#"vigil_runbook_executions_total{runbook="pretend-fix",outcome="escalated"} 1"#,
+        r#"vigil_runbook_run_duration_seconds_count{runbook="pretend-fix"} 1"#,
+        "vigil_runbook_instantiate_seconds_count 1",
+    ] {
+        assert!(
+            m.lines().any(|l| l == want),
+            "{want} missing:\n{}",
+            m.lines()
+                .filter(|l| l.contains("vigil_runbook"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
 
 /// `vigil check config` loads the runbooks and checks each `runbook_configs` entry against them.
