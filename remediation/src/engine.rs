@@ -216,6 +216,7 @@ impl Engine {
             approved_by: None,
             steps: Vec::new(),
             output: None,
+            notes: Vec::new(),
             times: Timestamps {
                 detected: alert["startsAt"]
                     .as_str()
@@ -359,6 +360,7 @@ impl Engine {
         e.steps
             .sort_by_key(|s| (s.at, s.detail["seq"].as_u64().unwrap_or(0)));
         e.output = report.output.clone();
+        e.notes = d.notes();
         e.times.finished = Some(vigil_model::now_ms());
         let tripped: Vec<_> = d.refusals().into_iter().filter(|r| r.escalates()).collect();
         e.outcome = match report.status {

@@ -70,6 +70,9 @@ pub struct Execution {
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// What the runbook wrote with `alert.annotate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub times: Timestamps,
 }
 
@@ -193,6 +196,7 @@ mod tests {
             approved_by: None,
             steps: vec![],
             output: None,
+            notes: vec![],
             times: Timestamps::default(),
         }
     }

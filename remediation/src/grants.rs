@@ -26,6 +26,8 @@ pub struct GrantedDispatcher {
     policy: Option<Arc<Policy>>,
     /// Actions the policy refused during the run (a blast-radius refusal escalates the run).
     refused: parking_lot::Mutex<Vec<Refusal>>,
+    /// Notes of `alert.annotate`, shown with the execution.
+    notes: parking_lot::Mutex<Vec<String>>,
 }
 
 impl GrantedDispatcher {
@@ -42,6 +44,7 @@ impl GrantedDispatcher {
             alert,
             policy: None,
             refused: Default::default(),
+            notes: Default::default(),
         }
     }
 
@@ -49,6 +52,11 @@ impl GrantedDispatcher {
     pub fn with_policy(mut self, policy: Arc<Policy>) -> GrantedDispatcher {
         self.policy = Some(policy);
         self
+    }
+
+    /// The run's `alert.annotate` notes.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().clone()
     }
 
     /// What the policy refused during the run.
@@ -66,6 +74,24 @@ impl Dispatcher for GrantedDispatcher {
     }
 
     async fn call(&self, capability: &str, args: Value) -> Result<Value, CallError> {
+        // alert.annotate belongs to the run itself: its notes go into the execution record.
+        if capability == "alert.annotate" {
+            if !self.grants.iter().any(|g| g.capability == capability) {
+                return Err(CallError::Denied(format!(
+                    "{capability} is not granted to this binding"
+                )));
+            }
+            let note = crate::capability::arg_str(&args, "note")?;
+            if note.len() > 4096 {
+                return Err(CallError::BadRequest("a note is at most 4096 bytes".into()));
+            }
+            let mut notes = self.notes.lock();
+            if notes.len() >= 50 {
+                return Err(CallError::BadRequest("at most 50 notes per run".into()));
+            }
+            notes.push(note.to_string());
+            return Ok(json!({"annotated": true, "notes": notes.len()}));
+        }
         let Some((effect, cap)) = self.registry.get(capability) else {
             return Err(CallError::BadRequest(format!(
                 "unknown capability {capability:?}"

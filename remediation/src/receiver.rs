@@ -294,6 +294,9 @@ impl Escalator for RouterEscalator {
                 }
             ),
         );
+        if !e.notes.is_empty() {
+            annotations.insert("runbook_notes".into(), e.notes.join("\n"));
+        }
         annotations.insert(
             "runbook_execution".into(),
             serde_json::to_string(e).unwrap_or_default(),

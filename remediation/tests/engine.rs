@@ -91,7 +91,29 @@ async fn setup() -> Setup {
         "name: restart-web\nversion: 1.0.0\nabi: 1\ncapabilities: [process.restart]\n",
     )
     .unwrap();
-    let runbooks = BTreeMap::from([("restart-web".to_string(), Checked { manifest, runbook })]);
+    let annotate = vigil_remediation::manifest::Manifest::parse(
+        "name: annotate\nversion: 1.0.0\nabi: 1\ncapabilities: [alert.annotate]\n",
+    )
+    .unwrap();
+    let annotate_rb = sandbox
+        .load(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/ok.wat"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    let runbooks = BTreeMap::from([
+        ("restart-web".to_string(), Checked { manifest, runbook }),
+        (
+            "annotate".to_string(),
+            Checked {
+                manifest: annotate,
+                runbook: annotate_rb,
+            },
+        ),
+    ]);
     let engine = Engine {
         sandbox,
         registry,
@@ -227,4 +249,23 @@ async fn a_dry_run_acts_on_nothing_and_a_resolved_alert_is_not_acted_on() {
         .await;
     assert_eq!(e.outcome, Outcome::Pending);
     assert_eq!(s.engine.store.list().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_of_alert_annotate_are_kept_with_the_execution() {
+    let s = setup().await;
+    write(&s.db, "web-5", 1.0);
+    let b: Binding = serde_yaml_ng::from_str(
+        "runbook: annotate\ngrants: [{capability: alert.annotate}]\nverify_within: 300ms\n",
+    )
+    .unwrap();
+    let e = s.engine.execute("hook/annotate", &b, alert("web-5")).await;
+    assert_eq!(e.notes, vec!["restarted".to_string()], "{e:#?}");
+    let call = &e.steps.iter().find(|x| x.kind == "call").unwrap().detail;
+    assert_eq!(call["result"]["annotated"], true);
+    // Without the grant the note is refused.
+    let b: Binding = serde_yaml_ng::from_str("runbook: annotate\nverify_within: 300ms\n").unwrap();
+    let e = s.engine.execute("hook/annotate", &b, alert("web-5")).await;
+    assert!(e.notes.is_empty());
+    assert_eq!(e.outcome, Outcome::Failed);
 }
