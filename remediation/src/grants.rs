@@ -92,11 +92,7 @@ impl Dispatcher for GrantedDispatcher {
             notes.push(note.to_string());
             return Ok(json!({"annotated": true, "notes": notes.len()}));
         }
-        let Some((effect, cap)) = self.registry.get(capability) else {
-            return Err(CallError::BadRequest(format!(
-                "unknown capability {capability:?}"
-            )));
-        };
+        // The grant first: a runbook learns nothing about what this host has that it may not use.
         let granted: Vec<&Grant> = self
             .grants
             .iter()
@@ -107,6 +103,11 @@ impl Dispatcher for GrantedDispatcher {
                 "{capability} is not granted to this binding"
             )));
         }
+        let Some((effect, cap)) = self.registry.get(capability) else {
+            return Err(CallError::BadRequest(format!(
+                "unknown capability {capability:?}"
+            )));
+        };
         // A request may only go where an operator allowed: http.request needs URL prefixes.
         if capability == "http.request" && granted.iter().all(|g| g.scope.url_prefixes.is_empty()) {
             return Err(CallError::Denied(
