@@ -101,6 +101,23 @@ enum RunbookWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Run a loaded runbook on a server by hand (a dry run unless --no-dry-run) and print the
+    /// execution record.
+    Run {
+        name: String,
+        /// The server's URL, e.g. http://127.0.0.1:9201 (basic auth as http://user:pass@host:port).
+        #[arg(long, env = "VIGIL_SERVER")]
+        server: String,
+        /// The alert, a JSON file (optional for a run by hand).
+        #[arg(long)]
+        alert: Option<PathBuf>,
+        /// The parameters, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Act for real.
+        #[arg(long = "no-dry-run")]
+        no_dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -373,6 +390,81 @@ fn runbook_command(what: RunbookWhat) -> ExitCode {
         }
     };
     match what {
+        RunbookWhat::Run {
+            name,
+            server,
+            alert,
+            params,
+            no_dry_run,
+        } => {
+            let params: serde_json::Value = match serde_json::from_str(&params) {
+                Ok(p @ serde_json::Value::Object(_)) => p,
+                _ => {
+                    eprintln!("vigil: --params must be a JSON object");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let alert = match alert.map(std::fs::read_to_string).transpose() {
+                Ok(a) => a.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
+                Err(e) => {
+                    eprintln!("vigil: --alert: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut body = serde_json::json!({"params": params, "dry_run": !no_dry_run});
+            if let Some(a) = alert {
+                body["alert"] = a;
+            }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            let url = format!(
+                "{}/api/v1/runbooks/{name}/run",
+                server.trim_end_matches('/')
+            );
+            let answer = rt.block_on(async {
+                let client = vigil_http::HttpClient::plain(&Default::default())
+                    .map_err(|e| e.to_string())?;
+                let r = client
+                    .post(&url)
+                    .map_err(|e| e.to_string())?
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                let status = r.status();
+                let text = r.text().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, text))
+            });
+            match answer {
+                Ok((status, text)) => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                    if !status.is_success() {
+                        eprintln!(
+                            "vigil: {url}: {status}: {}",
+                            v["error"].as_str().unwrap_or(&v.to_string())
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&v["data"]).unwrap_or_default()
+                    );
+                    let outcome = v["data"]["outcome"].as_str().unwrap_or("");
+                    if matches!(outcome, "succeeded" | "verified") {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         RunbookWhat::Validate { files } => {
             let mut ok = true;
             for f in files {

@@ -313,4 +313,31 @@ receivers:
     );
     let failed = get_json(&v.url("/api/v1/runbooks/executions?outcome=failed&limit=10")).await;
     assert_eq!(failed["data"].as_array().unwrap().len(), 2, "{failed:#}");
+    // The same by the CLI.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "runbook",
+            "run",
+            "pretend-fix",
+            "--server",
+            &v.url(""),
+            "--params",
+            r#"{"service":"d"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["outcome"], "succeeded");
+    assert_eq!(rec["params"]["service"], "d");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["runbook", "run", "no-such", "--server", &v.url("")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no runbook named \"no-such\""));
 }
