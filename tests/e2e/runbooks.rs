@@ -341,3 +341,79 @@ receivers:
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no runbook named \"no-such\""));
 }
+
+/// Waits 2 s on a condition that never holds (wait.until), then returns 0.
+const SLOW: &str = r#"(module
+  (import "vigil" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "wait.until")
+  (data (i32.const 32) "{\22query\22:\22vector(1) == 2\22,\22timeout\22:\222s\22}")
+  (func (export "vigil_runbook_v1") (result i32)
+    (drop (call $call (i32.const 0) (i32.const 10) (i32.const 32) (i32.const 41)))
+    (i32.const 0)))"#;
+
+/// Two alerts for one target: while the first execution holds the target, the second is refused
+/// by the lock, and the record says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_alerts_for_one_target_run_one_at_a_time() {
+    let am = r#"route:
+  receiver: heal
+  group_by: [alertname, service]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: slow
+        target: 'host:shared'
+        grants: [{capability: wait.until}]
+        verify_within: 1s
+"#;
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Down\n        expr: vector(1)\n        labels: {service: a}\n      - alert: Down\n        expr: vector(1)\n        labels: {service: b}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
+    std::fs::write(
+        dir.path().join("rb/slow.wasm"),
+        wat::parse_str(SLOW).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rb/slow.runbook.yml"),
+        "name: slow\nversion: 1.0.0\nabi: 1\ncapabilities: [wait.until]\n",
+    )
+    .unwrap();
+    let v = Vigil::start_with_files(
+        &format!(
+            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n",
+            dir.path().join("rb").display()
+        ),
+        &[("am.yml", am), ("r.yml", rules)],
+    )
+    .await;
+    let done = eventually(Duration::from_secs(60), "both executions decided", || {
+        let url = v.url("/api/v1/runbooks/executions");
+        async move {
+            let r = get_json(&url).await;
+            let d = r["data"].as_array().cloned().unwrap_or_default();
+            let decided = d.iter().filter(|e| e["outcome"] != "running").count();
+            (d.len() == 2 && decided == 2).then_some(d)
+        }
+    })
+    .await;
+    let denied: Vec<&Value> = done.iter().filter(|e| e["outcome"] == "denied").collect();
+    let ran: Vec<&Value> = done.iter().filter(|e| e["outcome"] != "denied").collect();
+    assert_eq!((denied.len(), ran.len()), (1, 1), "{done:#?}");
+    assert_eq!(denied[0]["reason"], "another run is acting on host:shared");
+    assert!(
+        ran[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "call"
+                && s["detail"]["capability"] == "wait.until"
+                && s["detail"]["result"]["met"] == false),
+        "{:#}",
+        ran[0]
+    );
+}
