@@ -56,3 +56,13 @@ pub const CAPABILITIES: &[&str] = &[
     "query.promql",
     "wait.until",
 ];
+
+/// Those of [`CAPABILITIES`] that change the world (dry runs answer them without acting; the
+/// blast-radius budget counts them). The registry checks each capability family against it.
+pub const ACTING: &[&str] = &[
+    "docker.restart",
+    "docker.start",
+    "docker.stop",
+    "http.request",
+    "process.restart",
+];

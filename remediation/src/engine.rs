@@ -139,8 +139,12 @@ impl AlertCheck for StillFiring {
 }
 
 fn labels_of(alert: &Value) -> BTreeMap<String, String> {
-    alert["labels"]
-        .as_object()
+    string_map(&alert["labels"])
+}
+
+/// A JSON object's string members (an alert's labels or annotations).
+pub(crate) fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
         .map(|o| {
             o.iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
@@ -254,8 +258,7 @@ impl Engine {
             self.pending
                 .lock()
                 .insert(e.id.clone(), (binding_name.to_string(), binding.clone()));
-            self.count(&e);
-            self.save(&e).await;
+            self.record(&e).await;
             return e;
         }
         let key = RunKey {
@@ -276,8 +279,7 @@ impl Engine {
                 if r.escalates() {
                     return self.finish(binding, e).await;
                 }
-                self.count(&e);
-                self.save(&e).await;
+                self.record(&e).await;
                 return e;
             }
         };
@@ -417,9 +419,14 @@ impl Engine {
                 Err(m) => e.step("escalate", json!({"receiver": to, "error": m})),
             }
         }
-        self.count(&e);
-        self.save(&e).await;
+        self.record(&e).await;
         e
+    }
+
+    /// An execution reached an outcome: counted and persisted.
+    async fn record(&self, e: &Execution) {
+        self.count(e);
+        self.save(e).await;
     }
 
     fn count(&self, e: &Execution) {

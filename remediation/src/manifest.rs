@@ -100,39 +100,9 @@ impl ParamType {
     }
 }
 
-/// A Prometheus duration: one or more `<number><unit>` with units y, w, d, h, m, s, ms.
+/// A Prometheus duration (`30s`, `1m30s`), as vigil-model parses it everywhere else.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0u64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else {
-            match rest.chars().next()? {
-                'y' => (365 * 86_400_000, 1),
-                'w' => (7 * 86_400_000, 1),
-                'd' => (86_400_000, 1),
-                'h' => (3_600_000, 1),
-                'm' => (60_000, 1),
-                's' => (1_000, 1),
-                _ => return None,
-            }
-        };
-        total = total.checked_add(n.checked_mul(unit_ms)?)?;
-        rest = &rest[len..];
-    }
-    Some(Duration::from_millis(total))
+    vigil_model::parse_duration(s).ok()
 }
 
 fn yaml_to_json(v: &serde_yaml_ng::Value) -> Value {

@@ -58,10 +58,7 @@ pub fn validate(sandbox: &Sandbox, wasm: &Path) -> Result<Checked, String> {
 
 /// Whether a capability changes the world (answered as a dry run offline).
 pub fn acts(capability: &str) -> bool {
-    matches!(
-        capability,
-        "docker.restart" | "docker.start" | "docker.stop" | "process.restart" | "http.request"
-    )
+    abi::ACTING.contains(&capability)
 }
 
 /// Answers calls offline: declared and granted capabilities only; reading ones from recorded

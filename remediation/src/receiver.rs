@@ -251,22 +251,8 @@ impl Escalator for RouterEscalator {
             .get()
             .and_then(Weak::upgrade)
             .ok_or_else(|| "the router is not running".to_string())?;
-        let labels: Vec<(String, String)> = e.alert["labels"]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut annotations: BTreeMap<String, String> = e.alert["annotations"]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels = crate::engine::string_map(&e.alert["labels"]);
+        let mut annotations = crate::engine::string_map(&e.alert["annotations"]);
         let calls: Vec<String> = e
             .steps
             .iter()

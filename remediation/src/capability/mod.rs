@@ -86,6 +86,11 @@ impl Registry {
     /// Adds a family; a name registered twice is a programming error.
     pub fn register(&mut self, cap: Arc<dyn Capability>) {
         for (name, effect) in cap.names() {
+            assert!(
+                crate::abi::CAPABILITIES.contains(name)
+                    && (*effect == Effect::Acts) == crate::abi::ACTING.contains(name),
+                "capability {name}: its effect differs from abi::ACTING, or abi::CAPABILITIES lacks it"
+            );
             let old = self.by_name.insert(name, (*effect, cap.clone()));
             assert!(old.is_none(), "capability {name} registered twice");
         }

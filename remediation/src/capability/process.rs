@@ -22,28 +22,12 @@ pub struct ProcessCommand {
     /// The program and its arguments (no shell).
     pub command: Vec<String>,
     /// Longest the command may run before it is killed.
-    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    #[serde(default = "default_timeout", with = "crate::policy::dur")]
     pub timeout: Duration,
 }
 
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        crate::manifest::parse_duration(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a duration (like 30s)")))
-    }
 }
 
 /// The declared commands, by name.
