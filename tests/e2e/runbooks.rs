@@ -18,10 +18,39 @@ const PRETEND: &str = r#"(module
     (call $log (i32.const 1) (i32.const 0) (i32.const 19))
     (i32.const 0)))"#;
 
+/// Vigil with the rule file `rules`, the alertmanager.yml `am`, and one runbook in its `runbooks`
+/// directory: `NAME.wasm` assembled from `wat`, with `manifest` beside it. The directory lives as
+/// long as the returned guard.
+async fn with_runbook(
+    am: &str,
+    rules: &str,
+    name: &str,
+    wat: &str,
+    manifest: &str,
+) -> (Vigil, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("rb");
+    std::fs::create_dir_all(&rb).unwrap();
+    std::fs::write(
+        rb.join(format!("{name}.wasm")),
+        wat::parse_str(wat).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(rb.join(format!("{name}.runbook.yml")), manifest).unwrap();
+    let v = Vigil::start_with_files(
+        &format!(
+            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n",
+            rb.display()
+        ),
+        &[("am.yml", am), ("r.yml", rules)],
+    )
+    .await;
+    (v, dir)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runbook_that_fixes_nothing_escalates_with_its_record() {
     let (port, pages) = http_receiver(|_| ("200 OK", String::new())).await;
-    let wasm = wat::parse_str(PRETEND).unwrap();
     let am = format!(
         r#"route:
   receiver: heal
@@ -44,16 +73,7 @@ receivers:
     );
     let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: web}\n        annotations: {summary: web is down}\n";
     let manifest = "name: pretend-fix\nversion: 1.0.0\nabi: 1\ncapabilities: [log]\nparams:\n  service: {type: string, required: true}\n";
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
-    std::fs::write(dir.path().join("rb/pretend-fix.wasm"), &wasm).unwrap();
-    std::fs::write(dir.path().join("rb/pretend-fix.runbook.yml"), manifest).unwrap();
-    let rb_dir = dir.path().join("rb").display().to_string();
-    let v = Vigil::start_with_files(
-        &format!("scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {rb_dir}\n  verify_every: 200ms\n"),
-        &[("am.yml", &am), ("r.yml", rules)],
-    )
-    .await;
+    let (v, _dir) = with_runbook(&am, rules, "pretend-fix", PRETEND, manifest).await;
     let page = eventually(Duration::from_secs(60), "the escalation page", || {
         let pages = pages.clone();
         async move { pages.lock().first().cloned() }
@@ -192,22 +212,7 @@ receivers:
 "#;
     let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: a}\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: b}\n";
     let manifest = "name: pretend-fix\nversion: 1.0.0\nabi: 1\ncapabilities: [log]\nparams:\n  service: {type: string, required: true}\n";
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
-    std::fs::write(
-        dir.path().join("rb/pretend-fix.wasm"),
-        wat::parse_str(PRETEND).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("rb/pretend-fix.runbook.yml"), manifest).unwrap();
-    let v = Vigil::start_with_files(
-        &format!(
-            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n",
-            dir.path().join("rb").display()
-        ),
-        &[("am.yml", am), ("r.yml", rules)],
-    )
-    .await;
+    let (v, _dir) = with_runbook(am, rules, "pretend-fix", PRETEND, manifest).await;
     let c = client();
     let pending = eventually(Duration::from_secs(60), "two pending executions", || {
         let url = v.url("/api/v1/runbooks/executions?outcome=pending");
@@ -371,24 +376,12 @@ receivers:
         verify_within: 1s
 "#;
     let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Down\n        expr: vector(1)\n        labels: {service: a}\n      - alert: Down\n        expr: vector(1)\n        labels: {service: b}\n";
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rb")).unwrap();
-    std::fs::write(
-        dir.path().join("rb/slow.wasm"),
-        wat::parse_str(SLOW).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("rb/slow.runbook.yml"),
+    let (v, _dir) = with_runbook(
+        am,
+        rules,
+        "slow",
+        SLOW,
         "name: slow\nversion: 1.0.0\nabi: 1\ncapabilities: [wait.until]\n",
-    )
-    .unwrap();
-    let v = Vigil::start_with_files(
-        &format!(
-            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n",
-            dir.path().join("rb").display()
-        ),
-        &[("am.yml", am), ("r.yml", rules)],
     )
     .await;
     let done = eventually(Duration::from_secs(60), "both executions decided", || {
