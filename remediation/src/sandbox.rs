@@ -75,6 +75,16 @@ impl CallError {
         }
     }
 
+    /// The status as the execution record writes it.
+    fn name(&self) -> &'static str {
+        match self {
+            CallError::Denied(_) => "denied",
+            CallError::Failed(_) => "failed",
+            CallError::BadRequest(_) => "bad_request",
+            CallError::Resolved(_) => "resolved",
+        }
+    }
+
     fn message(&self) -> &str {
         match self {
             CallError::Denied(m)
@@ -835,14 +845,15 @@ async fn host_call(
         ));
     }
     // The capability may need longer than the default (wait.until); never past the deadline.
-    let call_timeout = match serde_json::from_slice::<Value>(&args_bytes) {
-        Ok(a) => caller.data().dispatcher.timeout(&capability, &a),
-        Err(_) => None,
-    }
-    .unwrap_or(caller.data().cfg.call_timeout);
+    let parsed = serde_json::from_slice::<Value>(&args_bytes);
+    let call_timeout = parsed
+        .as_ref()
+        .ok()
+        .and_then(|a| caller.data().dispatcher.timeout(&capability, a))
+        .unwrap_or(caller.data().cfg.call_timeout);
     let timeout = call_timeout.min(remaining);
     let t0 = Instant::now();
-    let (args, outcome) = match serde_json::from_slice::<Value>(&args_bytes) {
+    let (args, outcome) = match parsed {
         Ok(args @ Value::Object(_)) => {
             let dispatcher = caller.data().dispatcher.clone();
             let fut = dispatcher.call(&capability, args.clone());
@@ -865,15 +876,11 @@ async fn host_call(
     let duration_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (status, code, result) = match outcome {
         Some(Ok(v)) => ("ok", 0, v),
-        Some(Err(e)) => {
-            let name = match &e {
-                CallError::Denied(_) => "denied",
-                CallError::Failed(_) => "failed",
-                CallError::BadRequest(_) => "bad_request",
-                CallError::Resolved(_) => "resolved",
-            };
-            (name, e.status(), serde_json::json!({"error": e.message()}))
-        }
+        Some(Err(e)) => (
+            e.name(),
+            e.status(),
+            serde_json::json!({"error": e.message()}),
+        ),
         None if timeout < call_timeout => {
             // The run's deadline, not the call's own timeout, ran out: the run is over.
             let d = caller.data().cfg.deadline;
