@@ -67,6 +67,8 @@ struct AppState {
     /// What `/api/v1/status/config` shows.
     config_yaml: Arc<std::sync::RwLock<String>>,
     probes: Arc<vigil_ingest::probe::api::ProbeService>,
+    /// The runbook engine (the `runbooks:` section), if there is one.
+    runbooks: Option<Arc<vigil_remediation::engine::Engine>>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -157,6 +159,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         b.escalator.set_router(&router);
         b.engine.metrics.register(&mut registry);
         info!(runbooks = b.engine.runbooks.len(), "runbooks loaded");
+        warn_unknown_admins(&b.engine, web.as_deref());
+        // Approvals still waiting wait again; runs a stop interrupted are failed and escalated.
+        b.engine.recover().await;
     }
     std::fs::create_dir_all(opts.data_dir.join("alerting")).ok();
     rules.set_router(router.clone());
@@ -197,6 +202,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         stop: stop.clone(),
         external_url: ext_url.clone(),
         probes: probes.clone(),
+        runbooks: runbooks.as_ref().map(|b| b.engine.clone()),
     });
 
     let push_routes = Router::new()
@@ -524,6 +530,17 @@ async fn reload(st: &AppState) -> Result<(), String> {
                 "storage and ingest settings change only on restart; scrape settings were reloaded"
             );
         }
+        let without_admins = |c: &Config| {
+            c.runbooks.clone().map(|mut r| {
+                r.admins.clear();
+                r
+            })
+        };
+        if without_admins(&old) != without_admins(&new) {
+            warn!(
+                "the runbooks section (directory, policy, sandbox, capabilities) changes only on restart; its admins and the runbook_configs of alertmanager.yml were reloaded"
+            );
+        }
     }
     let group_opts = group_options(&new, &st.external_url);
     let groups = load_rules(&st.opts, &new, &group_opts)?;
@@ -539,6 +556,9 @@ async fn reload(st: &AppState) -> Result<(), String> {
     st.rules.apply(groups, group_opts).await;
     st.probes
         .replace(vigil_ingest::probe::Prober::new(blackbox));
+    if let (Some(engine), Some(r)) = (&st.runbooks, &new.runbooks) {
+        *engine.admins.write() = r.admins.clone();
+    }
     if let Ok(mut y) = st.config_yaml.write() {
         *y = config_yaml(&new, &st.self_scrape.jobs(&new, &st.opts.listen));
     }
@@ -675,6 +695,22 @@ pub fn build_runbooks<R: vigil_storage::MetricsReader>(
             c.eval_options(),
         )
         .map(Some)
+}
+
+/// Runbook admins that the web configuration does not know (a typo locks everyone out).
+fn warn_unknown_admins(e: &vigil_remediation::engine::Engine, web: Option<&vigil_http::WebGuard>) {
+    let users = web.map(|w| w.users()).unwrap_or_default();
+    if users.is_empty() {
+        if !e.admins.read().is_empty() {
+            info!(
+                "runbooks.admins is set but the web configuration defines no users: the runbook API is open to anyone who can reach it"
+            );
+        }
+        return;
+    }
+    for a in e.admins.read().iter().filter(|a| !users.contains(a)) {
+        warn!(admin = %a, "runbooks.admins names a user the web configuration does not define");
+    }
 }
 
 /// What the router builds `runbook_configs` entries with.

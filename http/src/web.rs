@@ -505,6 +505,16 @@ impl WebGuard {
         self.http2
     }
 
+    /// The user names of `basic_auth_users` right now.
+    pub fn users(&self) -> Vec<String> {
+        self.config()
+            .file
+            .basic_auth_users
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Whether basic authentication is required right now.
     pub fn auth_required(&self) -> bool {
         !self.config().file.basic_auth_users.is_empty()
@@ -575,17 +585,16 @@ impl WebGuard {
         }
     }
 
-    /// Checks `Authorization: Basic …` against the users; true when access is granted.
-    async fn authorized(&self, cur: &Current, header: Option<&HeaderValue>) -> bool {
+    /// Checks `Authorization: Basic …` against the users; who is asking when access is granted.
+    async fn authorized(&self, cur: &Current, header: Option<&HeaderValue>) -> Option<Principal> {
         if let Some(t) = header
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
         {
-            return constant_time_eq(t.as_bytes(), self.internal.expose().as_bytes());
+            return constant_time_eq(t.as_bytes(), self.internal.expose().as_bytes())
+                .then_some(Principal::Internal);
         }
-        let Some((user, pass)) = header.and_then(parse_basic) else {
-            return false;
-        };
+        let (user, pass) = header.and_then(parse_basic)?;
         let (hash, known) = match cur.file.basic_auth_users.get(&user) {
             Some(h) => (h.expose().to_string(), true),
             None => (DUMMY_HASH.to_string(), false),
@@ -598,8 +607,9 @@ impl WebGuard {
             }
             h.finalize().into()
         };
+        let granted = |ok: bool| ok.then(|| Principal::User(user.clone()));
         if let Some(v) = self.auth_cache.lock().get(&key) {
-            return *v;
+            return granted(*v);
         }
         let ok = {
             let _one = self.bcrypt.lock().await;
@@ -621,8 +631,20 @@ impl WebGuard {
             }
         }
         cache.insert(key, ok);
-        ok
+        drop(cache);
+        granted(ok)
     }
+}
+
+/// Who a request comes from, once the web configuration's basic authentication let it in. The
+/// guard puts it in the request's extensions only while `basic_auth_users` is set, so a handler
+/// that finds none knows that authentication is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A user of `basic_auth_users`, by name.
+    User(String),
+    /// Vigil itself (its own self-scrape and rule queries, with the process's token).
+    Internal,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -656,21 +678,29 @@ fn parse_basic(v: &HeaderValue) -> Option<(String, String)> {
 }
 
 /// The axum middleware: configured headers on every response, then basic authentication.
-pub async fn guard(State(web): State<Arc<WebGuard>>, req: Request, next: Next) -> Response {
+pub async fn guard(State(web): State<Arc<WebGuard>>, mut req: Request, next: Next) -> Response {
     let cur = web.config();
-    let mut resp = if cur.file.basic_auth_users.is_empty()
-        || web
-            .authorized(&cur, req.headers().get(header::AUTHORIZATION))
-            .await
-    {
-        next.run(req).await
+    let who = if cur.file.basic_auth_users.is_empty() {
+        Ok(None)
     } else {
-        (
+        web.authorized(&cur, req.headers().get(header::AUTHORIZATION))
+            .await
+            .map(Some)
+            .ok_or(())
+    };
+    let mut resp = match who {
+        Ok(p) => {
+            if let Some(p) = p {
+                req.extensions_mut().insert(p);
+            }
+            next.run(req).await
+        }
+        Err(()) => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Basic")],
             "Unauthorized\n",
         )
-            .into_response()
+            .into_response(),
     };
     for (k, v) in &cur.headers {
         resp.headers_mut().insert(k.clone(), v.clone());

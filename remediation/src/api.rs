@@ -7,22 +7,24 @@
 //! - `POST /api/v1/runbooks/{name}/run` with `{"alert": {...}, "params": {...}, "grants": [...],
 //!   "dry_run": true}`: a manual run (dry run unless `dry_run` is false), answered when it ended.
 //!
-//! Approvals and runs record the user of the request's basic auth (the web configuration has
-//! checked it), or `anonymous`.
+//! While the web configuration requires basic authentication, approving, denying and running need
+//! a user that `runbooks.admins` names (403 otherwise, Vigil's own token included); the record
+//! holds that user. Without authentication anyone may, and the record says `anonymous`.
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::capability::Grant;
 use crate::engine::{Binding, Engine};
+use vigil_http::web::Principal;
 
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
@@ -47,19 +49,20 @@ fn err(code: StatusCode, kind: &str, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// The basic-auth user of the request (already verified by the web configuration's guard).
-fn user(h: &HeaderMap) -> String {
-    h.get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.split_once(':').map(|(u, _)| u.to_string()))
-        .unwrap_or_else(|| "anonymous".to_string())
+/// Who acts, when they may: the authenticated user if a runbook admin, `anonymous` while
+/// authentication is off; otherwise the 403 to answer.
+#[allow(clippy::result_large_err)] // the Err is the response itself, answered at once
+fn actor(e: &Engine, who: Option<Extension<Principal>>, what: &str) -> Result<String, Response> {
+    let refused = match who.map(|Extension(p)| p) {
+        None => return Ok("anonymous".to_string()),
+        Some(Principal::User(u)) if e.is_admin(&u) => return Ok(u),
+        Some(Principal::User(u)) => format!(
+            "user {u:?} may not {what}: only the runbook admins (runbooks.admins in the Vigil \
+             configuration) may"
+        ),
+        Some(Principal::Internal) => format!("Vigil's own credential may not {what}"),
+    };
+    Err(err(StatusCode::FORBIDDEN, "forbidden", refused))
 }
 
 async fn list_runbooks(State(e): State<Arc<Engine>>) -> Response {
@@ -111,8 +114,15 @@ async fn get_execution(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> 
     }
 }
 
-async fn approve(State(e): State<Arc<Engine>>, Path(id): Path<String>, h: HeaderMap) -> Response {
-    let who = user(&h);
+async fn approve(
+    State(e): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    p: Option<Extension<Principal>>,
+) -> Response {
+    let who = match actor(&e, p, "approve runbook executions") {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
     match e.approve(&id, &who).await {
         Some(x) => ok(serde_json::to_value(x).unwrap_or_default()),
         None => err(
@@ -123,8 +133,15 @@ async fn approve(State(e): State<Arc<Engine>>, Path(id): Path<String>, h: Header
     }
 }
 
-async fn deny(State(e): State<Arc<Engine>>, Path(id): Path<String>, h: HeaderMap) -> Response {
-    let who = user(&h);
+async fn deny(
+    State(e): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    p: Option<Extension<Principal>>,
+) -> Response {
+    let who = match actor(&e, p, "deny runbook executions") {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
     match e.deny(&id, &who).await {
         Some(x) => ok(serde_json::to_value(x).unwrap_or_default()),
         None => err(
@@ -157,9 +174,13 @@ fn yes() -> bool {
 async fn run(
     State(e): State<Arc<Engine>>,
     Path(name): Path<String>,
-    h: HeaderMap,
+    p: Option<Extension<Principal>>,
     body: axum::body::Bytes,
 ) -> Response {
+    let who = match actor(&e, p, "run runbooks") {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
     let req: RunRequest = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
     {
         Ok(r) => r,
@@ -230,7 +251,6 @@ async fn run(
         escalate_to: None,
         target: String::new(),
     };
-    let who = user(&h);
     let x = e
         .execute(&format!("manual by {who}"), &binding, alert)
         .await;

@@ -10,6 +10,7 @@
 //!            blast_radius: {max_actions: 10, window: 10m}}
 //!   deadline: 60s             # one run, host calls included
 //!   memory_limit_mib: 32
+//!   admins: [alice]           # who may approve and run, when the web config has users
 //! ```
 
 use std::collections::BTreeMap;
@@ -49,6 +50,11 @@ pub struct RunbooksSection {
     /// How often verification looks at the alert.
     #[serde(default = "default_verify_every", with = "crate::policy::dur")]
     pub verify_every: Duration,
+    /// Users of the web configuration's `basic_auth_users` who may approve, deny and start runs
+    /// through the API. While the web configuration defines users, no one else may; without users
+    /// (no authentication) the API is open, as Alertmanager's is.
+    #[serde(default)]
+    pub admins: Vec<String>,
 }
 
 fn default_deadline() -> Duration {
@@ -123,6 +129,7 @@ impl RunbooksSection {
             verify_every: self.verify_every,
             metrics: Default::default(),
             pending: Default::default(),
+            admins: parking_lot::RwLock::new(self.admins.clone()),
         });
         Ok(Built { engine, escalator })
     }

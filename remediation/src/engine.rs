@@ -123,6 +123,9 @@ pub struct Engine {
     pub metrics: crate::metrics::RunbookMetrics,
     /// Executions waiting for an approval, with the binding they run under.
     pub pending: parking_lot::Mutex<std::collections::HashMap<String, (String, Binding)>>,
+    /// The users of the web configuration who may approve, deny and start runs (`runbooks.admins`);
+    /// consulted only while the web configuration requires basic authentication.
+    pub admins: parking_lot::RwLock<Vec<String>>,
 }
 
 struct StillFiring {
@@ -189,6 +192,62 @@ impl Engine {
         Some(e)
     }
 
+    /// After a restart, from the execution log: runs that waited for an approval wait again under
+    /// the binding they were created with; runs that were under way when Vigil stopped (in the
+    /// sandbox or in verification) end `failed` as interrupted, and are escalated when their
+    /// binding names a receiver, since no one else will look at them. Call once the escalator can
+    /// reach the router. Returns (pending again, interrupted).
+    pub async fn recover(&self) -> (usize, usize) {
+        let (mut waiting, mut interrupted) = (0, 0);
+        for mut e in self.store.list() {
+            match (e.outcome, e.config.clone()) {
+                (Outcome::Pending, Some(b)) => {
+                    self.pending
+                        .lock()
+                        .insert(e.id.clone(), (e.binding.clone(), b));
+                    waiting += 1;
+                }
+                (Outcome::Pending | Outcome::Running | Outcome::Succeeded, b) => {
+                    interrupted += 1;
+                    let was = e.outcome;
+                    e.step("restart", json!({"previous_outcome": was}));
+                    e.outcome = Outcome::Failed;
+                    e.reason = Some(match was {
+                        Outcome::Pending => {
+                            "Vigil restarted while the run waited for an approval, and the record \
+                             does not hold the binding to run it under"
+                                .to_string()
+                        }
+                        _ => "interrupted: Vigil stopped during the run or its verification; the \
+                              record holds what happened before"
+                            .to_string(),
+                    });
+                    e.times.finished.get_or_insert(vigil_model::now_ms());
+                    match b {
+                        Some(b) => {
+                            self.finish(&b, e).await;
+                        }
+                        None => self.record(&e).await,
+                    }
+                }
+                _ => {}
+            }
+        }
+        if waiting + interrupted > 0 {
+            tracing::info!(
+                waiting,
+                interrupted,
+                "runbook executions recovered from the execution log"
+            );
+        }
+        (waiting, interrupted)
+    }
+
+    /// Whether `user` may approve, deny and start runs while authentication is on.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.read().iter().any(|a| a == user)
+    }
+
     fn take_pending(&self, id: &str) -> Option<(Execution, String, Binding)> {
         let (name, binding) = self.pending.lock().remove(id)?;
         let e = self.store.get(id)?;
@@ -228,6 +287,7 @@ impl Engine {
                 created: vigil_model::now_ms(),
                 ..Default::default()
             },
+            config: Some(binding.clone()),
         });
         let Some(rb) = self.runbooks.get(&binding.runbook) else {
             e.outcome = Outcome::Failed;

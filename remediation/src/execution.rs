@@ -74,6 +74,10 @@ pub struct Execution {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub times: Timestamps,
+    /// The binding as it stood when the execution was created (templated parameters, grants,
+    /// flags): what an approval after a restart runs under, and what the audit shows it ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::engine::Binding>,
 }
 
 impl Execution {
@@ -198,6 +202,7 @@ mod tests {
             output: None,
             notes: vec![],
             times: Timestamps::default(),
+            config: None,
         }
     }
 

@@ -125,6 +125,7 @@ async fn setup() -> Setup {
         verify_every: Duration::from_millis(100),
         metrics: Default::default(),
         pending: Default::default(),
+        admins: Default::default(),
     };
     Setup {
         engine,

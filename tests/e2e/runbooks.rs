@@ -28,6 +28,20 @@ async fn with_runbook(
     wat: &str,
     manifest: &str,
 ) -> (Vigil, tempfile::TempDir) {
+    with_runbook_and(am, rules, name, wat, manifest, "", None).await
+}
+
+/// [`with_runbook`] with more lines for the `runbooks:` section (indented by two spaces) and,
+/// when given, a web configuration file (`--web.config.file`).
+async fn with_runbook_and(
+    am: &str,
+    rules: &str,
+    name: &str,
+    wat: &str,
+    manifest: &str,
+    runbooks_extra: &str,
+    web: Option<&str>,
+) -> (Vigil, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let rb = dir.path().join("rb");
     std::fs::create_dir_all(&rb).unwrap();
@@ -37,12 +51,23 @@ async fn with_runbook(
     )
     .unwrap();
     std::fs::write(rb.join(format!("{name}.runbook.yml")), manifest).unwrap();
-    let v = Vigil::start_with_files(
+    let web_file = dir.path().join("web.yml");
+    let mut args = Vec::new();
+    if let Some(w) = web {
+        std::fs::write(&web_file, w).unwrap();
+        args = vec![
+            "--web.config.file".to_string(),
+            web_file.display().to_string(),
+        ];
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = Vigil::start_with_args(
         &format!(
-            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n",
+            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n  verify_every: 200ms\n{runbooks_extra}",
             rb.display()
         ),
         &[("am.yml", am), ("r.yml", rules)],
+        &args,
     )
     .await;
     (v, dir)
@@ -244,22 +269,22 @@ receivers:
         );
     }
     // Approve a: it runs (the runbook logs) and, since it fixes nothing, fails verification.
+    // Without a web configuration there are no users: the record says anonymous.
     let r: Value = c
         .post(v.url(&format!("/api/v1/runbooks/executions/{a}/approve")))
-        .basic_auth("alice", Some("x"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(r["data"]["approved_by"], "alice", "{r:#}");
+    assert_eq!(r["data"]["approved_by"], "anonymous", "{r:#}");
     assert_eq!(r["data"]["outcome"], "failed", "{r:#}");
     let steps = r["data"]["steps"].as_array().unwrap();
     assert!(
         steps
             .iter()
-            .any(|s| s["kind"] == "approval" && s["detail"]["by"] == "alice")
+            .any(|s| s["kind"] == "approval" && s["detail"]["by"] == "anonymous")
     );
     assert!(steps.iter().any(|s| s["kind"] == "log"));
     // Deny b: it never runs; a second decision is refused.
@@ -408,5 +433,241 @@ receivers:
                 && s["detail"]["result"]["met"] == false),
         "{:#}",
         ran[0]
+    );
+}
+
+/// A GET with basic auth, as JSON.
+async fn get_as(url: &str, user: &str, password: &str) -> Value {
+    let r = client()
+        .get(url)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// A POST with basic auth (when `user` is given): status and JSON body (Null when not JSON).
+async fn post_as(url: &str, who: Option<(&str, &str)>, body: Value) -> (u16, Value) {
+    let mut req = client().post(url).json(&body);
+    if let Some((u, p)) = who {
+        req = req.basic_auth(u, Some(p));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// While the web configuration has users, only the users `runbooks.admins` names may approve, deny
+/// or run (403 for the others, 401 without credentials); the record names the admin. A pending
+/// execution survives a restart and is approved afterwards; a reload changes the admins.
+#[tokio::test(flavor = "multi_thread")]
+async fn runbook_admins_approve_and_run_and_pending_runs_survive_a_restart() {
+    let am = r#"route:
+  receiver: heal
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: pretend-fix
+        params: {service: '{{ $labels.service }}'}
+        require_approval: true
+        verify_within: 1s
+"#;
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n        labels: {service: a}\n";
+    let manifest = "name: pretend-fix\nversion: 1.0.0\nabi: 1\ncapabilities: [log]\nparams:\n  service: {type: string, required: true}\n";
+    let web = format!(
+        "basic_auth_users:\n  alice: '{}'\n  bob: '{}'\n",
+        bcrypt::hash("alice-pw", 4).unwrap(),
+        bcrypt::hash("bob-pw", 4).unwrap()
+    );
+    let (mut v, _dir) = with_runbook_and(
+        am,
+        rules,
+        "pretend-fix",
+        PRETEND,
+        manifest,
+        "  admins: [alice]\n",
+        Some(&web),
+    )
+    .await;
+    let alice = Some(("alice", "alice-pw"));
+    let bob = Some(("bob", "bob-pw"));
+    let pending = |v: &Vigil| {
+        let url = v.url("/api/v1/runbooks/executions?outcome=pending");
+        async move {
+            let r = get_as(&url, "bob", "bob-pw").await;
+            r["data"].as_array().and_then(|d| d.first().cloned())
+        }
+    };
+    let first = eventually(Duration::from_secs(60), "a pending execution", || {
+        pending(&v)
+    })
+    .await;
+    let id = first["id"].as_str().unwrap().to_string();
+    let approve = v.url(&format!("/api/v1/runbooks/executions/{id}/approve"));
+    let deny = v.url(&format!("/api/v1/runbooks/executions/{id}/deny"));
+    let run = v.url("/api/v1/runbooks/pretend-fix/run");
+    // No credentials: the front door refuses. A user who is not an admin: the API refuses.
+    assert_eq!(post_as(&approve, None, Value::Null).await.0, 401);
+    for url in [&approve, &deny] {
+        let (status, body) = post_as(url, bob, Value::Null).await;
+        assert_eq!(status, 403, "{body:#}");
+        assert_eq!(body["errorType"], "forbidden");
+        let msg = body["error"].as_str().unwrap();
+        assert!(
+            msg.contains("\"bob\"") && msg.contains("runbooks.admins"),
+            "{msg}"
+        );
+    }
+    let (status, body) = post_as(&run, bob, serde_json::json!({"params": {"service": "x"}})).await;
+    assert_eq!(status, 403, "{body:#}");
+    let one = get_as(
+        &v.url(&format!("/api/v1/runbooks/executions/{id}")),
+        "bob",
+        "bob-pw",
+    )
+    .await;
+    assert_eq!(one["data"]["outcome"], "pending", "refusals change nothing");
+
+    // A restart: the execution still waits, and approving it runs it under its binding.
+    assert!(v.terminate().success());
+    v.launch().await;
+    let again = get_as(
+        &v.url(&format!("/api/v1/runbooks/executions/{id}")),
+        "alice",
+        "alice-pw",
+    )
+    .await;
+    assert_eq!(again["data"]["outcome"], "pending", "{again:#}");
+    assert_eq!(
+        again["data"]["config"]["require_approval"], true,
+        "{again:#}"
+    );
+    let (status, r) = post_as(&approve, alice, Value::Null).await;
+    assert_eq!(status, 200, "{r:#}");
+    assert_eq!(r["data"]["approved_by"], "alice", "{r:#}");
+    let steps = r["data"]["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "log" && s["detail"]["message"] == "all fixed, trust me"),
+        "the approved run ran: {r:#}"
+    );
+    assert_eq!(
+        r["data"]["outcome"], "failed",
+        "it fixes nothing, so verification fails: {r:#}"
+    );
+    let (status, r) = post_as(&run, alice, serde_json::json!({"params": {"service": "x"}})).await;
+    assert_eq!(status, 200, "{r:#}");
+    assert_eq!(r["data"]["binding"], "manual by alice");
+    assert_eq!(r["data"]["outcome"], "succeeded");
+
+    // A reload makes bob the admin instead of alice.
+    let cfg = std::fs::read_to_string(v.config_path()).unwrap();
+    std::fs::write(
+        v.config_path(),
+        cfg.replace("admins: [alice]", "admins: [bob]"),
+    )
+    .unwrap();
+    let (status, body) = post_as(&v.url("/-/reload"), alice, Value::Null).await;
+    assert_eq!(status, 200, "{body:#}");
+    let body = serde_json::json!({"params": {"service": "x"}});
+    assert_eq!(post_as(&run, bob, body.clone()).await.0, 200);
+    assert_eq!(post_as(&run, alice, body).await.0, 403);
+}
+
+/// Waits 60 s on a condition that never holds: a run still under way when Vigil is killed.
+const STUCK: &str = r#"(module
+  (import "vigil" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "wait.until")
+  (data (i32.const 32) "{\22query\22:\22vector(1) == 2\22,\22timeout\22:\2260s\22}")
+  (func (export "vigil_runbook_v1") (result i32)
+    (drop (call $call (i32.const 0) (i32.const 10) (i32.const 32) (i32.const 42)))
+    (i32.const 0)))"#;
+
+/// Vigil is killed (-9) while a runbook runs: after the restart the execution is not left
+/// `running` for ever. It is failed as interrupted and escalated, since no one else would look at
+/// it: the alert was already handed to the runbook receiver.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_interrupted_by_a_crash_is_failed_and_escalated_after_the_restart() {
+    let (port, pages) = http_receiver(|_| ("200 OK", String::new())).await;
+    let am = format!(
+        r#"route:
+  receiver: heal
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: stuck
+        grants: [{{capability: wait.until}}]
+        escalate_to: oncall
+  - name: oncall
+    webhook_configs:
+      - url: 'http://127.0.0.1:{port}/page'
+"#
+    );
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: ServiceDown\n        expr: vector(1)\n";
+    let (mut v, _dir) = with_runbook(
+        &am,
+        rules,
+        "stuck",
+        STUCK,
+        "name: stuck\nversion: 1.0.0\nabi: 1\ncapabilities: [wait.until]\n",
+    )
+    .await;
+    let running = eventually(Duration::from_secs(60), "a running execution", || {
+        let url = v.url("/api/v1/runbooks/executions?outcome=running");
+        async move {
+            let r = get_json(&url).await;
+            r["data"]
+                .as_array()
+                .and_then(|d| d.first().cloned())
+                .filter(|e| e["times"]["started"].is_i64())
+        }
+    })
+    .await;
+    let id = running["id"].as_str().unwrap().to_string();
+    v.kill9();
+    assert!(pages.lock().is_empty(), "no page before the restart");
+    v.launch().await;
+    let e = v
+        .get_json(&format!("/api/v1/runbooks/executions/{id}"))
+        .await;
+    assert_eq!(e["data"]["outcome"], "escalated", "{e:#}");
+    assert!(
+        e["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted: Vigil stopped during the run"),
+        "{e:#}"
+    );
+    assert!(
+        e["data"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "restart" && s["detail"]["previous_outcome"] == "running"),
+        "{e:#}"
+    );
+    let page = eventually(Duration::from_secs(30), "the escalation page", || {
+        let pages = pages.clone();
+        async move { pages.lock().first().cloned() }
+    })
+    .await;
+    let summary = page["alerts"][0]["annotations"]["runbook_summary"]
+        .as_str()
+        .unwrap();
+    assert!(
+        summary.contains(&id) && summary.contains("interrupted"),
+        "{summary}"
     );
 }
