@@ -4,6 +4,8 @@
 //! - `GET /api/v1/runbooks/executions?runbook=&binding=&outcome=&limit=`: newest first, each with
 //!   its steps; `GET /api/v1/runbooks/executions/{id}`: one;
 //! - `POST /api/v1/runbooks/executions/{id}/approve` and `/deny`: a pending execution;
+//! - `GET /api/v1/runbooks/breakers`: the capabilities whose blast-radius breaker is open;
+//!   `POST /api/v1/runbooks/breakers/{capability}/reset` closes one (409 when it is not open);
 //! - `POST /api/v1/runbooks/{name}/run` with `{"alert": {...}, "params": {...}, "grants": [...],
 //!   "dry_run": true}`: a manual run (dry run unless `dry_run` is false), answered when it ended.
 //!
@@ -33,6 +35,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/runbooks/executions/{id}", get(get_execution))
         .route("/api/v1/runbooks/executions/{id}/approve", post(approve))
         .route("/api/v1/runbooks/executions/{id}/deny", post(deny))
+        .route("/api/v1/runbooks/breakers", get(list_breakers))
+        .route(
+            "/api/v1/runbooks/breakers/{capability}/reset",
+            post(reset_breaker),
+        )
         .route("/api/v1/runbooks/{name}/run", post(run))
         .with_state(engine)
 }
@@ -149,6 +156,36 @@ async fn deny(
             "bad_data",
             format!("execution {id} is not pending"),
         ),
+    }
+}
+
+async fn list_breakers(State(e): State<Arc<Engine>>) -> Response {
+    let open: Vec<Value> = e
+        .policy
+        .tripped()
+        .into_iter()
+        .map(|c| json!({"capability": c, "open": true}))
+        .collect();
+    ok(Value::Array(open))
+}
+
+async fn reset_breaker(
+    State(e): State<Arc<Engine>>,
+    Path(capability): Path<String>,
+    p: Option<Extension<Principal>>,
+) -> Response {
+    let who = match actor(&e, p, "reset blast-radius breakers") {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if e.reset_breaker(&capability, &who) {
+        ok(json!({"capability": capability, "open": false, "reset_by": who}))
+    } else {
+        err(
+            StatusCode::CONFLICT,
+            "bad_data",
+            format!("the {capability} breaker is not open"),
+        )
     }
 }
 

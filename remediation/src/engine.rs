@@ -243,6 +243,17 @@ impl Engine {
         (waiting, interrupted)
     }
 
+    /// Closes the blast-radius breaker of `capability` (an admin's decision, logged). False when it
+    /// was not open.
+    pub fn reset_breaker(&self, capability: &str, user: &str) -> bool {
+        let was_open = self.policy.reset(capability);
+        if was_open {
+            tracing::warn!(capability, by = user, "blast-radius breaker reset");
+            self.metrics.breakers(&[], &[capability.to_string()]);
+        }
+        was_open
+    }
+
     /// Whether `user` may approve, deny and start runs while authentication is on.
     pub fn is_admin(&self, user: &str) -> bool {
         self.admins.read().iter().any(|a| a == user)
@@ -397,6 +408,7 @@ impl Engine {
         for r in d.refusals() {
             self.metrics.refused(&r);
         }
+        self.metrics.breakers(&self.policy.tripped(), &[]);
         let started = e.times.started.unwrap_or_default();
         for c in &report.calls {
             let acts = self

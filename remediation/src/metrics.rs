@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,6 +29,11 @@ pub struct RefusalLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabel {
+    pub capability: String,
+}
+
 #[derive(Clone)]
 pub struct RunbookMetrics {
     pub executions: Family<OutcomeLabel, Counter>,
@@ -35,6 +41,7 @@ pub struct RunbookMetrics {
     pub instantiate: Histogram,
     pub host_calls: Family<CallLabel, Counter>,
     pub refusals: Family<RefusalLabel, Counter>,
+    pub breaker_open: Family<CapabilityLabel, Gauge>,
 }
 
 impl Default for RunbookMetrics {
@@ -47,6 +54,7 @@ impl Default for RunbookMetrics {
             instantiate: Histogram::new(exponential_buckets(0.000_001, 4.0, 10)),
             host_calls: Default::default(),
             refusals: Default::default(),
+            breaker_open: Default::default(),
         }
     }
 }
@@ -79,6 +87,24 @@ impl RunbookMetrics {
             "Runs and actions the policy refused, by reason (locked, cooldown, max_attempts, concurrency, blast_radius)",
             self.refusals.clone(),
         );
+        r.register(
+            "breaker_open",
+            "1 while the blast-radius breaker of a capability is open (its actions are refused until reset)",
+            self.breaker_open.clone(),
+        );
+    }
+
+    /// The gauge of each breaker, from the policy's state.
+    pub fn breakers(&self, open: &[String], closed: &[String]) {
+        for (caps, v) in [(open, 1), (closed, 0)] {
+            for c in caps {
+                self.breaker_open
+                    .get_or_create(&CapabilityLabel {
+                        capability: c.clone(),
+                    })
+                    .set(v);
+            }
+        }
     }
 
     pub fn refused(&self, r: &crate::policy::Refusal) {

@@ -190,3 +190,114 @@ receivers:
         .await;
     }
 }
+
+/// A dry-run binding goes through the whole path (alert, route, policy, sandbox, grants) and
+/// changes nothing in Docker: the container is not restarted, the record shows what would have
+/// been done. A manual run through the API (a dry run by default) leaves it alone too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_changes_nothing_in_docker() {
+    if tool("docker").is_none() {
+        return;
+    }
+    let Some(image) = crate::probes::busybox_image() else {
+        return;
+    };
+    let Some(wasm) = crate::runbook_authors::build_rust_example() else {
+        return;
+    };
+    let name = format!("vigil-dry-{}", std::process::id());
+    let _c = Container(name.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "app=web",
+        image,
+        "/bin/sh",
+        "-c",
+        "exec /bin/busybox sleep 3600",
+    ]);
+    let state = || {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.State.StartedAt}} {{.State.Pid}} {{.RestartCount}} {{.State.Running}}",
+            &name,
+        ])
+    };
+    let before = state();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("rb");
+    std::fs::create_dir_all(&rb).unwrap();
+    std::fs::copy(&wasm, rb.join("restart-container.wasm")).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sdk/examples/restart-container/restart-container.runbook.yml"),
+        rb.join("restart-container.runbook.yml"),
+    )
+    .unwrap();
+    let am = r#"route:
+  receiver: heal
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: restart-container
+        params: {container: '{{ $labels.container }}'}
+        target: 'container:{{ $labels.container }}'
+        grants:
+          - {capability: docker.restart, scope: {labels: {app: web}}}
+          - {capability: docker.inspect}
+        dry_run: true
+"#;
+    let rules = format!(
+        "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: WebDown\n        expr: vector(1)\n        labels: {{container: {name}}}\n"
+    );
+    let config = format!(
+        "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nrunbooks:\n  dir: {}\n",
+        rb.display()
+    );
+    let v = Vigil::start_with_files(&config, &[("am.yml", am), ("r.yml", &rules)]).await;
+    let e = eventually(Duration::from_secs(60), "the dry run's end", || {
+        let v = &v;
+        async move {
+            executions(v)
+                .into_iter()
+                .find(|e| e["outcome"] != "running")
+        }
+    })
+    .await;
+    assert_eq!(e["outcome"], "succeeded", "{e:#}");
+    assert_eq!(e["dry_run"], true);
+    let restart = e["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "call" && s["detail"]["capability"] == "docker.restart")
+        .unwrap_or_else(|| panic!("no docker.restart call: {e:#}"));
+    assert_eq!(restart["detail"]["result"]["dry_run"], true, "{e:#}");
+    assert_eq!(
+        restart["detail"]["result"]["would"], "docker.restart",
+        "{e:#}"
+    );
+    assert!(
+        e["times"]["acted"].is_null(),
+        "a dry run acts on nothing: {e:#}"
+    );
+    // By hand, through the API: a dry run unless asked otherwise.
+    let (status, r) = crate::runbooks::post_as(
+        &v.url("/api/v1/runbooks/restart-container/run"),
+        None,
+        serde_json::json!({"params": {"container": name}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r:#}");
+    assert_eq!(r["data"]["outcome"], "succeeded", "{r:#}");
+    assert_eq!(r["data"]["dry_run"], true);
+    assert_eq!(state(), before, "the container was not touched");
+}

@@ -24,6 +24,7 @@ mod push_protocols;
 mod routing;
 mod rules;
 mod runbook_authors;
+mod runbook_policy;
 mod runbooks;
 mod scrape;
 mod self_metrics;

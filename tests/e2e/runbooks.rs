@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// Logs that it fixed things and returns 0: it fixes nothing.
-const PRETEND: &str = r#"(module
+pub(crate) const PRETEND: &str = r#"(module
   (import "vigil" "log" (func $log (param i32 i32 i32)))
   (memory (export "memory") 1)
   (data (i32.const 0) "all fixed, trust me")
@@ -33,7 +33,7 @@ async fn with_runbook(
 
 /// [`with_runbook`] with more lines for the `runbooks:` section (indented by two spaces) and,
 /// when given, a web configuration file (`--web.config.file`).
-async fn with_runbook_and(
+pub(crate) async fn with_runbook_and(
     am: &str,
     rules: &str,
     name: &str,
@@ -437,7 +437,7 @@ receivers:
 }
 
 /// A GET with basic auth, as JSON.
-async fn get_as(url: &str, user: &str, password: &str) -> Value {
+pub(crate) async fn get_as(url: &str, user: &str, password: &str) -> Value {
     let r = client()
         .get(url)
         .basic_auth(user, Some(password))
@@ -449,7 +449,7 @@ async fn get_as(url: &str, user: &str, password: &str) -> Value {
 }
 
 /// A POST with basic auth (when `user` is given): status and JSON body (Null when not JSON).
-async fn post_as(url: &str, who: Option<(&str, &str)>, body: Value) -> (u16, Value) {
+pub(crate) async fn post_as(url: &str, who: Option<(&str, &str)>, body: Value) -> (u16, Value) {
     let mut req = client().post(url).json(&body);
     if let Some((u, p)) = who {
         req = req.basic_auth(u, Some(p));
