@@ -7,7 +7,7 @@
 //! - `GET /api/v1/runbooks/breakers`: the capabilities whose blast-radius breaker is open;
 //!   `POST /api/v1/runbooks/breakers/{capability}/reset` closes one (409 when it is not open);
 //! - `POST /api/v1/runbooks/{name}/run` with `{"alert": {...}, "params": {...}, "grants": [...],
-//!   "dry_run": true}`: a manual run (dry run unless `dry_run` is false), answered when it ended.
+//!   "dry_run": true, "target": "..."}`: a manual run (dry run unless `dry_run` is false), answered when it ended.
 //!
 //! While the web configuration requires basic authentication, approving, denying and running need
 //! a user that `runbooks.admins` names (403 otherwise, Vigil's own token included); the record
@@ -202,6 +202,10 @@ struct RunRequest {
     dry_run: bool,
     #[serde(default)]
     verify_within: Option<String>,
+    /// What the run acts on, for the per-target lock (as a binding's `target`); default: the
+    /// alert's fingerprint, or the run alone.
+    #[serde(default)]
+    target: String,
 }
 
 fn yes() -> bool {
@@ -286,7 +290,7 @@ async fn run(
         require_approval: false,
         verify_within,
         escalate_to: None,
-        target: String::new(),
+        target: req.target,
     };
     let x = e
         .execute(&format!("manual by {who}"), &binding, alert)

@@ -671,3 +671,60 @@ receivers:
         "{summary}"
     );
 }
+
+/// A run by hand that names a target waits its turn like any other: while an alert's run holds
+/// the target, the manual run is refused by the lock, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_run_on_a_busy_target_is_refused_by_the_lock() {
+    let am = r#"route:
+  receiver: heal
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heal
+    runbook_configs:
+      - runbook: stuck
+        target: 'host:shared'
+        grants: [{capability: wait.until}]
+"#;
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Down\n        expr: vector(1)\n";
+    let (v, _dir) = with_runbook(
+        am,
+        rules,
+        "stuck",
+        STUCK,
+        "name: stuck\nversion: 1.0.0\nabi: 1\ncapabilities: [wait.until]\n",
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the alert's run under way", || {
+        let url = v.url("/api/v1/runbooks/executions?outcome=running");
+        async move {
+            let r = get_json(&url).await;
+            r["data"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|e| e["times"]["started"].is_i64()))
+                .then_some(())
+        }
+    })
+    .await;
+    let run = v.url("/api/v1/runbooks/stuck/run");
+    let (status, r) = post_as(
+        &run,
+        None,
+        serde_json::json!({"target": "host:shared", "dry_run": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r:#}");
+    assert_eq!(r["data"]["outcome"], "denied", "{r:#}");
+    assert_eq!(r["data"]["reason"], "another run is acting on host:shared");
+    // Another target is free.
+    let (_, r) = post_as(
+        &run,
+        None,
+        serde_json::json!({"target": "host:other", "grants": [], "dry_run": false}),
+    )
+    .await;
+    assert_ne!(r["data"]["outcome"], "denied", "{r:#}");
+}
