@@ -52,8 +52,14 @@ pub const CAPABILITIES: &[&str] = &[
     "docker.stop",
     "http.request",
     "log",
+    "postgres.fence",
+    "postgres.promote",
+    "postgres.status",
+    "postgres.write_check",
     "process.restart",
     "query.promql",
+    "route.get",
+    "route.set",
     "wait.until",
 ];
 
@@ -64,5 +70,8 @@ pub const ACTING: &[&str] = &[
     "docker.start",
     "docker.stop",
     "http.request",
+    "postgres.fence",
+    "postgres.promote",
     "process.restart",
+    "route.set",
 ];

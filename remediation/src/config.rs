@@ -6,6 +6,15 @@
 //!   docker_host: ''           # default: the local socket
 //!   processes:                # what process.restart may run, by name
 //!     nginx: {command: [systemctl, restart, nginx], timeout: 30s}
+//!   postgres:                 # clusters postgres.* may act on, by name
+//!     main:
+//!       login: {user: postgres, password_file: /etc/vigil/pg.pass}
+//!       endpoint: 127.0.0.1:5000          # what clients use (HAProxy, pgbouncer)
+//!       nodes:
+//!         pg1: {address: 10.0.0.1:5432, fence: {command: [/usr/local/bin/fence, pg1]}}
+//!         pg2: {address: 10.0.0.2:5432}
+//!   routes:                   # what route.* may repoint, by name
+//!     pg-writer: {haproxy: {socket: /run/haproxy/admin.sock, backend: pg}}
 //!   policy: {cooldown: 5m, max_attempts: 3, max_concurrent: 4,
 //!            blast_radius: {max_actions: 10, window: 10m}}
 //!   deadline: 60s             # one run, host calls included
@@ -25,8 +34,10 @@ use vigil_storage::MetricsReader;
 use crate::capability::Registry;
 use crate::capability::docker::DockerCapabilities;
 use crate::capability::http::HttpCapability;
+use crate::capability::postgres::{ClusterConfig, PostgresCapabilities};
 use crate::capability::process::{ProcessCapabilities, ProcessCommand};
 use crate::capability::query::QueryCapabilities;
+use crate::capability::route::{RouteCapabilities, RouteConfig};
 use crate::engine::{AlertsSeries, Engine, load_runbooks};
 use crate::execution::ExecutionStore;
 use crate::policy::{Policy, PolicyConfig};
@@ -41,6 +52,12 @@ pub struct RunbooksSection {
     pub docker_host: String,
     #[serde(default)]
     pub processes: BTreeMap<String, ProcessCommand>,
+    /// The PostgreSQL clusters `postgres.*` may act on, by name.
+    #[serde(default)]
+    pub postgres: BTreeMap<String, ClusterConfig>,
+    /// What `route.*` may repoint, by name.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default = "default_deadline", with = "crate::policy::dur")]
@@ -105,6 +122,14 @@ impl RunbooksSection {
         registry.register(Arc::new(
             ProcessCapabilities::new(self.processes.clone())
                 .map_err(|e| format!("runbooks.processes: {e}"))?,
+        ));
+        registry.register(Arc::new(
+            PostgresCapabilities::new(self.postgres.clone())
+                .map_err(|e| format!("runbooks.postgres: {e}"))?,
+        ));
+        registry.register(Arc::new(
+            RouteCapabilities::new(self.routes.clone(), base_dir)
+                .map_err(|e| format!("runbooks.routes: {e}"))?,
         ));
         registry.register(Arc::new(HttpCapability::new(
             vigil_http::HttpClient::plain(&Default::default()).map_err(|e| e.to_string())?,

@@ -85,13 +85,20 @@ impl CallError {
         }
     }
 
-    fn message(&self) -> &str {
+    /// The reason, in words.
+    pub fn message(&self) -> &str {
         match self {
             CallError::Denied(m)
             | CallError::Failed(m)
             | CallError::BadRequest(m)
             | CallError::Resolved(m) => m,
         }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
     }
 }
 

@@ -5,8 +5,11 @@
 
 pub mod docker;
 pub mod http;
+pub mod pg;
+pub mod postgres;
 pub mod process;
 pub mod query;
+pub mod route;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

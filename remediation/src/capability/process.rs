@@ -101,59 +101,79 @@ impl Capability for ProcessCapabilities {
                 "no process command {name:?} is declared"
             )));
         };
-        let t0 = std::time::Instant::now();
-        let mut child = tokio::process::Command::new(&c.command[0])
-            .args(&c.command[1..])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                CallError::Failed(format!("{name}: cannot start {}: {e}", c.command[0]))
-            })?;
-        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-        let read = async {
-            let (mut o, mut e) = (Vec::new(), Vec::new());
-            if let Some(s) = out.as_mut() {
-                let _ = s.read_to_end(&mut o).await;
+        run(name, c, &[]).await
+    }
+}
+
+/// Runs a declared command (no shell, stdin closed, killed at its timeout) with `env` added to
+/// Vigil's environment; answers its exit code, the tails of its output and its duration, or
+/// `Failed` with stderr's tail when it did not exit with 0.
+pub(crate) async fn run(
+    name: &str,
+    c: &ProcessCommand,
+    env: &[(&str, &str)],
+) -> Result<Value, CallError> {
+    let Some(program) = c.command.first() else {
+        return Err(CallError::Failed(format!("{name}: the command is empty")));
+    };
+    let t0 = std::time::Instant::now();
+    let mut child = tokio::process::Command::new(program)
+        .args(&c.command[1..])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| CallError::Failed(format!("{name}: cannot start {program}: {e}")))?;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    // Both at once: a child that fills one pipe while the other is read would wait for ever.
+    let read = async {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        tokio::join!(
+            async {
+                if let Some(s) = out.as_mut() {
+                    let _ = s.read_to_end(&mut o).await;
+                }
+            },
+            async {
+                if let Some(s) = err.as_mut() {
+                    let _ = s.read_to_end(&mut e).await;
+                }
             }
-            if let Some(s) = err.as_mut() {
-                let _ = s.read_to_end(&mut e).await;
-            }
-            (o, e)
-        };
-        let waited = tokio::time::timeout(c.timeout, async {
-            let (o, e) = read.await;
-            (child.wait().await, o, e)
-        })
-        .await;
-        let Ok((status, stdout, stderr)) = waited else {
-            // kill_on_drop ends it.
-            return Err(CallError::Failed(format!(
-                "{name}: still running after {}; killed",
-                humantime::format_duration(c.timeout)
-            )));
-        };
-        let status = status.map_err(|e| CallError::Failed(format!("{name}: {e}")))?;
-        let code = status.code();
-        let result = json!({
-            "name": name,
-            "exit_code": code,
-            "stdout": tail(&stdout),
-            "stderr": tail(&stderr),
-            "duration_ms": t0.elapsed().as_millis() as u64,
-        });
-        if status.success() {
-            Ok(result)
-        } else {
-            Err(CallError::Failed(format!(
-                "{name} exited with {}: {}",
-                code.map(|c| c.to_string())
-                    .unwrap_or_else(|| "a signal".into()),
-                tail(&stderr)
-            )))
-        }
+        );
+        (o, e)
+    };
+    let waited = tokio::time::timeout(c.timeout, async {
+        let (o, e) = read.await;
+        (child.wait().await, o, e)
+    })
+    .await;
+    let Ok((status, stdout, stderr)) = waited else {
+        // kill_on_drop ends it.
+        return Err(CallError::Failed(format!(
+            "{name}: still running after {}; killed",
+            humantime::format_duration(c.timeout)
+        )));
+    };
+    let status = status.map_err(|e| CallError::Failed(format!("{name}: {e}")))?;
+    let code = status.code();
+    let result = json!({
+        "name": name,
+        "exit_code": code,
+        "stdout": tail(&stdout),
+        "stderr": tail(&stderr),
+        "duration_ms": t0.elapsed().as_millis() as u64,
+    });
+    if status.success() {
+        Ok(result)
+    } else {
+        Err(CallError::Failed(format!(
+            "{name} exited with {}: {}",
+            code.map(|c| c.to_string())
+                .unwrap_or_else(|| "a signal".into()),
+            tail(&stderr)
+        )))
     }
 }
 
