@@ -14,7 +14,7 @@
 //!         pg1: {address: 10.0.0.1:5432, fence: {command: [/usr/local/bin/fence, pg1]}}
 //!         pg2: {address: 10.0.0.2:5432}
 //!   routes:                   # what route.* may repoint, by name
-//!     pg-writer: {haproxy: {socket: /run/haproxy/admin.sock, backend: pg}}
+//!     pg-writer: {kind: haproxy, socket: /run/haproxy/admin.sock, backend: pg}
 //!   policy: {cooldown: 5m, max_attempts: 3, max_concurrent: 4,
 //!            blast_radius: {max_actions: 10, window: 10m}}
 //!   deadline: 60s             # one run, host calls included

@@ -35,7 +35,7 @@ pub fn pg_bindir() -> Option<PathBuf> {
 }
 
 /// The uid and gid of the `postgres` user (PostgreSQL refuses to run as root).
-fn postgres_ids() -> (u32, u32) {
+pub fn postgres_ids() -> (u32, u32) {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let line = passwd
         .lines()
@@ -68,7 +68,7 @@ pub struct PgPair {
     pub dir: TempDir,
 }
 
-fn as_postgres(cmd: &mut Command) -> &mut Command {
+pub fn as_postgres(cmd: &mut Command) -> &mut Command {
     let (uid, gid) = postgres_ids();
     cmd.uid(uid).gid(gid).env("LC_ALL", "C")
 }

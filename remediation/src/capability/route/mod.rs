@@ -32,9 +32,9 @@ use super::pg::PgLogin;
 use super::{Capability, Effect, Target, arg_str};
 use crate::sandbox::CallError;
 
-/// One declared route.
+/// One declared route; `kind` says which.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub enum RouteConfig {
     /// A file_sd JSON file (relative paths start at vigil.yml's directory).
     FileSd { path: PathBuf },
