@@ -47,7 +47,9 @@ pub const CAPABILITIES: &[&str] = &[
     "alert.annotate",
     "docker.inspect",
     "docker.logs",
+    "docker.replicas",
     "docker.restart",
+    "docker.scale",
     "docker.start",
     "docker.stop",
     "http.request",
@@ -67,6 +69,7 @@ pub const CAPABILITIES: &[&str] = &[
 /// blast-radius budget counts them). The registry checks each capability family against it.
 pub const ACTING: &[&str] = &[
     "docker.restart",
+    "docker.scale",
     "docker.start",
     "docker.stop",
     "http.request",

@@ -4,6 +4,8 @@
 //! runbooks:
 //!   dir: runbooks/            # NAME.wasm + NAME.runbook.yml, relative to vigil.yml
 //!   docker_host: ''           # default: the local socket
+//!   docker_groups:            # containers docker.scale may create and remove, by group
+//!     web: {image: web:1, ports: [8080], labels: {app: web}}
 //!   processes:                # what process.restart may run, by name
 //!     nginx: {command: [systemctl, restart, nginx], timeout: 30s}
 //!   postgres:                 # clusters postgres.* may act on, by name
@@ -38,6 +40,7 @@ use crate::capability::postgres::{ClusterConfig, PostgresCapabilities};
 use crate::capability::process::{ProcessCapabilities, ProcessCommand};
 use crate::capability::query::QueryCapabilities;
 use crate::capability::route::{RouteCapabilities, RouteConfig};
+use crate::capability::scale::{GroupConfig, ScaleCapabilities};
 use crate::engine::{AlertsSeries, Engine, load_runbooks};
 use crate::execution::ExecutionStore;
 use crate::policy::{Policy, PolicyConfig};
@@ -50,6 +53,9 @@ pub struct RunbooksSection {
     pub dir: String,
     #[serde(default)]
     pub docker_host: String,
+    /// Groups of containers `docker.scale` creates from a template, for hosts without Swarm.
+    #[serde(default)]
+    pub docker_groups: BTreeMap<String, GroupConfig>,
     #[serde(default)]
     pub processes: BTreeMap<String, ProcessCommand>,
     /// The PostgreSQL clusters `postgres.*` may act on, by name.
@@ -118,6 +124,10 @@ impl RunbooksSection {
         registry.register(Arc::new(
             DockerCapabilities::connect(&self.docker_host, 60)
                 .map_err(|e| format!("runbooks.docker_host: {e}"))?,
+        ));
+        registry.register(Arc::new(
+            ScaleCapabilities::new(&self.docker_host, self.docker_groups.clone())
+                .map_err(|e| format!("runbooks.docker_groups: {e}"))?,
         ));
         registry.register(Arc::new(
             ProcessCapabilities::new(self.processes.clone())

@@ -25,8 +25,8 @@ pub async fn haproxy_cli(socket: &std::path::Path, command: &str) -> String {
 
 pub struct Haproxy {
     pub socket: PathBuf,
-    pub proc: Proc,
-    pub dir: TempDir,
+    pub _proc: Proc,
+    pub _dir: TempDir,
 }
 
 impl Haproxy {
@@ -76,7 +76,11 @@ impl Haproxy {
             }
         })
         .await;
-        Some(Haproxy { socket, proc, dir })
+        Some(Haproxy {
+            socket,
+            _proc: proc,
+            _dir: dir,
+        })
     }
 
     pub async fn cli(&self, command: &str) -> String {
@@ -87,8 +91,8 @@ impl Haproxy {
 pub struct Pgbouncer {
     pub port: u16,
     pub ini: PathBuf,
-    pub proc: Proc,
-    pub dir: TempDir,
+    pub _proc: Proc,
+    pub _dir: TempDir,
 }
 
 impl Pgbouncer {
@@ -133,8 +137,8 @@ impl Pgbouncer {
         Some(Pgbouncer {
             port,
             ini,
-            proc,
-            dir,
+            _proc: proc,
+            _dir: dir,
         })
     }
 }

@@ -28,5 +28,6 @@ mod rules;
 mod runbook_authors;
 mod runbook_policy;
 mod runbooks;
+mod scale;
 mod scrape;
 mod self_metrics;

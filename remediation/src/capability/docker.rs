@@ -29,19 +29,23 @@ impl DockerCapabilities {
     /// Connects (lazily: nothing is sent until the first call) to `host`, a `unix://` socket or an
     /// `http://` address; empty means the local socket.
     pub fn connect(host: &str, timeout_secs: u64) -> Result<DockerCapabilities, String> {
-        let host = if host.is_empty() {
-            DEFAULT_SOCKET
-        } else {
-            host
-        };
-        let r = if host.starts_with("unix://") {
-            Docker::connect_with_unix(host, timeout_secs, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_http(host, timeout_secs, bollard::API_DEFAULT_VERSION)
-        };
-        r.map(|docker| DockerCapabilities { docker })
-            .map_err(|e| format!("{host}: {e}"))
+        connect(host, timeout_secs).map(|docker| DockerCapabilities { docker })
     }
+}
+
+/// A lazy Engine API client for `host` (`unix://` or `http://`; empty: the local socket).
+pub(crate) fn connect(host: &str, timeout_secs: u64) -> Result<Docker, String> {
+    let host = if host.is_empty() {
+        DEFAULT_SOCKET
+    } else {
+        host
+    };
+    let r = if host.starts_with("unix://") {
+        Docker::connect_with_unix(host, timeout_secs, bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_http(host, timeout_secs, bollard::API_DEFAULT_VERSION)
+    };
+    r.map_err(|e| format!("{host}: {e}"))
 }
 
 fn failed(container: &str, e: bollard::errors::Error) -> CallError {

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod process;
 pub mod query;
 pub mod route;
+pub mod scale;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
