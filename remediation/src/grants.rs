@@ -1,6 +1,8 @@
 //! The dispatcher of one run: a capability call goes through the binding's grants and their scopes,
-//! a dry run answers acting calls with what would have been done, and right before an action the
-//! alert is checked to be still firing. Only then does the capability run.
+//! a dry run answers acting calls with what would have been done, and right before the run's first
+//! action the alert is checked to be still firing. Only then does the capability run. Later actions
+//! of the same run are steps of a remediation already under way (fence, then promote, then
+//! repoint): the alert may clear because of the first, and stopping halfway would be worse.
 
 use std::sync::Arc;
 
@@ -28,6 +30,8 @@ pub struct GrantedDispatcher {
     refused: parking_lot::Mutex<Vec<Refusal>>,
     /// Notes of `alert.annotate`, shown with the execution.
     notes: parking_lot::Mutex<Vec<String>>,
+    /// Whether an acting call of this run has gone to its capability.
+    acted: std::sync::atomic::AtomicBool,
 }
 
 impl GrantedDispatcher {
@@ -45,6 +49,7 @@ impl GrantedDispatcher {
             policy: None,
             refused: Default::default(),
             notes: Default::default(),
+            acted: Default::default(),
         }
     }
 
@@ -132,7 +137,9 @@ impl Dispatcher for GrantedDispatcher {
                     "args": args,
                 }));
             }
+            use std::sync::atomic::Ordering;
             if let Some(a) = &self.alert
+                && !self.acted.load(Ordering::SeqCst)
                 && let Some(why) = a.resolved().await
             {
                 return Err(CallError::Resolved(format!(
@@ -146,7 +153,66 @@ impl Dispatcher for GrantedDispatcher {
                 self.refused.lock().push(r);
                 return Err(CallError::Denied(reason));
             }
+            self.acted.store(true, Ordering::SeqCst);
         }
         cap.call(capability, &args, target.as_ref()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::capability::process::ProcessCapabilities;
+
+    /// Firing at the first look, resolved at every later one (as when the first action fixed it).
+    struct ClearsAfterFirstLook(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl AlertCheck for ClearsAfterFirstLook {
+        async fn resolved(&self) -> Option<String> {
+            (self.0.fetch_add(1, Ordering::SeqCst) > 0).then(|| "the alert resolved".to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_alert_is_checked_before_the_first_action_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("acted");
+        let mut registry = Registry::new();
+        registry.register(Arc::new(
+            ProcessCapabilities::new(
+                serde_yaml_ng::from_str(&format!(
+                    "step: {{command: [sh, -c, 'echo step >> {}']}}\n",
+                    log.display()
+                ))
+                .unwrap(),
+            )
+            .unwrap(),
+        ));
+        let grants: Vec<Grant> =
+            serde_yaml_ng::from_str("- capability: process.restart\n").unwrap();
+        let check = Arc::new(ClearsAfterFirstLook(AtomicUsize::new(0)));
+        let d = GrantedDispatcher::new(registry.clone(), grants.clone(), false, Some(check.clone()));
+        // Fence, promote, repoint: the second and third steps run although the alert cleared.
+        for _ in 0..3 {
+            d.call("process.restart", json!({"name": "step"}))
+                .await
+                .unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+        assert_eq!(check.0.load(Ordering::SeqCst), 1, "looked once, before the first");
+        // A run whose alert is already resolved does not start acting.
+        let d = GrantedDispatcher::new(registry, grants, false, Some(check));
+        let e = d
+            .call("process.restart", json!({"name": "step"}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            CallError::Resolved("process.restart not performed: the alert resolved".into())
+        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
     }
 }
