@@ -642,6 +642,8 @@ async fn postgres_module_follows_a_failover() {
     assert_eq!(m["vigil_probe_pg_is_primary"], 1.0);
     assert_eq!(m["vigil_probe_pg_in_recovery"], 0.0);
     assert_eq!(m["vigil_probe_pg_timeline"], 1.0);
+    let primary_lsn = m["vigil_probe_pg_wal_lsn_bytes"];
+    assert!(primary_lsn > 0.0, "{m:?}");
     let lag = m
         .iter()
         .find(|(k, _)| k.starts_with("vigil_probe_pg_replica_lag_bytes{"))
@@ -655,6 +657,9 @@ async fn postgres_module_follows_a_failover() {
     assert_eq!(m["vigil_probe_pg_in_recovery"], 1.0);
     assert_eq!(m["vigil_probe_pg_wal_receiver_up"], 1.0);
     assert!(m["vigil_probe_pg_replication_lag_bytes"] >= 0.0);
+    // The replica has received what the primary had written (nothing is written meanwhile).
+    assert!(m["vigil_probe_pg_wal_lsn_bytes"] > 0.0, "{m:?}");
+    assert!(m["vigil_probe_pg_wal_lsn_bytes"] <= primary_lsn + 1e6, "{m:?}");
 
     pg.kill_primary();
     let m = probe_until(&v, "pg", &p, 20, "the primary reported down", |m| {

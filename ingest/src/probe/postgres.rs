@@ -1,11 +1,12 @@
 //! The `postgres` prober (a Vigil module type): connects to the target (`host:port`, port 5432 by
 //! default), runs `SELECT 1`, and reads what a failover needs to know: the node's role
 //! (`pg_is_in_recovery()`), its timeline, on a primary the replicas streaming from it and their lag
-//! (`pg_stat_replication`), on a replica its WAL receiver and its replay lag.
+//! (`pg_stat_replication`), on a replica its WAL receiver and its replay lag; on both, the WAL
+//! position (a failover compares a replica's with the last one its primary had).
 //!
 //! Series (all gauges): `vigil_probe_pg_up`, `vigil_probe_pg_connect_seconds`,
 //! `vigil_probe_pg_query_seconds`, `vigil_probe_pg_in_recovery`, `vigil_probe_pg_is_primary`,
-//! `vigil_probe_pg_timeline`, `vigil_probe_pg_connected_replicas`,
+//! `vigil_probe_pg_timeline`, `vigil_probe_pg_wal_lsn_bytes`, `vigil_probe_pg_connected_replicas`,
 //! `vigil_probe_pg_replica_lag_bytes{application_name,client_addr,state,sync_state}` and
 //! `vigil_probe_pg_replica_replay_lag_seconds{…}` (primary), `vigil_probe_pg_wal_receiver_up`,
 //! `vigil_probe_pg_replication_lag_bytes` and `vigil_probe_pg_replication_lag_seconds` (replica).
@@ -170,12 +171,20 @@ pub async fn probe(
             (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::bigint, \
             COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8, \
             CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-                 ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8";
+                 ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8, \
+            pg_wal_lsn_diff(GREATEST(COALESCE(pg_last_wal_receive_lsn(), '0/0'), \
+                                     COALESCE(pg_last_wal_replay_lsn(), '0/0')), '0/0')::float8";
         match client.query_one(q, &[]).await {
             Ok(r) => {
                 let receiving: i64 = r.get(0);
                 let bytes: f64 = r.get(1);
                 let secs: f64 = r.get(2);
+                f(
+                    m,
+                    "vigil_probe_pg_wal_lsn_bytes",
+                    "WAL position in bytes: written on a primary, received (or replayed) on a replica",
+                    r.get(3),
+                );
                 f(
                     m,
                     "vigil_probe_pg_wal_receiver_up",
@@ -209,6 +218,24 @@ pub async fn probe(
             COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8, \
             COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::float8 \
             FROM pg_stat_replication";
+        match client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8",
+                &[],
+            )
+            .await
+        {
+            Ok(r) => f(
+                m,
+                "vigil_probe_pg_wal_lsn_bytes",
+                "WAL position in bytes: written on a primary, received (or replayed) on a replica",
+                r.get(0),
+            ),
+            Err(e) => {
+                log.error("Cannot read the WAL position", &[("err", &e)]);
+                return false;
+            }
+        }
         match client.query(q, &[]).await {
             Ok(rows) => {
                 let mut streaming = 0;
