@@ -163,6 +163,19 @@ impl Runbook {
             .ok_or_else(|| Error::Param(format!("parameter {name} is missing or not a string")))
     }
 
+    /// An optional string parameter; None when missing or empty.
+    pub fn param_opt_str(&self, name: &str) -> Option<&str> {
+        self.input["params"][name].as_str().filter(|s| !s.is_empty())
+    }
+
+    /// An integer parameter (the host has coerced `integer` parameters to numbers), or
+    /// [`Error::Param`] naming it.
+    pub fn param_int(&self, name: &str) -> Result<i64, Error> {
+        self.input["params"][name]
+            .as_i64()
+            .ok_or_else(|| Error::Param(format!("parameter {name} is missing or not an integer")))
+    }
+
     /// True when the host only records what the runbook would do (actions answer without acting).
     pub fn dry_run(&self) -> bool {
         self.input["dry_run"].as_bool().unwrap_or(false)
@@ -353,6 +366,10 @@ mod tests {
             rb.param_str("n").unwrap_err(),
             Error::Param("parameter n is missing or not a string".into())
         );
+        assert_eq!(rb.param_int("n").unwrap(), 3);
+        assert!(rb.param_int("container").is_err());
+        assert_eq!(rb.param_opt_str("container"), Some("web-1"));
+        assert_eq!(rb.param_opt_str("nothing"), None);
         assert_eq!(rb.label("alertname"), Some("WebDown"));
         assert_eq!(rb.label("job"), None);
     }

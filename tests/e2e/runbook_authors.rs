@@ -125,9 +125,8 @@ fn alert() -> Value {
            "annotations": {"summary": "web-1 is down"}})
 }
 
-/// Builds sdk/examples/restart-container for wasm32-wasip1; the module's path, or None (skipped
-/// outside CI) without the toolchain.
-pub fn build_rust_example() -> Option<PathBuf> {
+/// The Debian toolchain (rustc-web, cargo-web) at /usr/bin, or None (skipped outside CI).
+fn debian_cargo() -> Option<PathBuf> {
     // Debian's rustc-web and cargo-web at /usr/bin, not rustup's: they have the wasm32-wasip1 target.
     let cargo = PathBuf::from("/usr/bin/cargo");
     for p in [&cargo, &PathBuf::from("/usr/bin/rustc")] {
@@ -144,10 +143,18 @@ pub fn build_rust_example() -> Option<PathBuf> {
             return None;
         }
     }
+    Some(cargo)
+}
+
+/// Builds the Rust examples of sdk/examples (one workspace) for wasm32-wasip1 and answers the
+/// module of `name` (`restart-container`, `pg-failover`, `scale-out`, `scale-in`), or None
+/// (skipped outside CI) without the toolchain. Tests building at once wait on cargo's lock.
+pub fn build_rust_runbook(name: &str) -> Option<PathBuf> {
+    let cargo = debian_cargo()?;
     let target = root().join("target/wasm-examples");
     run(
         Command::new(&cargo)
-            .current_dir(examples().join("restart-container"))
+            .current_dir(examples())
             .env("RUSTC", "/usr/bin/rustc")
             .env("RUSTC_BOOTSTRAP", "1")
             .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi -C linker=wasm-ld")
@@ -162,9 +169,115 @@ pub fn build_rust_example() -> Option<PathBuf> {
                 "wasm32-wasip1",
                 "-Zbuild-std=std,panic_abort",
             ]),
-        "cargo build of sdk/examples/restart-container",
+        "cargo build of the Rust examples in sdk/examples",
     );
-    Some(target.join("wasm32-wasip1/release/restart_container.wasm"))
+    Some(target.join(format!(
+        "wasm32-wasip1/release/{}.wasm",
+        name.replace('-', "_")
+    )))
+}
+
+/// sdk/examples/restart-container built for wasm32-wasip1.
+pub fn build_rust_example() -> Option<PathBuf> {
+    build_rust_runbook("restart-container")
+}
+
+/// Places a Rust example's module and manifest in `dir` (a runbook directory).
+pub fn place_rust_runbook(dir: &Path, name: &str) -> Option<()> {
+    let wasm = build_rust_runbook(name)?;
+    place(dir, name, &wasm);
+    Some(())
+}
+
+/// The examples' own unit tests (their decision logic), on the host.
+#[test]
+fn the_rust_examples_pass_their_unit_tests() {
+    let Some(cargo) = debian_cargo() else { return };
+    run(
+        Command::new(&cargo)
+            .current_dir(examples())
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("RUSTDOC", "/usr/bin/rustdoc")
+            .env("CARGO_TARGET_DIR", root().join("target/wasm-examples"))
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .args(["test", "--locked", "--lib"]),
+        "cargo test of the Rust examples in sdk/examples",
+    );
+}
+
+/// pg-failover offline: the primary is down and the replica within the bound, so it fences,
+/// promotes (answered as in a dry run), repoints and checks a write, in that order.
+#[test]
+fn the_failover_example_validates_and_tests() {
+    let Some(built) = build_rust_runbook("pg-failover") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = place(dir.path(), "pg-failover", &built);
+    let status = json!({"cluster": "main", "primaries": [], "writable": [], "replicas": ["pg2"], "down": ["pg1"],
+        "nodes": [
+            {"name": "pg1", "address": "10.0.0.1:5432", "up": false, "error": "connection refused"},
+            {"name": "pg2", "address": "10.0.0.2:5432", "up": true, "role": "replica", "lsn": 5000, "read_only": true}]});
+    let replies = json!({
+        "postgres.status": status,
+        "query.promql": {"resultType": "vector", "result": [{"metric": {}, "value": [1700000000, "5100"]}]},
+        "route.get": {"route": "writer", "targets": ["10.0.0.1:5432"]},
+        "postgres.write_check": {"through": "10.0.0.9:5000", "server": "10.0.0.2:5432", "node": "pg2", "committed": true}
+    });
+    let alert = json!({"labels": {"alertname": "PostgresPrimaryMissing", "job": "pg"}, "annotations": {}});
+    let params = json!({"cluster": "main", "route": "writer", "job": "pg", "max_lag_bytes": 1000});
+    let r = validate_and_test(&wasm, &alert, &params, &replies);
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(
+        calls(&r).into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        [
+            "postgres.status",
+            "query.promql",
+            "postgres.fence",
+            "postgres.promote",
+            "route.get",
+            "route.set",
+            "postgres.write_check"
+        ]
+    );
+    assert_eq!(
+        r["calls"][1]["args"]["query"],
+        "max(max_over_time(vigil_probe_pg_wal_lsn_bytes{job=\"pg\"}[5m]))"
+    );
+    assert_eq!(r["calls"][2]["args"], json!({"cluster": "main", "node": "pg1"}));
+    assert_eq!(r["calls"][3]["args"]["node"], "pg2");
+    assert_eq!(
+        r["calls"][5]["args"],
+        json!({"route": "writer", "targets": ["10.0.0.2:5432"]})
+    );
+    assert_eq!(r["output"]["decision"], "failover", "{r:#}");
+    assert_eq!(r["output"]["lag_bytes"], 100, "{r:#}");
+    // Past the bound (the cluster reached 5100, the replica has 5000): refused before any action.
+    let replies_f = dir.path().join("replies.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["runbook", "test", wasm.to_str().unwrap(), "--json", "--alert"])
+        .arg(dir.path().join("alert.json"))
+        .arg("--params")
+        .arg(json!({"cluster": "main", "job": "pg", "max_lag_bytes": 50}).to_string())
+        .arg("--replies")
+        .arg(&replies_f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        calls(&r).into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        ["postgres.status", "query.promql"]
+    );
+    assert_eq!(r["output"]["decision"], "refused", "{r:#}");
+    assert!(
+        r["output"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pg2 lags 100 bytes"),
+        "{r:#}"
+    );
 }
 
 #[test]
