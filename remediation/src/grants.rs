@@ -194,7 +194,8 @@ mod tests {
         let grants: Vec<Grant> =
             serde_yaml_ng::from_str("- capability: process.restart\n").unwrap();
         let check = Arc::new(ClearsAfterFirstLook(AtomicUsize::new(0)));
-        let d = GrantedDispatcher::new(registry.clone(), grants.clone(), false, Some(check.clone()));
+        let d =
+            GrantedDispatcher::new(registry.clone(), grants.clone(), false, Some(check.clone()));
         // Fence, promote, repoint: the second and third steps run although the alert cleared.
         for _ in 0..3 {
             d.call("process.restart", json!({"name": "step"}))
@@ -202,7 +203,11 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
-        assert_eq!(check.0.load(Ordering::SeqCst), 1, "looked once, before the first");
+        assert_eq!(
+            check.0.load(Ordering::SeqCst),
+            1,
+            "looked once, before the first"
+        );
         // A run whose alert is already resolved does not start acting.
         let d = GrantedDispatcher::new(registry, grants, false, Some(check));
         let e = d

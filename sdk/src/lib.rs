@@ -165,7 +165,9 @@ impl Runbook {
 
     /// An optional string parameter; None when missing or empty.
     pub fn param_opt_str(&self, name: &str) -> Option<&str> {
-        self.input["params"][name].as_str().filter(|s| !s.is_empty())
+        self.input["params"][name]
+            .as_str()
+            .filter(|s| !s.is_empty())
     }
 
     /// An integer parameter (the host has coerced `integer` parameters to numbers), or

@@ -7,6 +7,7 @@
 //! repointed and checked by connecting through them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -263,4 +264,359 @@ async fn capabilities_on_real_peers() {
     .unwrap_err();
     assert!(e.contains("give one target"), "{e}");
     drop(after);
+}
+
+// ---- The whole loop through the server --------------------------------------------------------
+
+/// A fence command for a node whose data directory is on this host: kill what may still run of
+/// it, and leave a `standby.signal`, so that when anything starts it again it comes up in recovery,
+/// refusing writes. (An operator's own script; Vigil only runs what is declared.)
+const FENCE_SH: &str = r#"#!/bin/sh
+set -eu
+data="$1"
+if [ -f "$data/postmaster.pid" ]; then
+  pid=$(head -n 1 "$data/postmaster.pid")
+  kill -9 "$pid" 2>/dev/null || true
+fi
+touch "$data/standby.signal"
+chown postgres:postgres "$data/standby.signal"
+echo "fenced $VIGIL_NODE ($VIGIL_ADDRESS)"
+"#;
+
+/// A synchronous pair behind HAProxy, and a Vigil that probes both nodes every second, evaluates
+/// the shipped probe rules (alerting/rules/probes.yml), and binds the pg-failover runbook to
+/// `PostgresPrimaryMissing` (and `PostgresMultiplePrimaries`) with escalation to a webhook.
+pub struct Rig {
+    pub pair: PgPair,
+    pub haproxy: Haproxy,
+    pub frontend: u16,
+    pub vigil: Vigil,
+    pub pages: Arc<parking_lot::Mutex<Vec<Value>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// How a rig differs.
+pub struct RigOptions {
+    /// Declare fence commands for the nodes.
+    pub fence: bool,
+    pub max_lag_bytes: u64,
+}
+
+impl Rig {
+    pub async fn start(o: RigOptions) -> Option<Rig> {
+        let pair = PgPair::start(SYNC).await?;
+        let frontend = reserved_port();
+        let haproxy = Haproxy::start(&haproxy_for(&pair, frontend)).await?;
+        let (hook, pages) = http_receiver(|_| ("200 OK", String::new())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let rb = dir.path().join("rb");
+        std::fs::create_dir_all(&rb).unwrap();
+        crate::runbook_authors::place_rust_runbook(&rb, "pg-failover")?;
+        let fence_sh = dir.path().join("fence.sh");
+        std::fs::write(&fence_sh, FENCE_SH).unwrap();
+        let fence = |data: &std::path::Path| {
+            if o.fence {
+                format!(
+                    ", fence: {{command: [sh, '{}', '{}'], timeout: 20s}}",
+                    fence_sh.display(),
+                    data.display()
+                )
+            } else {
+                String::new()
+            }
+        };
+        let (p1, p2) = (pair.primary.port, pair.replica.port);
+        let config = format!(
+            "scrape_configs: []\nbuiltin_rules: false\nrule_files: [{rules}]\nalertmanager_config: am.yml\n\
+             blackbox_config: blackbox.yml\n\
+             probe_configs:\n  - job_name: pg\n    module: pg\n    interval: 1s\n    timeout: 900ms\n    static_configs:\n      - targets: ['127.0.0.1:{p1}', '127.0.0.1:{p2}']\n\
+             runbooks:\n  dir: {rb}\n  deadline: 2m\n  verify_every: 250ms\n  policy: {{cooldown: 0s}}\n\
+             \x20 postgres:\n    main:\n      endpoint: '127.0.0.1:{frontend}'\n      login: {{connect_timeout: 1s}}\n      nodes:\n\
+             \x20       pg1: {{address: '127.0.0.1:{p1}'{f1}}}\n        pg2: {{address: '127.0.0.1:{p2}'{f2}}}\n\
+             \x20 routes:\n    writer: {{kind: haproxy, socket: '{sock}', backend: pg}}\n",
+            rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("alerting/rules/probes.yml")
+                .display(),
+            rb = rb.display(),
+            f1 = fence(&pair.primary.data),
+            f2 = fence(&pair.replica.data),
+            sock = haproxy.socket.display(),
+        );
+        let blackbox = "modules:\n  pg:\n    prober: postgres\n    timeout: 900ms\n    postgres:\n      user: postgres\n      dbname: postgres\n";
+        let am = format!(
+            "route:\n  receiver: oncall\n  group_by: [alertname, job]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n  routes:\n\
+             \x20   - matchers: ['alertname=~\"PostgresPrimaryMissing|PostgresMultiplePrimaries\"']\n      receiver: failover\n\
+             receivers:\n  - name: oncall\n    webhook_configs: [{{url: 'http://127.0.0.1:{hook}/'}}]\n  - name: failover\n    runbook_configs:\n\
+             \x20     - runbook: pg-failover\n        params: {{cluster: main, route: writer, job: '{{{{ $labels.job }}}}', max_lag_bytes: '{lag}'}}\n\
+             \x20       target: 'postgres:main'\n        grants:\n\
+             \x20         - {{capability: postgres.status}}\n          - {{capability: postgres.fence}}\n          - {{capability: postgres.promote}}\n\
+             \x20         - {{capability: postgres.write_check}}\n          - {{capability: route.get}}\n          - {{capability: route.set}}\n\
+             \x20         - {{capability: query.promql}}\n        verify_within: 30s\n        escalate_to: oncall\n",
+            lag = o.max_lag_bytes,
+        );
+        let vigil =
+            Vigil::start_with_files(&config, &[("am.yml", &am), ("blackbox.yml", blackbox)]).await;
+        Some(Rig {
+            pair,
+            haproxy,
+            frontend,
+            vigil,
+            pages,
+            _dir: dir,
+        })
+    }
+
+    /// The latest version of every execution, oldest first.
+    pub fn executions(&self) -> Vec<Value> {
+        crate::heal::executions(&self.vigil)
+    }
+
+    /// Waits for the first execution to end (anything but running or pending).
+    pub async fn first_ended(&self, limit: Duration) -> Value {
+        eventually(limit, "the runbook's execution ended", || async {
+            self.executions()
+                .into_iter()
+                .find(|e| e["outcome"] != "running" && e["outcome"] != "pending")
+        })
+        .await
+    }
+
+    /// Waits until the probe has seen both nodes in their roles and the replica in sync.
+    pub async fn settled(&self) {
+        eventually(Duration::from_secs(30), "both nodes probed, the replica in sync", || async {
+            let r = self
+                .vigil
+                .query("vigil_probe_pg_replica_lag_bytes{sync_state=\"sync\"} or vigil_probe_pg_in_recovery == 1", now_secs())
+                .await;
+            (r.as_array().map(Vec::len) == Some(2)).then_some(())
+        })
+        .await;
+    }
+}
+
+/// The capabilities an execution called, in order.
+pub fn called(e: &Value) -> Vec<String> {
+    e["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "call")
+        .map(|s| s["detail"]["capability"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A client writing numbered rows through `port` as fast as the database acknowledges them,
+/// reconnecting after any error; it keeps the id and time of every acknowledged commit.
+pub struct Writer {
+    pub acked: Arc<parking_lot::Mutex<Vec<(i64, std::time::Instant)>>>,
+    /// Writes not acknowledged (errors and timeouts).
+    pub errors: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub fn start(port: u16) -> Writer {
+        use std::sync::atomic::Ordering;
+        let acked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, e, s) = (acked.clone(), errors.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut next: i64 = 1;
+            let mut conn: Option<tokio_postgres::Client> = None;
+            while !s.load(Ordering::SeqCst) {
+                if conn.as_ref().is_none_or(|c| c.is_closed()) {
+                    conn = pg_connect(port, "postgres").await.ok();
+                    if conn.is_none() {
+                        e.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
+                let id = next;
+                next += 1;
+                let c = conn.as_ref().unwrap();
+                let r = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    c.execute("INSERT INTO acked (id, at) VALUES ($1, now())", &[&id]),
+                )
+                .await;
+                match r {
+                    Ok(Ok(_)) => a.lock().push((id, std::time::Instant::now())),
+                    _ => {
+                        // Not acknowledged (maybe committed, maybe not): not counted either way.
+                        e.fetch_add(1, Ordering::SeqCst);
+                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+        Writer {
+            acked,
+            errors,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop(self) -> Vec<(i64, std::time::Instant)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.task.await;
+        self.acked.lock().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.acked.lock().len()
+    }
+}
+
+/// The longest time between two consecutive acknowledged writes from a second before `fault` on.
+pub fn unavailable(acked: &[(i64, std::time::Instant)], fault: std::time::Instant) -> Duration {
+    let from = fault - Duration::from_secs(1);
+    acked
+        .windows(2)
+        .filter(|w| w[1].1 >= from)
+        .map(|w| w[1].1 - w[0].1)
+        .max()
+        .unwrap_or_default()
+}
+
+/// Whether a node refuses writes: in recovery, or read-only.
+async fn refuses_writes(port: u16) -> bool {
+    let c = pg_connect(port, "postgres").await.unwrap();
+    let r = c
+        .query_one(
+            "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'",
+            &[],
+        )
+        .await
+        .unwrap();
+    r.get(0)
+}
+
+/// The acceptance scenario: writes acknowledged through HAProxy, `kill -9` of the primary's
+/// postmaster; the probe fires, pg-failover fences the old primary, promotes the synchronous
+/// replica and repoints HAProxy; the client resumes; every acknowledged row is on the new primary,
+/// the old one comes back read-only when restarted, and the execution is verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_fails_over_with_nothing_acknowledged_lost() {
+    let Some(mut rig) = Rig::start(RigOptions {
+        fence: true,
+        max_lag_bytes: 16 << 20,
+    })
+    .await
+    else {
+        return;
+    };
+    let (p1, p2) = (rig.pair.primary.port, rig.pair.replica.port);
+    pg_connect(p1, "postgres")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz)")
+        .await
+        .unwrap();
+    rig.settled().await;
+    let writer = Writer::start(rig.frontend);
+    eventually(Duration::from_secs(20), "writes acknowledged", || async {
+        (writer.count() >= 200).then_some(())
+    })
+    .await;
+    let before_fault = writer.count();
+    rig.pair.kill_primary();
+    let fault = std::time::Instant::now();
+    let e = rig.first_ended(Duration::from_secs(90)).await;
+    assert_eq!(e["outcome"], "verified", "{e:#}\n{}", rig.vigil.log());
+    assert_eq!(
+        called(&e),
+        [
+            "postgres.status",
+            "query.promql",
+            "postgres.fence",
+            "postgres.promote",
+            "route.get",
+            "route.set",
+            "postgres.write_check"
+        ],
+        "{e:#}"
+    );
+    assert_eq!(e["output"]["promoted"], "pg2", "{e:#}");
+    assert_eq!(e["output"]["fenced"], json!(["pg1"]), "{e:#}");
+    let t = &e["times"];
+    assert!(
+        t["detected"].as_i64() <= t["acted"].as_i64()
+            && t["acted"].as_i64() <= t["recovered"].as_i64(),
+        "{t}"
+    );
+    // The client resumes through HAProxy, now on pg2.
+    eventually(
+        Duration::from_secs(30),
+        "writes acknowledged after the failover",
+        || async { (writer.count() >= before_fault + 200).then_some(()) },
+    )
+    .await;
+    assert!(
+        writer.errors.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the client saw the outage"
+    );
+    let acked = writer.stop().await;
+    // Write unavailability: the longest gap between two acknowledged writes (the last before the
+    // fault and the first after; the killed postmaster's orphaned backend may still acknowledge a
+    // commit the synchronous replica confirmed, so the moment of the kill is not the edge).
+    let gap = unavailable(&acked, fault);
+    eprintln!(
+        "failover: writes unavailable for {:.2} s ({} acknowledged)",
+        gap.as_secs_f64(),
+        acked.len(),
+    );
+    // Nothing acknowledged is lost: every acknowledged id is on the new primary.
+    let stored: std::collections::HashSet<i64> = pg_connect(p2, "postgres")
+        .await
+        .unwrap()
+        .query("SELECT id FROM acked", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<i64> = acked
+        .iter()
+        .map(|a| a.0)
+        .filter(|id| !stored.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows lost: {lost:?}",
+        lost.len()
+    );
+    assert!(!refuses_writes(p2).await, "the new primary takes writes");
+    // The old primary is fenced: started again, it is in recovery and refuses writes.
+    assert!(rig.pair.primary.data.join("standby.signal").exists());
+    rig.pair.restart_primary().await;
+    assert!(
+        refuses_writes(p1).await,
+        "the old primary came back writable"
+    );
+    let e2 = pg_connect(p1, "postgres")
+        .await
+        .unwrap()
+        .execute("INSERT INTO acked (id) VALUES (-1)", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        e2.as_db_error().unwrap().message().contains("read-only"),
+        "{e2:?}"
+    );
+    // HAProxy routes to pg2 only, and nobody was paged.
+    let state = rig.haproxy.cli("show servers state pg").await;
+    assert!(state.contains(&format!(" pg2 127.0.0.1 2 ")), "{state}");
+    assert!(
+        rig.pages
+            .lock()
+            .iter()
+            .all(|p| !p.to_string().contains("runbook_summary")),
+        "{:?}",
+        rig.pages.lock()
+    );
 }

@@ -30,7 +30,7 @@ impl Drop for Container {
     }
 }
 
-fn executions(v: &Vigil) -> Vec<Value> {
+pub fn executions(v: &Vigil) -> Vec<Value> {
     let p = v.data_dir().join("runbooks/executions.jsonl");
     let text = std::fs::read_to_string(p).unwrap_or_default();
     // Latest version of each execution, in order of first appearance.

@@ -216,6 +216,46 @@ impl PgPair {
         }
     }
 
+    /// Starts the (killed) primary's server again on its data directory, as a supervisor restarting
+    /// it would; retried while the killed server's children still hold its shared memory.
+    pub async fn restart_primary(&mut self) {
+        if let Some(mut p) = self.primary.proc.take() {
+            let _ = p.exited();
+        }
+        let data = self.primary.data.clone();
+        let pid = data.join("postmaster.pid");
+        // Its children exit on their own soon after the postmaster died; PostgreSQL refuses to
+        // start while any of them is still attached to the old shared memory segment (the id on
+        // the pid file's 7th line), so wait for none to be.
+        let shmid = std::fs::read_to_string(&pid).ok().and_then(|t| {
+            t.lines()
+                .nth(6)
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        });
+        if let Some(id) = shmid {
+            eventually(
+                Duration::from_secs(30),
+                "the killed server's children gone",
+                || {
+                    let id = id.clone();
+                    async move {
+                        let table =
+                            std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+                        let attached = table.lines().skip(1).any(|l| {
+                            let f: Vec<&str> = l.split_whitespace().collect();
+                            f.get(1) == Some(&id.as_str()) && f.get(6).is_some_and(|n| *n != "0")
+                        });
+                        (!attached).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+        let _ = std::fs::remove_file(pid);
+        let port = self.primary.port;
+        self.primary.proc = Some(self.launch("primary-again", port, &data, &[]).await);
+    }
+
     /// Promotes the replica (`pg_ctl promote`).
     pub fn promote_replica(&self) {
         run(

@@ -659,7 +659,10 @@ async fn postgres_module_follows_a_failover() {
     assert!(m["vigil_probe_pg_replication_lag_bytes"] >= 0.0);
     // The replica has received what the primary had written (nothing is written meanwhile).
     assert!(m["vigil_probe_pg_wal_lsn_bytes"] > 0.0, "{m:?}");
-    assert!(m["vigil_probe_pg_wal_lsn_bytes"] <= primary_lsn + 1e6, "{m:?}");
+    assert!(
+        m["vigil_probe_pg_wal_lsn_bytes"] <= primary_lsn + 1e6,
+        "{m:?}"
+    );
 
     pg.kill_primary();
     let m = probe_until(&v, "pg", &p, 20, "the primary reported down", |m| {

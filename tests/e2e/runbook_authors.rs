@@ -225,7 +225,8 @@ fn the_failover_example_validates_and_tests() {
         "route.get": {"route": "writer", "targets": ["10.0.0.1:5432"]},
         "postgres.write_check": {"through": "10.0.0.9:5000", "server": "10.0.0.2:5432", "node": "pg2", "committed": true}
     });
-    let alert = json!({"labels": {"alertname": "PostgresPrimaryMissing", "job": "pg"}, "annotations": {}});
+    let alert =
+        json!({"labels": {"alertname": "PostgresPrimaryMissing", "job": "pg"}, "annotations": {}});
     let params = json!({"cluster": "main", "route": "writer", "job": "pg", "max_lag_bytes": 1000});
     let r = validate_and_test(&wasm, &alert, &params, &replies);
     assert_eq!(r["status"], "succeeded", "{r:#}");
@@ -245,7 +246,10 @@ fn the_failover_example_validates_and_tests() {
         r["calls"][1]["args"]["query"],
         "max(max_over_time(vigil_probe_pg_wal_lsn_bytes{job=\"pg\"}[5m]))"
     );
-    assert_eq!(r["calls"][2]["args"], json!({"cluster": "main", "node": "pg1"}));
+    assert_eq!(
+        r["calls"][2]["args"],
+        json!({"cluster": "main", "node": "pg1"})
+    );
     assert_eq!(r["calls"][3]["args"]["node"], "pg2");
     assert_eq!(
         r["calls"][5]["args"],
@@ -256,7 +260,13 @@ fn the_failover_example_validates_and_tests() {
     // Past the bound (the cluster reached 5100, the replica has 5000): refused before any action.
     let replies_f = dir.path().join("replies.json");
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["runbook", "test", wasm.to_str().unwrap(), "--json", "--alert"])
+        .args([
+            "runbook",
+            "test",
+            wasm.to_str().unwrap(),
+            "--json",
+            "--alert",
+        ])
         .arg(dir.path().join("alert.json"))
         .arg("--params")
         .arg(json!({"cluster": "main", "job": "pg", "max_lag_bytes": 50}).to_string())
