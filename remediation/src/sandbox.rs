@@ -562,6 +562,17 @@ async fn execute(
                 (status, code, reason, 0.0)
             }
         };
+        // A runbook that fails by its own decision says why in its last error line (the SDKs
+        // log the error they return): that is the run's reason, beside the exit code.
+        let reason = match (reason, exit_code) {
+            (Some(r), Some(c)) if c != 0 => {
+                match s.logs.iter().rev().find(|l| l.level == "error") {
+                    Some(l) => Some(format!("{r}: {}", l.message)),
+                    None => Some(r),
+                }
+            }
+            (r, _) => r,
+        };
         RunReport {
             status,
             exit_code,

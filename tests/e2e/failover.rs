@@ -620,3 +620,182 @@ async fn a_killed_primary_fails_over_with_nothing_acknowledged_lost() {
         rig.pages.lock()
     );
 }
+
+/// What a refusal must leave: the execution escalated with `reason`, only reading calls made, the
+/// page carrying the reason, HAProxy still routing to pg1 alone, and no fence on pg1.
+async fn refused_and_escalated(rig: &Rig, reason: &str, calls: &[&str]) -> Value {
+    let e = rig.first_ended(Duration::from_secs(90)).await;
+    assert_eq!(e["outcome"], "escalated", "{e:#}");
+    assert!(
+        e["reason"].as_str().unwrap_or_default().contains(reason),
+        "{e:#}"
+    );
+    assert_eq!(called(&e), calls, "{e:#}");
+    assert_eq!(e["output"]["decision"], "refused", "{e:#}");
+    let page = eventually(Duration::from_secs(20), "the escalation's page", || async {
+        rig.pages
+            .lock()
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["annotations"]["runbook_summary"].is_string())
+    })
+    .await;
+    assert!(
+        page["annotations"]["runbook_summary"]
+            .as_str()
+            .unwrap()
+            .contains(reason),
+        "{page:#}"
+    );
+    let r = rig.haproxy.cli("show servers state pg").await;
+    assert!(
+        r.contains(" pg1 127.0.0.1 2 0 ") && r.contains(" pg2 127.0.0.1 0 5 "),
+        "the route changed:\n{r}"
+    );
+    assert!(
+        !rig.pair.primary.data.join("standby.signal").exists(),
+        "pg1 was fenced"
+    );
+    e
+}
+
+/// Two nodes claim to be primary (the replica was promoted by hand): the runbook refuses, fences
+/// and promotes nothing, both keep taking writes, and on-call is paged with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_primaries_are_refused_and_escalated() {
+    let Some(rig) = Rig::start(RigOptions {
+        fence: true,
+        max_lag_bytes: 16 << 20,
+    })
+    .await
+    else {
+        return;
+    };
+    rig.settled().await;
+    rig.pair.promote_replica();
+    refused_and_escalated(
+        &rig,
+        "2 nodes claim to be primary (pg1, pg2)",
+        &["postgres.status", "query.promql"],
+    )
+    .await;
+    assert!(!refuses_writes(rig.pair.primary.port).await);
+    assert!(!refuses_writes(rig.pair.replica.port).await);
+}
+
+/// The replica stopped receiving WAL while the primary wrote 8 MB more; the primary dies. The
+/// probe saw how far the primary got, so the runbook refuses to promote a replica that far behind
+/// (max_lag_bytes 1 MiB): nothing is fenced or promoted, and on-call is paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_past_the_lag_bound_is_not_promoted() {
+    let Some(mut rig) = Rig::start(RigOptions {
+        fence: true,
+        max_lag_bytes: 1 << 20,
+    })
+    .await
+    else {
+        return;
+    };
+    rig.settled().await;
+    let (p1, p2) = (rig.pair.primary.port, rig.pair.replica.port);
+    let replica = pg_connect(p2, "postgres").await.unwrap();
+    replica
+        .batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
+        .await
+        .unwrap();
+    replica
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the replica no longer streaming",
+        || async {
+            let n: i64 = replica
+                .query_one("SELECT count(*) FROM pg_stat_wal_receiver", &[])
+                .await
+                .unwrap()
+                .get(0);
+            (n == 0).then_some(())
+        },
+    )
+    .await;
+    let primary = pg_connect(p1, "postgres").await.unwrap();
+    // Without the standby, synchronous commits would wait for ever: commit locally.
+    primary
+        .batch_execute(
+            "SET synchronous_commit = local; \
+             CREATE TABLE big AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 8000) g",
+        )
+        .await
+        .unwrap();
+    let lsn: f64 = primary
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let q = format!("vigil_probe_pg_wal_lsn_bytes{{instance='127.0.0.1:{p1}'}} >= {lsn}");
+    eventually(
+        Duration::from_secs(20),
+        "the probe seeing the primary's position",
+        || async {
+            (rig.vigil
+                .query(&q, now_secs())
+                .await
+                .as_array()
+                .map(Vec::len)
+                == Some(1))
+            .then_some(())
+        },
+    )
+    .await;
+    rig.pair.kill_primary();
+    refused_and_escalated(
+        &rig,
+        "no replica is within max_lag_bytes=1048576",
+        &["postgres.status", "query.promql"],
+    )
+    .await;
+    let in_recovery: bool = replica
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_recovery, "the lagging replica was promoted");
+}
+
+/// The primary dies and declares no fence command: it cannot be fenced (it might come back as a
+/// primary), so the replica is not promoted; on-call is paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_cannot_be_fenced_is_not_replaced() {
+    let Some(mut rig) = Rig::start(RigOptions {
+        fence: false,
+        max_lag_bytes: 16 << 20,
+    })
+    .await
+    else {
+        return;
+    };
+    rig.settled().await;
+    rig.pair.kill_primary();
+    let e = refused_and_escalated(
+        &rig,
+        "pg1 cannot be fenced, so pg2 is not promoted",
+        &["postgres.status", "query.promql", "postgres.fence"],
+    )
+    .await;
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("declares no fence command"),
+        "{e:#}"
+    );
+    assert!(
+        refuses_writes(rig.pair.replica.port).await,
+        "pg2 was promoted"
+    );
+}
