@@ -274,3 +274,285 @@ async fn a_swarm_service_scales_and_its_tasks_answer() {
     assert_eq!(r["addresses"].as_array().unwrap().len(), 1, "{r:#}");
     all_serve(&r["addresses"]).await;
 }
+
+// ---- Through the server ---------------------------------------------------------------------
+
+/// An open-model load: `rate` requests a second to `url`, each sent on time whether or not the
+/// earlier ones have answered (no coordinated omission); counts answers and failures.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    pub fn start(url: String, rate: u32) -> Load {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let ok = std::sync::Arc::new(AtomicUsize::new(0));
+        let failed = std::sync::Arc::new(AtomicUsize::new(0));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let task = tokio::spawn(async move {
+            let c = reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            while !s.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let (c, url, o, f) = (c.clone(), url.clone(), o.clone(), f.clone());
+                tokio::spawn(async move {
+                    match c.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => o.fetch_add(1, Ordering::SeqCst),
+                        _ => f.fetch_add(1, Ordering::SeqCst),
+                    };
+                });
+            }
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.task.await;
+    }
+}
+
+fn executions_of(v: &Vigil, runbook: &str) -> Vec<Value> {
+    crate::heal::executions(v)
+        .into_iter()
+        .filter(|e| e["runbook"] == runbook)
+        .collect()
+}
+
+async fn ended(v: &Vigil, runbook: &str, limit: Duration) -> Value {
+    eventually(
+        limit,
+        &format!("an execution of {runbook} ended"),
+        || async {
+            executions_of(v, runbook)
+                .into_iter()
+                .find(|e| e["outcome"] != "running" && e["outcome"] != "pending")
+        },
+    )
+    .await
+}
+
+fn replicas_of(service: &str) -> u32 {
+    docker(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+        service,
+    ])
+    .parse()
+    .unwrap()
+}
+
+/// A web service of one replica that serves one slow request at a time (HAProxy `maxconn 1` per
+/// server, as a single-worker application server would) gets 12 requests a second: its queue grows,
+/// `WebSaturated` fires, and scale-out adds replicas (a Swarm service, HAProxy repointed at its
+/// tasks) until the queue drains; the execution is verified. When the load stops, `WebIdle` fires
+/// and scale-in removes replicas down to the minimum of 1; verified too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_scales_a_service_out_and_idle_scales_it_back_in() {
+    if tool("docker").is_none() {
+        return;
+    }
+    let Some(image) = crate::probes::busybox_image() else {
+        return;
+    };
+    if !swarm() {
+        return;
+    }
+    let rb = tempfile::tempdir().unwrap();
+    crate::runbook_authors::place_rust_runbook(rb.path(), "scale-out");
+    if crate::runbook_authors::place_rust_runbook(rb.path(), "scale-in").is_none() {
+        return;
+    }
+    let name = format!("vigil-web-{}", std::process::id());
+    let _s = Service(name.clone());
+    let mut args: Vec<String> = [
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "--replicas",
+        "1",
+        "--label",
+        "app=web",
+        "--publish",
+        "mode=host,target=8080",
+        image,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(web_command("0.1"));
+    docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = ScaleCapabilities::new("", BTreeMap::new()).unwrap();
+    let first = eventually(Duration::from_secs(60), "the first task running", || {
+        let (c, name) = (&c, name.clone());
+        async move {
+            let r = call(c, "docker.replicas", json!({"service": name, "port": 8080})).await;
+            (r["running"] == 1).then(|| r["addresses"][0].as_str().unwrap().to_string())
+        }
+    })
+    .await;
+    all_serve(&json!([first])).await;
+    let (front, stats) = (reserved_port(), reserved_port());
+    let Some(haproxy) = crate::lb::Haproxy::start(&format!(
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  timeout queue 60s\n  retries 3\n  option redispatch\n\n\
+         frontend web\n  bind 127.0.0.1:{front}\n  default_backend web\n\n\
+         frontend stats\n  bind 127.0.0.1:{stats}\n  http-request use-service prometheus-exporter if {{ path /metrics }}\n\n\
+         backend web\n  server w1 {first} maxconn 1\n  server-template w 2-6 127.0.0.1:1 disabled maxconn 1\n"
+    ))
+    .await
+    else {
+        return;
+    };
+    let saturated = r#"sum by (proxy) (haproxy_backend_current_queue{proxy="web"}) > 2"#;
+    let idle = r#"sum by (proxy) (rate(haproxy_backend_http_requests_total{proxy="web"}[5s])) < 1 and on (proxy) haproxy_backend_active_servers{proxy="web"} > 1"#;
+    let rules = format!(
+        "groups:\n  - name: web\n    interval: 1s\n    rules:\n      - alert: WebSaturated\n        expr: '{saturated}'\n        for: 2s\n      - alert: WebIdle\n        expr: '{idle}'\n        for: 3s\n"
+    );
+    let grants = "        grants:\n          - {capability: docker.replicas}\n          - {capability: docker.scale, scope: {labels: {app: web}}}\n          - {capability: route.set}\n          - {capability: query.promql}\n          - {capability: wait.until}\n";
+    let am = format!(
+        "route:\n  receiver: oncall\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n  routes:\n\
+         \x20   - {{matchers: ['alertname=\"WebSaturated\"'], receiver: out}}\n    - {{matchers: ['alertname=\"WebIdle\"'], receiver: in}}\n\
+         receivers:\n  - name: oncall\n\
+         \x20 - name: out\n    runbook_configs:\n      - runbook: scale-out\n        params: {{service: {name}, route: web, port: '8080', min: '1', max: '4', step: '1', while: '{saturated}', settle: 20s}}\n        target: 'service:{name}'\n{grants}        verify_within: 60s\n\
+         \x20 - name: in\n    runbook_configs:\n      - runbook: scale-in\n        params: {{service: {name}, route: web, port: '8080', min: '1', max: '4', step: '1', while: '{idle}', settle: 3s}}\n        target: 'service:{name}'\n{grants}        verify_within: 60s\n"
+    );
+    let config = format!(
+        "builtin_rules: false\nglobal: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: haproxy\n    static_configs: [{{targets: ['127.0.0.1:{stats}']}}]\n\
+         rule_files: [r.yml]\nalertmanager_config: am.yml\n\
+         runbooks:\n  dir: {}\n  deadline: 3m\n  verify_every: 250ms\n  policy: {{cooldown: 5s}}\n  routes:\n    web: {{kind: haproxy, socket: '{}', backend: web}}\n",
+        rb.path().display(),
+        haproxy.socket.display()
+    );
+    let v = Vigil::start_with_files(&config, &[("am.yml", &am), ("r.yml", &rules)]).await;
+    let load = Load::start(format!("http://127.0.0.1:{front}/cgi-bin/slow"), 12);
+    let out = ended(&v, "scale-out", Duration::from_secs(240)).await;
+    assert_eq!(out["outcome"], "verified", "{out:#}\n{}", v.log());
+    let scaled_to = replicas_of(&name);
+    assert!(scaled_to >= 2, "{out:#}");
+    assert_eq!(out["output"]["replicas"], scaled_to, "{out:#}");
+    let active = v
+        .query("haproxy_backend_active_servers{proxy=\"web\"}", now_secs())
+        .await;
+    eprintln!("scale-out: 1 -> {scaled_to} replicas; HAProxy: {active}");
+    // The routed servers are the service's tasks.
+    let r = call(
+        &c,
+        "docker.replicas",
+        json!({"service": name, "port": 8080}),
+    )
+    .await;
+    let state = haproxy.cli("show servers state web").await;
+    for a in r["addresses"].as_array().unwrap() {
+        let port = a.as_str().unwrap().rsplit(':').next().unwrap();
+        assert!(
+            state.lines().any(|l| l.contains(&format!(" {port} "))
+                && l.split_whitespace().nth(6) != Some("5")
+                && l.split_whitespace().nth(6) != Some("1")),
+            "task {a} not routed:\n{state}"
+        );
+    }
+    load.stop().await;
+    let inn = ended(&v, "scale-in", Duration::from_secs(240)).await;
+    assert_eq!(inn["outcome"], "verified", "{inn:#}\n{}", v.log());
+    assert_eq!(replicas_of(&name), 1, "{inn:#}");
+    assert_eq!(inn["output"]["replicas"], 1, "{inn:#}");
+    let calls = crate::failover::called(&inn);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "docker.scale").count() as u32,
+        scaled_to - 1,
+        "{inn:#}"
+    );
+}
+
+/// Bound to a rule that never clears, scale-out steps up to its maximum (a container group
+/// created from a template, its addresses written to a file_sd route) and then stops and
+/// escalates, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_that_never_clears_stops_at_max_and_escalates() {
+    if tool("docker").is_none() {
+        return;
+    }
+    let Some(image) = crate::probes::busybox_image() else {
+        return;
+    };
+    let rb = tempfile::tempdir().unwrap();
+    if crate::runbook_authors::place_rust_runbook(rb.path(), "scale-out").is_none() {
+        return;
+    }
+    let group = format!("vigil-never-{}", std::process::id());
+    let _g = Group(group.clone());
+    let (hook, pages) = http_receiver(|_| ("200 OK", String::new())).await;
+    let rules = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: AlwaysBusy\n        expr: vector(1)\n        labels: {service: web}\n";
+    let am = format!(
+        "route:\n  receiver: out\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+         receivers:\n  - name: oncall\n    webhook_configs: [{{url: 'http://127.0.0.1:{hook}/'}}]\n\
+         \x20 - name: out\n    runbook_configs:\n      - runbook: scale-out\n        params: {{group: {group}, route: web, min: '1', max: '3', step: '1', while: 'vector(1)', settle: 1s}}\n\
+         \x20       target: 'group:{group}'\n        grants:\n          - {{capability: docker.replicas}}\n          - {{capability: docker.scale}}\n          - {{capability: route.set}}\n          - {{capability: query.promql}}\n          - {{capability: wait.until}}\n\
+         \x20       verify_within: 10s\n        escalate_to: oncall\n"
+    );
+    let cmd: Vec<String> = web_command("0.1");
+    let config = format!(
+        "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\n\
+         runbooks:\n  dir: {}\n  deadline: 2m\n  policy: {{cooldown: 1h}}\n\
+         \x20 docker_groups:\n    {group}:\n      image: {image}\n      command: {}\n      ports: [8080]\n      labels: {{app: web}}\n      stop_timeout: 1s\n\
+         \x20 routes:\n    web: {{kind: file_sd, path: web.json}}\n",
+        rb.path().display(),
+        serde_json::to_string(&cmd).unwrap(),
+    );
+    let v = Vigil::start_with_files(&config, &[("am.yml", &am), ("r.yml", rules)]).await;
+    let e = ended(&v, "scale-out", Duration::from_secs(120)).await;
+    assert_eq!(e["outcome"], "escalated", "{e:#}");
+    assert!(
+        e["reason"].as_str().unwrap().contains(&format!(
+            "group {group} is at its maximum of 3 replicas and still needs more"
+        )),
+        "{e:#}"
+    );
+    assert_eq!(e["output"]["decision"], "at_max", "{e:#}");
+    assert_eq!(e["output"]["replicas"], 3, "{e:#}");
+    let running = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=vigil.group={group}"),
+    ]);
+    assert_eq!(running.lines().count(), 3, "stopped at max");
+    // The route lists the three replicas, each serving.
+    let sd: Value =
+        serde_json::from_str(&std::fs::read_to_string(v.dir.path().join("web.json")).unwrap())
+            .unwrap();
+    assert_eq!(sd[0]["targets"].as_array().unwrap().len(), 3, "{sd}");
+    all_serve(&sd[0]["targets"]).await;
+    let page = eventually(Duration::from_secs(20), "the escalation's page", || async {
+        pages
+            .lock()
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["annotations"]["runbook_summary"].is_string())
+    })
+    .await;
+    assert!(
+        page["annotations"]["runbook_summary"]
+            .as_str()
+            .unwrap()
+            .contains("at its maximum of 3 replicas"),
+        "{page:#}"
+    );
+}
