@@ -55,7 +55,7 @@ def build_runbook():
                RUSTFLAGS="-L /usr/lib/wasm32-wasi -C linker=wasm-ld")
     env.pop("RUSTUP_TOOLCHAIN", None)
     subprocess.run(["/usr/bin/cargo", "build", "-q", "--release", "--locked", "--target", "wasm32-wasip1",
-                    "-Zbuild-std=std,panic_abort"], cwd=os.path.join(ROOT, "sdk/examples/restart-container"),
+                    "-Zbuild-std=std,panic_abort"], cwd=os.path.join(ROOT, "sdk/examples"),
                    env=env, check=True)
     return os.path.join(target, "wasm32-wasip1/release/restart_container.wasm")
 

@@ -543,37 +543,25 @@ impl PostgresCapabilities {
             }
         };
         let t0 = Instant::now();
-        let check = async {
-            let mut conn = c.login.connect(&through, None, "vigil-write-check").await?;
-            let e = |e: tokio_postgres::Error| format!("{through}: {}", pg_error(&e));
-            let tx = conn.client.transaction().await.map_err(e)?;
-            tx.batch_execute(
-                "CREATE TEMP TABLE vigil_write_check (at timestamptz) ON COMMIT DROP; \
-                 INSERT INTO vigil_write_check VALUES (now())",
-            )
-            .await
-            .map_err(e)?;
-            let r = tx
-                .query_one(
-                    "SELECT COALESCE(host(inet_server_addr()), ''), \
-                     COALESCE(inet_server_port(), 0)",
-                    &[],
-                )
-                .await
-                .map_err(e)?;
-            let server = format!("{}:{}", r.get::<_, String>(0), r.get::<_, i32>(1));
-            tx.commit().await.map_err(e)?;
-            Ok::<_, String>(server)
-        };
-        let server = tokio::time::timeout(timeout, check)
-            .await
-            .map_err(|_| {
-                failed(format!(
-                    "a write through {through} did not commit within {}",
+        let deadline = t0 + timeout;
+        let mut attempts = 0;
+        // Retried until the timeout: right after a switch, the route may still be settling.
+        let server = loop {
+            attempts += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = match tokio::time::timeout(left, write_once(&c.login, &through)).await {
+                Ok(Ok(server)) => break server,
+                Ok(Err(e)) => e,
+                Err(_) => "no commit before the timeout".to_string(),
+            };
+            if Instant::now() + Duration::from_millis(200) >= deadline {
+                return Err(failed(format!(
+                    "a write through {through} did not commit within {} ({attempts} attempts; last: {e})",
                     humantime::format_duration(timeout)
-                ))
-            })?
-            .map_err(|e| failed(format!("a write through {through} failed: {e}")))?;
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let node_name = c
             .nodes
             .iter()
@@ -588,6 +576,7 @@ impl PostgresCapabilities {
             "server": server,
             "node": node_name,
             "committed": true,
+            "attempts": attempts,
             "duration_ms": t0.elapsed().as_millis() as u64,
         }))
     }
@@ -595,6 +584,30 @@ impl PostgresCapabilities {
 
 fn failed(m: impl Into<String>) -> CallError {
     CallError::Failed(m.into())
+}
+
+/// One write through `through`: a temporary table created and filled in a transaction that
+/// commits. Answers the server (`ip:port`) that took it.
+async fn write_once(login: &PgLogin, through: &str) -> Result<String, String> {
+    let mut conn = login.connect(through, None, "vigil-write-check").await?;
+    let e = |e: tokio_postgres::Error| format!("{through}: {}", pg_error(&e));
+    let tx = conn.client.transaction().await.map_err(e)?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE vigil_write_check (at timestamptz) ON COMMIT DROP; \
+         INSERT INTO vigil_write_check VALUES (now())",
+    )
+    .await
+    .map_err(e)?;
+    let r = tx
+        .query_one(
+            "SELECT COALESCE(host(inet_server_addr()), ''), COALESCE(inet_server_port(), 0)",
+            &[],
+        )
+        .await
+        .map_err(e)?;
+    let server = format!("{}:{}", r.get::<_, String>(0), r.get::<_, i32>(1));
+    tx.commit().await.map_err(e)?;
+    Ok(server)
 }
 
 #[async_trait::async_trait]
