@@ -300,6 +300,8 @@ pub struct RigOptions {
     /// Declare fence commands for the nodes.
     pub fence: bool,
     pub max_lag_bytes: u64,
+    /// Declare the HAProxy route with a socket that does not exist (a route that cannot be changed).
+    pub broken_route: bool,
 }
 
 impl Rig {
@@ -340,7 +342,12 @@ impl Rig {
             rb = rb.display(),
             f1 = fence(&pair.primary.data),
             f2 = fence(&pair.replica.data),
-            sock = haproxy.socket.display(),
+            sock = if o.broken_route {
+                dir.path().join("no-such.sock")
+            } else {
+                haproxy.socket.clone()
+            }
+            .display(),
         );
         let blackbox = "modules:\n  pg:\n    prober: postgres\n    timeout: 900ms\n    postgres:\n      user: postgres\n      dbname: postgres\n";
         let am = format!(
@@ -505,6 +512,7 @@ async fn a_killed_primary_fails_over_with_nothing_acknowledged_lost() {
     let Some(mut rig) = Rig::start(RigOptions {
         fence: true,
         max_lag_bytes: 16 << 20,
+        broken_route: false,
     })
     .await
     else {
@@ -666,6 +674,7 @@ async fn two_primaries_are_refused_and_escalated() {
     let Some(rig) = Rig::start(RigOptions {
         fence: true,
         max_lag_bytes: 16 << 20,
+        broken_route: false,
     })
     .await
     else {
@@ -691,6 +700,7 @@ async fn a_replica_past_the_lag_bound_is_not_promoted() {
     let Some(mut rig) = Rig::start(RigOptions {
         fence: true,
         max_lag_bytes: 1 << 20,
+        broken_route: false,
     })
     .await
     else {
@@ -774,6 +784,7 @@ async fn a_primary_that_cannot_be_fenced_is_not_replaced() {
     let Some(mut rig) = Rig::start(RigOptions {
         fence: false,
         max_lag_bytes: 16 << 20,
+        broken_route: false,
     })
     .await
     else {
@@ -797,5 +808,54 @@ async fn a_primary_that_cannot_be_fenced_is_not_replaced() {
     assert!(
         refuses_writes(rig.pair.replica.port).await,
         "pg2 was promoted"
+    );
+}
+
+/// A partial failure: the replica is promoted but the route cannot be changed (HAProxy's socket is
+/// gone). The run fails after the promotion and pages on-call with what was done and what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_cannot_be_changed_escalates_with_what_was_done() {
+    let Some(mut rig) = Rig::start(RigOptions {
+        fence: true,
+        max_lag_bytes: 16 << 20,
+        broken_route: true,
+    })
+    .await
+    else {
+        return;
+    };
+    rig.settled().await;
+    rig.pair.kill_primary();
+    let e = rig.first_ended(Duration::from_secs(90)).await;
+    assert_eq!(e["outcome"], "escalated", "{e:#}");
+    assert_eq!(
+        called(&e),
+        [
+            "postgres.status",
+            "query.promql",
+            "postgres.fence",
+            "postgres.promote",
+            "route.get"
+        ],
+        "{e:#}"
+    );
+    assert!(
+        e["reason"].as_str().unwrap().contains("no-such.sock"),
+        "{e:#}"
+    );
+    // The promotion happened; the page says so, and that the route failed.
+    assert!(!refuses_writes(rig.pair.replica.port).await);
+    let page = eventually(Duration::from_secs(20), "the escalation's page", || async {
+        rig.pages
+            .lock()
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["annotations"]["runbook_summary"].is_string())
+    })
+    .await;
+    let summary = page["annotations"]["runbook_summary"].as_str().unwrap();
+    assert!(
+        summary.contains("postgres.promote -> ok") && summary.contains("route.get -> failed"),
+        "{summary}"
     );
 }
