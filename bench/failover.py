@@ -21,13 +21,16 @@ fault; afterwards every acknowledged row must be on the primary (lost rows are c
                   postmaster): the leader key expires after ttl and the replica takes over.
 
   /usr/bin/python3 bench/failover.py [--runs 10] [--node-runs 3] [--vigil target/release/vigil]
-                                     [--only vigil,patroni,patroni-node] [--json out.json]
+                                     [--only vigil,patroni,patroni-node] [--jitter 10] [--json out.json]
+
+The kill comes 0 to --jitter seconds (uniform, seeded) after 300 acknowledged writes, so that it
+lands anywhere in the probe/evaluation cycle and in Patroni's loop.
 
 Run as root (PostgreSQL and Patroni run as the `postgres` user). Needs Debian's postgresql-15,
 haproxy, patroni, etcd-server and python3-psycopg2 (the system python3: Patroni's own), and the
 Rust runbook toolchain (rustc-web, cargo-web, rust-web-src, lld, wasi-libc) for the runbook.
 """
-import argparse, json, os, pwd, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, pwd, random, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 
 import psycopg2
@@ -169,9 +172,16 @@ def lost(acked, port):
     return sum(1 for i, _ in acked if i not in have)
 
 
+# Seconds of extra writing before the kill, drawn per trial: the kill lands at a uniformly random
+# point of the probe, evaluation and Patroni loop cycles instead of always the same one.
+JITTER = random.Random(11)
+JITTER_S = 10.0
+
+
 def measure(writer, kill, resumed_port, settle=3.0, limit=180):
     """Lets the writer run, kills, waits for writes to resume; returns (gap, acked, fault)."""
     wait(lambda: len(writer.acked) >= 300, 30, "writes acknowledged")
+    time.sleep(JITTER.uniform(0, JITTER_S))
     before = len(writer.acked)
     kill()
     fault = time.monotonic()
@@ -482,8 +492,12 @@ def main():
     ap.add_argument("--node-runs", type=int, default=3)
     ap.add_argument("--vigil", default=os.path.join(ROOT, "target", "release", "vigil"))
     ap.add_argument("--only", default="vigil,patroni,patroni-node")
+    ap.add_argument("--jitter", type=float, default=10.0,
+                    help="longest random delay before each kill, seconds (uniform, seeded)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    global JITTER_S
+    JITTER_S = a.jitter
     only = a.only.split(",")
     res = {"vigil": [], "patroni": [], "patroni-node": []}
     if "vigil" in only:

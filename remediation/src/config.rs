@@ -169,3 +169,38 @@ impl RunbooksSection {
         Ok(Built { engine, escalator })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `runbooks:` example of docs/configuration.md parses, and every capability family takes
+    /// its declarations.
+    #[test]
+    fn the_documented_example_is_a_valid_section() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+        )
+        .unwrap();
+        let start = doc
+            .find("```yaml\nrunbooks:\n")
+            .expect("the runbooks example in docs/configuration.md")
+            + "```yaml\n".len();
+        let block = &doc[start..start + doc[start..].find("```").unwrap()];
+        #[derive(Deserialize)]
+        struct Doc {
+            runbooks: RunbooksSection,
+        }
+        let s = serde_yaml_ng::from_str::<Doc>(block)
+            .unwrap_or_else(|e| panic!("{e}\n{block}"))
+            .runbooks;
+        assert_eq!(s.postgres["main"].nodes.len(), 2);
+        assert_eq!(s.postgres["main"].fence_valid_for, Duration::from_secs(600));
+        assert_eq!(s.routes.len(), 3);
+        assert_eq!(s.docker_groups["web"].ports, [8080]);
+        PostgresCapabilities::new(s.postgres.clone()).unwrap();
+        RouteCapabilities::new(s.routes.clone(), Path::new("/etc/vigil")).unwrap();
+        ScaleCapabilities::new(&s.docker_host, s.docker_groups.clone()).unwrap();
+        ProcessCapabilities::new(s.processes.clone()).unwrap();
+    }
+}
