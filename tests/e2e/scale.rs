@@ -358,7 +358,7 @@ fn replicas_of(service: &str) -> u32 {
 }
 
 /// A web service of one replica that serves one slow request at a time (HAProxy `maxconn 1` per
-/// server, as a single-worker application server would) gets 12 requests a second: its queue grows,
+/// server, as a single-worker application server would) gets 6 requests a second: its queue grows,
 /// `WebSaturated` fires, and scale-out adds replicas (a Swarm service, HAProxy repointed at its
 /// tasks) until the queue drains; the execution is verified. When the load stops, `WebIdle` fires
 /// and scale-in removes replicas down to the minimum of 1; verified too.
@@ -397,7 +397,8 @@ async fn load_scales_a_service_out_and_idle_scales_it_back_in() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.extend(web_command("0.1"));
+    // 0.25 s a request, one at a time: a replica serves 4 a second, whatever the CPU is doing.
+    args.extend(web_command("0.25"));
     docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let c = ScaleCapabilities::new("", BTreeMap::new()).unwrap();
     let first = eventually(Duration::from_secs(60), "the first task running", || {
@@ -441,7 +442,9 @@ async fn load_scales_a_service_out_and_idle_scales_it_back_in() {
         haproxy.socket.display()
     );
     let v = Vigil::start_with_files(&config, &[("am.yml", &am), ("r.yml", &rules)]).await;
-    let load = Load::start(format!("http://127.0.0.1:{front}/cgi-bin/slow"), 12);
+    // 6 a second: one replica falls behind, two keep up.
+    let load = Load::start(format!("http://127.0.0.1:{front}/cgi-bin/slow"), 6);
+    let (load_ok, load_failed) = (load.ok.clone(), load.failed.clone());
     let out = ended(&v, "scale-out", Duration::from_secs(240)).await;
     assert_eq!(out["outcome"], "verified", "{out:#}\n{}", v.log());
     let scaled_to = replicas_of(&name);
@@ -469,6 +472,13 @@ async fn load_scales_a_service_out_and_idle_scales_it_back_in() {
         );
     }
     load.stop().await;
+    let (ok, failed) = (
+        load_ok.load(std::sync::atomic::Ordering::SeqCst),
+        load_failed.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    eprintln!("load: {ok} answered, {failed} failed");
+    assert!(ok > 0);
+    assert_eq!(failed, 0, "scaling out dropped requests");
     let inn = ended(&v, "scale-in", Duration::from_secs(240)).await;
     assert_eq!(inn["outcome"], "verified", "{inn:#}\n{}", v.log());
     assert_eq!(replicas_of(&name), 1, "{inn:#}");
