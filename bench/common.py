@@ -47,6 +47,23 @@ def metric(text, name):
     return total if found else None
 
 
+def executions(data):
+    """Vigil's runbook executions under the data directory `data`, the latest version of each,
+    oldest first."""
+    out = {}
+    try:
+        with open(os.path.join(data, "runbooks", "executions.jsonl")) as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                out[e["id"]] = e
+    except FileNotFoundError:
+        pass
+    return sorted(out.values(), key=lambda e: e["times"]["created"])
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

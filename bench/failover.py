@@ -38,7 +38,7 @@ import psycopg2
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from common import free_port  # noqa: E402
+from common import executions, free_port  # noqa: E402
 
 PG = "/usr/lib/postgresql/15/bin"
 PW = pwd.getpwnam("postgres")
@@ -212,21 +212,6 @@ def build_runbook():
     subprocess.run(["/usr/bin/cargo", "build", "-q", "--release", "--locked", "--target", "wasm32-wasip1",
                     "-Zbuild-std=std,panic_abort"], cwd=os.path.join(ROOT, "sdk/examples"), env=env, check=True)
     return os.path.join(target, "wasm32-wasip1/release/pg_failover.wasm")
-
-
-def executions(data):
-    out = {}
-    try:
-        with open(os.path.join(data, "runbooks", "executions.jsonl")) as f:
-            for line in f:
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                out[e["id"]] = e
-    except FileNotFoundError:
-        pass
-    return sorted(out.values(), key=lambda e: e["times"]["created"])
 
 
 def vigil_trial(binary, wasm):

@@ -19,7 +19,7 @@ runbook (built like tests/e2e/runbook_authors.rs does).
 import argparse, json, os, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, free_port  # noqa: E402
+from common import ROOT, executions, free_port  # noqa: E402
 
 IMAGE = "vigil-test-busybox:1"
 
@@ -74,21 +74,6 @@ def crash(name):
     pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", name)
     os.kill(int(pid), 9)
     return time.time()
-
-
-def executions(data):
-    out = {}
-    try:
-        with open(os.path.join(data, "runbooks", "executions.jsonl")) as f:
-            for line in f:
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                out[e["id"]] = e
-    except FileNotFoundError:
-        pass
-    return sorted(out.values(), key=lambda e: e["times"]["created"])
 
 
 def run_vigil(binary, wasm, runs):

@@ -401,6 +401,17 @@ impl Rig {
     }
 }
 
+/// What pg-failover calls when it fails over, in order.
+pub const FAILOVER_STEPS: &[&str] = &[
+    "postgres.status",
+    "query.promql",
+    "postgres.fence",
+    "postgres.promote",
+    "route.get",
+    "route.set",
+    "postgres.write_check",
+];
+
 /// The capabilities an execution called, in order.
 pub fn called(e: &Value) -> Vec<String> {
     e["steps"]
@@ -536,19 +547,7 @@ async fn a_killed_primary_fails_over_with_nothing_acknowledged_lost() {
     let fault = std::time::Instant::now();
     let e = rig.first_ended(Duration::from_secs(90)).await;
     assert_eq!(e["outcome"], "verified", "{e:#}\n{}", rig.vigil.log());
-    assert_eq!(
-        called(&e),
-        [
-            "postgres.status",
-            "query.promql",
-            "postgres.fence",
-            "postgres.promote",
-            "route.get",
-            "route.set",
-            "postgres.write_check"
-        ],
-        "{e:#}"
-    );
+    assert_eq!(called(&e), FAILOVER_STEPS, "{e:#}");
     assert_eq!(e["output"]["promoted"], "pg2", "{e:#}");
     assert_eq!(e["output"]["fenced"], json!(["pg1"]), "{e:#}");
     let t = &e["times"];
@@ -640,14 +639,7 @@ async fn refused_and_escalated(rig: &Rig, reason: &str, calls: &[&str]) -> Value
     );
     assert_eq!(called(&e), calls, "{e:#}");
     assert_eq!(e["output"]["decision"], "refused", "{e:#}");
-    let page = eventually(Duration::from_secs(20), "the escalation's page", || async {
-        rig.pages
-            .lock()
-            .iter()
-            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
-            .find(|a| a["annotations"]["runbook_summary"].is_string())
-    })
-    .await;
+    let page = escalation_page(&rig.pages).await;
     assert!(
         page["annotations"]["runbook_summary"]
             .as_str()
@@ -828,31 +820,14 @@ async fn a_route_that_cannot_be_changed_escalates_with_what_was_done() {
     rig.pair.kill_primary();
     let e = rig.first_ended(Duration::from_secs(90)).await;
     assert_eq!(e["outcome"], "escalated", "{e:#}");
-    assert_eq!(
-        called(&e),
-        [
-            "postgres.status",
-            "query.promql",
-            "postgres.fence",
-            "postgres.promote",
-            "route.get"
-        ],
-        "{e:#}"
-    );
+    assert_eq!(called(&e), FAILOVER_STEPS[..5], "{e:#}");
     assert!(
         e["reason"].as_str().unwrap().contains("no-such.sock"),
         "{e:#}"
     );
     // The promotion happened; the page says so, and that the route failed.
     assert!(!refuses_writes(rig.pair.replica.port).await);
-    let page = eventually(Duration::from_secs(20), "the escalation's page", || async {
-        rig.pages
-            .lock()
-            .iter()
-            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
-            .find(|a| a["annotations"]["runbook_summary"].is_string())
-    })
-    .await;
+    let page = escalation_page(&rig.pages).await;
     let summary = page["annotations"]["runbook_summary"].as_str().unwrap();
     assert!(
         summary.contains("postgres.promote -> ok") && summary.contains("route.get -> failed"),

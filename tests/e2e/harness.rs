@@ -641,3 +641,28 @@ pub async fn http_receiver(
     });
     (port, got)
 }
+
+/// Runs the docker CLI; its trimmed stdout (the test fails when the command does).
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The first alert a webhook receiver got with a `runbook_summary` annotation: a runbook's
+/// escalation.
+pub async fn escalation_page(pages: &parking_lot::Mutex<Vec<Value>>) -> Value {
+    eventually(Duration::from_secs(20), "the escalation's page", || async {
+        pages
+            .lock()
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["annotations"]["runbook_summary"].is_string())
+    })
+    .await
+}

@@ -232,15 +232,7 @@ fn the_failover_example_validates_and_tests() {
     assert_eq!(r["status"], "succeeded", "{r:#}");
     assert_eq!(
         calls(&r).into_iter().map(|c| c.0).collect::<Vec<_>>(),
-        [
-            "postgres.status",
-            "query.promql",
-            "postgres.fence",
-            "postgres.promote",
-            "route.get",
-            "route.set",
-            "postgres.write_check"
-        ]
+        crate::failover::FAILOVER_STEPS
     );
     assert_eq!(
         r["calls"][1]["args"]["query"],

@@ -12,17 +12,6 @@ use vigil_remediation::capability::scale::{GroupConfig, ScaleCapabilities};
 
 use crate::harness::*;
 
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// A web server that answers `/` at once and `/cgi-bin/slow` after `delay` seconds, one request
 /// at a time per replica when a load balancer says so (busybox httpd forks a CGI per request).
 pub fn web_command(delay: &str) -> Vec<String> {
@@ -61,6 +50,33 @@ pub fn swarm() -> bool {
 
 /// A Swarm service removed when dropped.
 pub struct Service(pub String);
+
+impl Service {
+    /// Creates a one-replica web service labelled `app=web` whose tasks publish 8080 in host mode
+    /// (each on a port Docker picks), serving `/cgi-bin/slow` in `delay` seconds.
+    pub fn web(name: &str, image: &str, delay: &str) -> Service {
+        let mut args: Vec<String> = [
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--replicas",
+            "1",
+            "--label",
+            "app=web",
+            "--publish",
+            "mode=host,target=8080",
+            image,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(web_command(delay));
+        docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        Service(name.to_string())
+    }
+}
 
 impl Drop for Service {
     fn drop(&mut self) {
@@ -218,26 +234,7 @@ async fn a_swarm_service_scales_and_its_tasks_answer() {
         return;
     }
     let name = format!("vigil-svc-{}", std::process::id());
-    let _s = Service(name.clone());
-    let mut args: Vec<String> = [
-        "service",
-        "create",
-        "-d",
-        "--name",
-        &name,
-        "--replicas",
-        "1",
-        "--label",
-        "app=web",
-        "--publish",
-        "mode=host,target=8080",
-        image,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(web_command("0.1"));
-    docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let _s = Service::web(&name, image, "0.1");
     let c = ScaleCapabilities::new("", BTreeMap::new()).unwrap();
     let svc = json!({"service": name});
     let t = c.target("docker.scale", &svc).await.unwrap().unwrap();
@@ -379,27 +376,8 @@ async fn load_scales_a_service_out_and_idle_scales_it_back_in() {
         return;
     }
     let name = format!("vigil-web-{}", std::process::id());
-    let _s = Service(name.clone());
-    let mut args: Vec<String> = [
-        "service",
-        "create",
-        "-d",
-        "--name",
-        &name,
-        "--replicas",
-        "1",
-        "--label",
-        "app=web",
-        "--publish",
-        "mode=host,target=8080",
-        image,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
     // 0.25 s a request, one at a time: a replica serves 4 a second, whatever the CPU is doing.
-    args.extend(web_command("0.25"));
-    docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let _s = Service::web(&name, image, "0.25");
     let c = ScaleCapabilities::new("", BTreeMap::new()).unwrap();
     let first = eventually(Duration::from_secs(60), "the first task running", || {
         let (c, name) = (&c, name.clone());
@@ -550,14 +528,7 @@ async fn a_rule_that_never_clears_stops_at_max_and_escalates() {
             .unwrap();
     assert_eq!(sd[0]["targets"].as_array().unwrap().len(), 3, "{sd}");
     all_serve(&sd[0]["targets"]).await;
-    let page = eventually(Duration::from_secs(20), "the escalation's page", || async {
-        pages
-            .lock()
-            .iter()
-            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
-            .find(|a| a["annotations"]["runbook_summary"].is_string())
-    })
-    .await;
+    let page = escalation_page(&pages).await;
     assert!(
         page["annotations"]["runbook_summary"]
             .as_str()

@@ -174,6 +174,28 @@ impl Scope {
     }
 }
 
+/// Looks `name` up among what the configuration declares; the error names what is declared, so a
+/// runbook author sees the choices (`what`: "route", "postgres cluster", ...).
+pub(crate) fn declared<'a, T>(
+    map: &'a BTreeMap<String, T>,
+    what: &str,
+    name: &str,
+) -> Result<(&'a str, &'a T), CallError> {
+    map.get_key_value(name)
+        .map(|(n, v)| (n.as_str(), v))
+        .ok_or_else(|| {
+            let known: Vec<&str> = map.keys().map(String::as_str).collect();
+            CallError::BadRequest(format!(
+                "no {what} {name:?} is declared (declared: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+}
+
 /// A required string argument.
 pub(crate) fn arg_str<'a>(args: &'a Value, name: &str) -> Result<&'a str, CallError> {
     match args.get(name) {

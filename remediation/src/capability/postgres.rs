@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::pg::{PgLogin, pg_error, split_address};
 use super::process::ProcessCommand;
-use super::{Capability, Effect, Target, arg_str, arg_u64};
+use super::{Capability, Effect, Target, arg_str, arg_u64, declared};
 use crate::sandbox::CallError;
 
 /// One declared cluster.
@@ -109,20 +109,7 @@ impl PostgresCapabilities {
 
     fn cluster(&self, args: &Value) -> Result<(&str, &ClusterConfig), CallError> {
         let name = arg_str(args, "cluster")?;
-        self.clusters
-            .get_key_value(name)
-            .map(|(n, c)| (n.as_str(), c))
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.clusters.keys().map(String::as_str).collect();
-                CallError::BadRequest(format!(
-                    "no postgres cluster {name:?} is declared (declared: {})",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
-            })
+        declared(&self.clusters, "postgres cluster", name)
     }
 
     fn node<'a>(

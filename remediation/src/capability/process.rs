@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
-use super::{Capability, Effect, Target, arg_str};
+use super::{Capability, Effect, Target, arg_str, declared};
 use crate::sandbox::CallError;
 
 /// Output kept of each stream, from its end.
@@ -64,17 +64,7 @@ impl Capability for ProcessCapabilities {
 
     async fn target(&self, _name: &str, args: &Value) -> Result<Option<Target>, CallError> {
         let name = arg_str(args, "name")?;
-        if !self.commands.contains_key(name) {
-            let known: Vec<&str> = self.commands.keys().map(String::as_str).collect();
-            return Err(CallError::BadRequest(format!(
-                "no process command {name:?} is declared (declared: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        }
+        declared(&self.commands, "process command", name)?;
         Ok(Some(Target {
             kind: "process",
             id: name.to_string(),

@@ -27,7 +27,7 @@ use bollard::query_parameters::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Capability, Effect, Target, arg_u64};
+use super::{Capability, Effect, Target, arg_u64, declared};
 use crate::sandbox::CallError;
 
 /// The label that marks the members of a group.
@@ -137,17 +137,9 @@ impl ScaleCapabilities {
         };
         match (s("service"), s("group")) {
             (Some(svc), None) => Ok(Subject::Service(svc)),
-            (None, Some(g)) => match self.groups.get_key_value(g) {
-                Some((n, c)) => Ok(Subject::Group(n, c)),
-                None => Err(CallError::BadRequest(format!(
-                    "no docker group {g:?} is declared (declared: {})",
-                    if self.groups.is_empty() {
-                        "none".into()
-                    } else {
-                        self.groups.keys().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ))),
-            },
+            (None, Some(g)) => {
+                declared(&self.groups, "docker group", g).map(|(n, c)| Subject::Group(n, c))
+            }
             _ => Err(CallError::BadRequest(
                 "name either a Swarm `service` or a declared `group`".into(),
             )),

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::pg::PgLogin;
-use super::{Capability, Effect, Target, arg_str};
+use super::{Capability, Effect, Target, arg_str, declared};
 use crate::sandbox::CallError;
 
 /// One declared route; `kind` says which.
@@ -124,20 +124,7 @@ impl RouteCapabilities {
 
     fn route(&self, args: &Value) -> Result<(&str, &RouteConfig), CallError> {
         let name = arg_str(args, "route")?;
-        match self.routes.get_key_value(name) {
-            Some((n, r)) => Ok((n.as_str(), r)),
-            None => {
-                let known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
-                Err(CallError::BadRequest(format!(
-                    "no route {name:?} is declared (declared: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                )))
-            }
-        }
+        declared(&self.routes, "route", name)
     }
 }
 
