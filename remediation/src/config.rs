@@ -134,7 +134,7 @@ impl RunbooksSection {
                 .map_err(|e| format!("runbooks.processes: {e}"))?,
         ));
         registry.register(Arc::new(
-            PostgresCapabilities::new(self.postgres.clone())
+            PostgresCapabilities::new(self.postgres.clone(), base_dir)
                 .map_err(|e| format!("runbooks.postgres: {e}"))?,
         ));
         registry.register(Arc::new(
@@ -191,14 +191,19 @@ mod tests {
         struct Doc {
             runbooks: RunbooksSection,
         }
-        let s = serde_yaml_ng::from_str::<Doc>(block)
+        let mut s = serde_yaml_ng::from_str::<Doc>(block)
             .unwrap_or_else(|e| panic!("{e}\n{block}"))
             .runbooks;
+        assert!(s.postgres["main"].login.tls_config.is_some());
+        // The example's CA file does not exist here; the rest must load.
+        for c in s.postgres.values_mut() {
+            c.login.tls_config = None;
+        }
         assert_eq!(s.postgres["main"].nodes.len(), 2);
         assert_eq!(s.postgres["main"].fence_valid_for, Duration::from_secs(600));
         assert_eq!(s.routes.len(), 3);
         assert_eq!(s.docker_groups["web"].ports, [8080]);
-        PostgresCapabilities::new(s.postgres.clone()).unwrap();
+        PostgresCapabilities::new(s.postgres.clone(), Path::new("/etc/vigil")).unwrap();
         RouteCapabilities::new(s.routes.clone(), Path::new("/etc/vigil")).unwrap();
         ScaleCapabilities::new(&s.docker_host, s.docker_groups.clone()).unwrap();
         ProcessCapabilities::new(s.processes.clone()).unwrap();

@@ -59,7 +59,7 @@ async fn capabilities_on_real_peers() {
         "main:\n  endpoint: 127.0.0.1:{frontend}\n  nodes:\n    pg1: {{address: '127.0.0.1:{p1}'}}\n    pg2: {{address: '127.0.0.1:{p2}'}}\n"
     ))
     .unwrap();
-    let pg = PostgresCapabilities::new(clusters).unwrap();
+    let pg = PostgresCapabilities::new(clusters, std::path::Path::new("/")).unwrap();
     let routes: BTreeMap<String, RouteConfig> = serde_yaml_ng::from_str(&format!(
         "writer: {{kind: haproxy, socket: {}, backend: pg}}\nbouncer: {{kind: pgbouncer, config: {}, database: appdb, admin_address: '127.0.0.1:{}'}}\n",
         haproxy.socket.display(),
@@ -273,6 +273,133 @@ async fn capabilities_on_real_peers() {
     .unwrap_err();
     assert!(e.contains("give one target"), "{e}");
     drop(after);
+}
+
+/// PostgreSQL over TLS: a primary that rejects connections without encryption (`hostnossl ...
+/// reject`), its certificate from a private CA. The capabilities and the postgres prober reach it
+/// with a `tls_config` naming the CA; without one, or with another CA, they cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_for_capabilities_and_the_prober() {
+    let ca = crate::peers::TestCa::new();
+    let other_ca = crate::peers::TestCa::new();
+    let files = tempfile::tempdir().unwrap();
+    let (uid, gid) = crate::pg::postgres_ids();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (from, to, mode) in [
+            (ca.cert(), "server.crt", 0o644),
+            (ca.key(), "server.key", 0o600),
+        ] {
+            let dst = files.path().join(to);
+            std::fs::copy(from, &dst).unwrap();
+            std::os::unix::fs::chown(&dst, Some(uid), Some(gid)).unwrap();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+    let hba = files.path().join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhost replication all 127.0.0.1/32 trust\n\
+         hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+    )
+    .unwrap();
+    let f = |n: &str| files.path().join(n).display().to_string();
+    let settings = [
+        "ssl=on".to_string(),
+        format!("ssl_cert_file={}", f("server.crt")),
+        format!("ssl_key_file={}", f("server.key")),
+        format!("hba_file={}", hba.display()),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let Some(pair) = PgPair::start(&settings).await else {
+        return;
+    };
+    let p1 = pair.primary.port;
+    let cluster = |tls: &str| {
+        let c: BTreeMap<String, ClusterConfig> = serde_yaml_ng::from_str(&format!(
+            "main:\n  login: {{connect_timeout: 2s{tls}}}\n  nodes:\n    pg1: {{address: '127.0.0.1:{p1}'}}\n"
+        ))
+        .unwrap();
+        PostgresCapabilities::new(c, std::path::Path::new("/")).unwrap()
+    };
+    let main = json!({"cluster": "main"});
+    let tls = cluster(&format!(
+        ", tls_config: {{ca_file: '{}'}}",
+        ca.ca().display()
+    ));
+    let s = call(&tls, "postgres.status", main.clone()).await.unwrap();
+    assert_eq!(s["primaries"], json!(["pg1"]), "{s:#}");
+    let w = call(
+        &tls,
+        "postgres.write_check",
+        json!({"cluster": "main", "node": "pg1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w["node"], "pg1", "{w:#}");
+    let plain = cluster("");
+    let s = call(&plain, "postgres.status", main.clone()).await.unwrap();
+    assert_eq!(s["down"], json!(["pg1"]), "{s:#}");
+    assert!(
+        s["nodes"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no encryption"),
+        "{s:#}"
+    );
+    let wrong = cluster(&format!(
+        ", tls_config: {{ca_file: '{}'}}",
+        other_ca.ca().display()
+    ));
+    let s = call(&wrong, "postgres.status", main.clone()).await.unwrap();
+    assert_eq!(s["down"], json!(["pg1"]), "{s:#}");
+    assert!(
+        s["nodes"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{s:#}"
+    );
+    // A bad tls_config is refused when the configuration loads.
+    let bad: BTreeMap<String, ClusterConfig> = serde_yaml_ng::from_str(&format!(
+        "main:\n  login: {{tls_config: {{ca_file: /nonexistent/ca.pem}}}}\n  nodes:\n    pg1: {{address: '127.0.0.1:{p1}'}}\n"
+    ))
+    .unwrap();
+    let e = PostgresCapabilities::new(bad, std::path::Path::new("/")).unwrap_err();
+    assert!(
+        e.contains("tls_config") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+
+    // The prober, with and without TLS.
+    let blackbox = format!(
+        "modules:\n  pg_tls:\n    prober: postgres\n    timeout: 3s\n    postgres:\n      user: postgres\n      tls_config: {{ca_file: '{}'}}\n  pg_plain:\n    prober: postgres\n    timeout: 3s\n    postgres:\n      user: postgres\n",
+        ca.ca().display()
+    );
+    let v = Vigil::start_with_files(
+        "blackbox_config: blackbox.yml\n",
+        &[("blackbox.yml", &blackbox)],
+    )
+    .await;
+    let probe = |module: &str| {
+        let url = v.url(&format!("/probe?module={module}&target=127.0.0.1:{p1}"));
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let m = probe("pg_tls").await;
+    assert!(m.contains("\nprobe_success 1"), "{m}");
+    assert!(m.contains("\nvigil_probe_pg_is_primary 1"), "{m}");
+    let m = probe("pg_plain").await;
+    assert!(m.contains("\nprobe_success 0"), "{m}");
 }
 
 // ---- The whole loop through the server --------------------------------------------------------

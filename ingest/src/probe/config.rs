@@ -169,6 +169,10 @@ impl Module {
                 "postgres.params: {k:?} is not supported (application_name, options)"
             ));
         }
+        if let Some(t) = self.postgres.as_ref().and_then(|p| p.tls_config.as_ref()) {
+            t.validate()
+                .map_err(|e| format!("postgres.tls_config: {e}"))?;
+        }
         if self.prober == "docker" {
             let Some(d) = &self.docker else {
                 return Err("a docker module needs a docker: section".into());
@@ -184,6 +188,9 @@ impl Module {
         self.dns.tls_config.set_directory(dir);
         if let Some(g) = &mut self.grpc {
             g.tls_config.set_directory(dir);
+        }
+        if let Some(tls) = self.postgres.as_mut().and_then(|p| p.tls_config.as_mut()) {
+            tls.set_directory(dir);
         }
     }
 }
@@ -544,6 +551,10 @@ pub struct PostgresProbe {
     /// Extra connection parameters: `application_name` (default `vigil-probe`) and `options`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
+    /// With it, the probe connects over TLS (`sslmode=require`), verified as it says; without
+    /// it, in plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<vigil_http::TlsConfig>,
 }
 
 /// `docker:` (a Vigil module type): the state of a container, or of every container with some

@@ -57,7 +57,6 @@ pub async fn probe(
     pc.host(&host)
         .port(port)
         .application_name("vigil-probe")
-        .ssl_mode(tokio_postgres::config::SslMode::Disable)
         .connect_timeout(
             deadline
                 .saturating_duration_since(tokio::time::Instant::now())
@@ -84,16 +83,36 @@ pub async fn probe(
         &[("host", &host), ("port", &port)],
     );
     let started = Instant::now();
-    let (client, conn) = match pc.connect(tokio_postgres::NoTls).await {
+    let connected = match &cfg.tls_config {
+        None => {
+            pc.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            pc.connect(tokio_postgres::NoTls)
+                .await
+                .map(|(c, conn)| (c, tokio::spawn(async move { drop(conn.await) })))
+        }
+        Some(t) => {
+            pc.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let mut tls = match t.client_config(false) {
+                Ok(c) => c,
+                Err(e) => {
+                    log.error("Error creating TLS configuration", &[("err", &e)]);
+                    return false;
+                }
+            };
+            // PostgreSQL 17 and later want it; older servers ignore it.
+            tls.alpn_protocols = vec![b"postgresql".to_vec()];
+            pc.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .await
+                .map(|(c, conn)| (c, tokio::spawn(async move { drop(conn.await) })))
+        }
+    };
+    let (client, conn_task) = match connected {
         Ok(c) => c,
         Err(e) => {
             log.error("Error connecting to PostgreSQL", &[("err", &e)]);
             return false;
         }
     };
-    let conn_task = tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let _conn = super::AbortOnDrop(conn_task);
     f(
         m,

@@ -1,6 +1,7 @@
 //! How the host logs in to a PostgreSQL server or a pgbouncer admin console: one declared login
-//! (`host`, `port`, `user`, a password or a password file, `dbname`, a connect timeout), shared by
-//! the `postgres.*` capabilities and the pgbouncer kind of `route.*`. Runbooks never see it.
+//! (`user`, a password or a password file, `dbname`, a connect timeout, and TLS as Prometheus's
+//! `tls_config` writes it), shared by the `postgres.*` capabilities and the pgbouncer kind of
+//! `route.*`. Runbooks never see it.
 
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use vigil_model::Secret;
 
-/// A declared login. `host` may be a directory, for a Unix socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A declared login (the address comes from the node or route).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgLogin {
     #[serde(default = "default_user")]
@@ -23,6 +24,10 @@ pub struct PgLogin {
     pub dbname: String,
     #[serde(default = "default_connect_timeout", with = "crate::policy::dur")]
     pub connect_timeout: Duration,
+    /// With it, the connection must be TLS (`sslmode=require`), verified as it says (`ca_file`,
+    /// `server_name`, `insecure_skip_verify`, client `cert_file`/`key_file`); without it, plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<vigil_http::TlsConfig>,
 }
 
 impl Default for PgLogin {
@@ -33,6 +38,7 @@ impl Default for PgLogin {
             password_file: String::new(),
             dbname: default_dbname(),
             connect_timeout: default_connect_timeout(),
+            tls_config: None,
         }
     }
 }
@@ -79,6 +85,17 @@ impl Drop for Connection {
 }
 
 impl PgLogin {
+    /// Resolves relative TLS file names against `dir` and checks that the TLS settings load.
+    pub(crate) fn prepare(&mut self, dir: &std::path::Path) -> Result<(), String> {
+        if let Some(t) = &mut self.tls_config {
+            t.set_directory(dir);
+            t.validate().map_err(|e| format!("tls_config: {e}"))?;
+            t.client_config(false)
+                .map_err(|e| format!("tls_config: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Connects to `address` (`host:port`) as this login, to `dbname` unless another is given.
     pub(crate) async fn connect(
         &self,
@@ -101,29 +118,50 @@ impl PgLogin {
             .user(&self.user)
             .dbname(dbname.unwrap_or(&self.dbname))
             .application_name(application_name)
-            .connect_timeout(self.connect_timeout)
-            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+            .connect_timeout(self.connect_timeout);
         if !password.is_empty() {
             c.password(password.as_bytes());
         }
+        let connect = async {
+            let e = |e: tokio_postgres::Error| format!("{address}: {}", pg_error(&e));
+            match &self.tls_config {
+                None => {
+                    c.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                    let (client, conn) = c.connect(tokio_postgres::NoTls).await.map_err(e)?;
+                    Ok::<_, String>((client, tokio::spawn(async move { drop(conn.await) })))
+                }
+                Some(t) => {
+                    c.ssl_mode(tokio_postgres::config::SslMode::Require);
+                    let tls = pg_tls(t).map_err(|m| format!("{address}: {m}"))?;
+                    let (client, conn) = c.connect(tls).await.map_err(e)?;
+                    Ok((client, tokio::spawn(async move { drop(conn.await) })))
+                }
+            }
+        };
         // The connect timeout covers each TCP connect; this covers the whole handshake.
-        let (client, conn) = tokio::time::timeout(
-            self.connect_timeout + Duration::from_secs(1),
-            c.connect(tokio_postgres::NoTls),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "{address}: no connection within {}",
-                humantime::format_duration(self.connect_timeout)
-            )
-        })?
-        .map_err(|e| format!("{address}: {}", pg_error(&e)))?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let (client, task) =
+            tokio::time::timeout(self.connect_timeout + Duration::from_secs(1), connect)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{address}: no connection within {}",
+                        humantime::format_duration(self.connect_timeout)
+                    )
+                })??;
         Ok(Connection { client, task })
     }
+}
+
+/// The TLS connector of a `tls_config` for PostgreSQL: ALPN `postgresql`, as servers from
+/// PostgreSQL 17 expect (older ones ignore it).
+pub fn pg_tls(
+    t: &vigil_http::TlsConfig,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let mut cfg = t
+        .client_config(false)
+        .map_err(|e| format!("tls_config: {e}"))?;
+    cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
 }
 
 /// A PostgreSQL error with the server's message, when there is one (tokio-postgres's Display says

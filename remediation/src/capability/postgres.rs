@@ -32,7 +32,7 @@ use super::{Capability, Effect, Target, arg_str, arg_u64, declared};
 use crate::sandbox::CallError;
 
 /// One declared cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// How Vigil logs in to every node (a superuser, or a role allowed `pg_promote`, `ALTER
@@ -80,7 +80,16 @@ pub(crate) fn parse_lsn(s: &str) -> Option<u64> {
 }
 
 impl PostgresCapabilities {
-    pub fn new(clusters: BTreeMap<String, ClusterConfig>) -> Result<PostgresCapabilities, String> {
+    /// Checks the declarations; `base` is where relative TLS file names start.
+    pub fn new(
+        mut clusters: BTreeMap<String, ClusterConfig>,
+        base: &std::path::Path,
+    ) -> Result<PostgresCapabilities, String> {
+        for (name, c) in &mut clusters {
+            c.login
+                .prepare(base)
+                .map_err(|e| format!("postgres cluster {name}: login: {e}"))?;
+        }
         for (name, c) in &clusters {
             if c.nodes.is_empty() {
                 return Err(format!("postgres cluster {name}: no nodes"));
@@ -698,14 +707,14 @@ mod tests {
         let bad: BTreeMap<String, ClusterConfig> =
             serde_yaml_ng::from_str("main: {nodes: {}}\n").unwrap();
         assert!(
-            PostgresCapabilities::new(bad)
+            PostgresCapabilities::new(bad, std::path::Path::new("/"))
                 .unwrap_err()
                 .contains("no nodes")
         );
         let bad: BTreeMap<String, ClusterConfig> =
             serde_yaml_ng::from_str("main: {nodes: {pg1: {address: '127.0.0.1:x'}}}\n").unwrap();
         assert!(
-            PostgresCapabilities::new(bad)
+            PostgresCapabilities::new(bad, std::path::Path::new("/"))
                 .unwrap_err()
                 .contains("node pg1")
         );
@@ -720,7 +729,7 @@ mod tests {
             "main:\n  login: {user: ops, connect_timeout: 300ms}\n  nodes:\n    pg1: {address: '127.0.0.1:1'}\n    pg2: {address: '127.0.0.1:2', fence: {command: ['false']}}\n",
         )
         .unwrap();
-        let p = PostgresCapabilities::new(c).unwrap();
+        let p = PostgresCapabilities::new(c, std::path::Path::new("/")).unwrap();
         let t = p
             .target(
                 "postgres.promote",

@@ -33,7 +33,7 @@ use super::{Capability, Effect, Target, arg_str, declared};
 use crate::sandbox::CallError;
 
 /// One declared route; `kind` says which.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub enum RouteConfig {
     /// A file_sd JSON file (relative paths start at vigil.yml's directory).
@@ -41,7 +41,7 @@ pub enum RouteConfig {
     /// A backend of HAProxy, through its runtime API.
     Haproxy(HaproxyRoute),
     /// A database of pgbouncer.
-    Pgbouncer(PgbouncerRoute),
+    Pgbouncer(Box<PgbouncerRoute>),
 }
 
 impl RouteConfig {
@@ -66,7 +66,7 @@ pub struct HaproxyRoute {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgbouncerRoute {
     /// pgbouncer.ini (relative paths start at vigil.yml's directory).
@@ -114,6 +114,9 @@ impl RouteCapabilities {
                         ));
                     }
                     p.config = base.join(&p.config);
+                    p.admin
+                        .prepare(base)
+                        .map_err(|e| format!("route {n}: admin: {e}"))?;
                     RouteConfig::Pgbouncer(p)
                 }
             };
