@@ -13,7 +13,7 @@
 //!    that cannot be fenced stops the run before any promotion.
 //! 4. Promote the chosen replica (the host refuses too while an unfenced writer exists).
 //! 5. Repoint `route` to it, then check that a write commits through the cluster's endpoint and
-//!    lands on it.
+//!    lands on it (not in a dry run, where nothing was promoted).
 
 use serde_json::{Value, json};
 use vigil_sdk::{CallError, Error, Runbook};
@@ -42,7 +42,11 @@ fn name(n: &Value) -> String {
 pub fn plan(status: &Value, reached: Option<u64>, max_lag: u64) -> Plan {
     let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
     let up = |n: &&Value| n["up"] == true;
-    let primaries: Vec<&Value> = nodes.iter().filter(up).filter(|n| n["role"] == "primary").collect();
+    let primaries: Vec<&Value> = nodes
+        .iter()
+        .filter(up)
+        .filter(|n| n["role"] == "primary")
+        .collect();
     if primaries.len() > 1 {
         let names: Vec<String> = primaries.iter().map(|n| name(n)).collect();
         return Plan::Refuse(format!(
@@ -57,12 +61,23 @@ pub fn plan(status: &Value, reached: Option<u64>, max_lag: u64) -> Plan {
             address: p["address"].as_str().unwrap_or_default().to_string(),
         };
     }
-    let replicas: Vec<&Value> = nodes.iter().filter(up).filter(|n| n["role"] == "replica").collect();
+    let replicas: Vec<&Value> = nodes
+        .iter()
+        .filter(up)
+        .filter(|n| n["role"] == "replica")
+        .collect();
     if replicas.is_empty() {
-        return Plan::Refuse("no replica answers: there is nothing to promote; nothing changed".into());
+        return Plan::Refuse(
+            "no replica answers: there is nothing to promote; nothing changed".into(),
+        );
     }
     let lsn = |n: &Value| n["lsn"].as_u64().unwrap_or(0);
-    let top = replicas.iter().map(|n| lsn(n)).max().unwrap_or(0).max(reached.unwrap_or(0));
+    let top = replicas
+        .iter()
+        .map(|n| lsn(n))
+        .max()
+        .unwrap_or(0)
+        .max(reached.unwrap_or(0));
     let mut candidates: Vec<(&Value, u64)> = replicas
         .iter()
         .map(|n| (*n, top - lsn(n)))
@@ -79,7 +94,11 @@ pub fn plan(status: &Value, reached: Option<u64>, max_lag: u64) -> Plan {
         ));
     }
     // The most advanced; among equals, the first by name.
-    candidates.sort_by(|a, b| lsn(b.0).cmp(&lsn(a.0)).then_with(|| name(a.0).cmp(&name(b.0))));
+    candidates.sort_by(|a, b| {
+        lsn(b.0)
+            .cmp(&lsn(a.0))
+            .then_with(|| name(a.0).cmp(&name(b.0)))
+    });
     let (chosen, lag) = candidates[0];
     let fence = nodes
         .iter()
@@ -114,7 +133,10 @@ fn repoint(rb: &Runbook, route: &str, address: &str) -> Result<Value, Error> {
         rb.info(&format!("route {route} already points at {address}"));
         return Ok(now);
     }
-    rb.info(&format!("repointing route {route} from {} to {address}", now["targets"]));
+    rb.info(&format!(
+        "repointing route {route} from {} to {address}",
+        now["targets"]
+    ));
     rb.call("route.set", json!({"route": route, "targets": [address]}))
 }
 
@@ -125,7 +147,10 @@ fn write_check(rb: &Runbook, cluster: &str, node: &str, timeout: i64) -> Result<
         json!({"cluster": cluster, "timeout_seconds": timeout}),
     );
     match through_endpoint {
-        Err(Error::Call { error: CallError::BadRequest(_), .. }) => rb.call(
+        Err(Error::Call {
+            error: CallError::BadRequest(_),
+            ..
+        }) => rb.call(
             "postgres.write_check",
             json!({"cluster": cluster, "node": node, "timeout_seconds": timeout}),
         ),
@@ -168,16 +193,26 @@ fn failover(rb: &Runbook) -> Result<(), Error> {
             rb.output(&json!({"decision": "none", "primary": primary}));
             Ok(())
         }
-        Plan::Failover { fence, promote, address, lag } => {
+        Plan::Failover {
+            fence,
+            promote,
+            address,
+            lag,
+        } => {
             rb.info(&format!(
                 "failing over to {promote} ({address}), {lag} bytes behind; fencing first: {}",
-                if fence.is_empty() { "nothing".to_string() } else { fence.join(", ") }
+                if fence.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    fence.join(", ")
+                }
             ));
             for node in &fence {
                 match rb.call("postgres.fence", json!({"cluster": cluster, "node": node})) {
                     Ok(r) => rb.info(&format!("fenced {node}: {}", r["methods"])),
                     Err(e) => {
-                        let why = format!("{node} cannot be fenced, so {promote} is not promoted: {e}");
+                        let why =
+                            format!("{node} cannot be fenced, so {promote} is not promoted: {e}");
                         rb.error(&why);
                         rb.output(&json!({"decision": "refused", "reason": why}));
                         return Err(Error::Message(why));
@@ -189,19 +224,38 @@ fn failover(rb: &Runbook) -> Result<(), Error> {
                 "postgres.promote",
                 json!({"cluster": cluster, "node": promote, "wait_seconds": wait}),
             )?;
-            rb.info(&format!("promoted {promote}: timeline {} -> {}", p["previous_timeline"], p["timeline"]));
+            rb.info(&format!(
+                "promoted {promote}: timeline {} -> {}",
+                p["previous_timeline"], p["timeline"]
+            ));
             let routed = match route {
                 Some(route) => Some(repoint(rb, route, &address)?),
                 None => None,
             };
+            if rb.dry_run() {
+                rb.info(
+                    "dry run: nothing was fenced, promoted or repointed, so no write is checked",
+                );
+                rb.output(
+                    &json!({"decision": "failover", "dry_run": true, "promoted": promote,
+                                  "fenced": fence, "lag_bytes": lag}),
+                );
+                return Ok(());
+            }
             let timeout = rb.param_int("write_timeout")?.clamp(1, 300);
             let w = write_check(rb, cluster, &promote, timeout)?;
             if w["node"] != json!(promote) {
-                let why = format!("a write through {} landed on {}, not on {promote}", w["through"], w["server"]);
+                let why = format!(
+                    "a write through {} landed on {}, not on {promote}",
+                    w["through"], w["server"]
+                );
                 rb.error(&why);
                 return Err(Error::Message(why));
             }
-            rb.info(&format!("a write committed through {} on {promote} in {} ms", w["through"], w["duration_ms"]));
+            rb.info(&format!(
+                "a write committed through {} on {promote} in {} ms",
+                w["through"], w["duration_ms"]
+            ));
             rb.output(&json!({
                 "decision": "failover",
                 "promoted": promote,
@@ -249,7 +303,10 @@ mod tests {
         );
         // pg3 too far behind the last known position: pg2 is not better.
         match plan(&s, Some(2000), 500) {
-            Plan::Refuse(why) => assert!(why.contains("pg2 lags 1000 bytes, pg3 lags 800 bytes"), "{why}"),
+            Plan::Refuse(why) => assert!(
+                why.contains("pg2 lags 1000 bytes, pg3 lags 800 bytes"),
+                "{why}"
+            ),
             p => panic!("{p:?}"),
         }
     }
@@ -260,13 +317,34 @@ mod tests {
             node("pg1", true, "primary", 10, false),
             node("pg2", true, "primary", 10, false),
         ]);
-        assert!(matches!(plan(&two, None, 0), Plan::Refuse(w) if w.contains("2 nodes claim to be primary (pg1, pg2)")));
-        let ok = status(vec![node("pg1", true, "primary", 10, false), node("pg2", true, "replica", 10, true)]);
-        assert_eq!(plan(&ok, None, 0), Plan::Healthy { primary: "pg1".into(), address: "10.0.0.1:5432".into() });
+        assert!(
+            matches!(plan(&two, None, 0), Plan::Refuse(w) if w.contains("2 nodes claim to be primary (pg1, pg2)"))
+        );
+        let ok = status(vec![
+            node("pg1", true, "primary", 10, false),
+            node("pg2", true, "replica", 10, true),
+        ]);
+        assert_eq!(
+            plan(&ok, None, 0),
+            Plan::Healthy {
+                primary: "pg1".into(),
+                address: "10.0.0.1:5432".into()
+            }
+        );
         // A fenced (read-only) primary is fenced again and a replica promoted.
-        let fenced = status(vec![node("pg1", true, "primary", 10, true), node("pg2", true, "replica", 10, true)]);
-        assert!(matches!(plan(&fenced, None, 0), Plan::Failover { fence, promote, .. } if fence == ["pg1"] && promote == "pg2"));
-        let none = status(vec![json!({"name": "pg1", "up": false}), json!({"name": "pg2", "up": false})]);
-        assert!(matches!(plan(&none, None, 0), Plan::Refuse(w) if w.contains("no replica answers")));
+        let fenced = status(vec![
+            node("pg1", true, "primary", 10, true),
+            node("pg2", true, "replica", 10, true),
+        ]);
+        assert!(
+            matches!(plan(&fenced, None, 0), Plan::Failover { fence, promote, .. } if fence == ["pg1"] && promote == "pg2")
+        );
+        let none = status(vec![
+            json!({"name": "pg1", "up": false}),
+            json!({"name": "pg2", "up": false}),
+        ]);
+        assert!(
+            matches!(plan(&none, None, 0), Plan::Refuse(w) if w.contains("no replica answers"))
+        );
     }
 }

@@ -52,7 +52,9 @@ pub fn scale(rb: &Runbook, direction: Direction) -> Result<(), Error> {
     let step = rb.param_int("step")?;
     let (min, max) = (rb.param_int("min")?, rb.param_int("max")?);
     if min < 0 || max < min {
-        return Err(Error::Param(format!("min {min} and max {max} are not a range")));
+        return Err(Error::Param(format!(
+            "min {min} and max {max} are not a range"
+        )));
     }
     let condition = rb.param_opt_str("while");
     let settle = rb.param_opt_str("settle").unwrap_or("30s");
@@ -74,7 +76,9 @@ pub fn scale(rb: &Runbook, direction: Direction) -> Result<(), Error> {
         if let Some(c) = condition
             && !holds(rb, c)?
         {
-            rb.info(&format!("the condition no longer holds at {replicas} replicas"));
+            rb.info(&format!(
+                "the condition no longer holds at {replicas} replicas"
+            ));
             break;
         }
         let Some(to) = next(direction, replicas, step, min, max) else {
@@ -95,18 +99,35 @@ pub fn scale(rb: &Runbook, direction: Direction) -> Result<(), Error> {
         let r = rb.call("docker.scale", args)?;
         replicas = to;
         if let Some(route) = route {
-            let set = rb.call("route.set", json!({"route": route, "targets": r["addresses"]}))?;
+            let set = rb.call(
+                "route.set",
+                json!({"route": route, "targets": r["addresses"]}),
+            )?;
             rb.info(&format!("route {route} now targets {}", set["targets"]));
         }
-        steps.push(json!({"replicas": to, "addresses": r["addresses"], "waited_ms": r["waited_ms"]}));
-        let Some(c) = condition else { break };
-        // Give the change `settle` to show; then the loop looks at the condition again.
-        let w = rb.call("wait.until", json!({"query": cleared(c), "timeout": settle}))?;
-        if w["met"] == true {
-            rb.info(&format!("the condition cleared {} ms after scaling to {to}", w["after_ms"]));
+        steps.push(
+            json!({"replicas": to, "addresses": r["addresses"], "waited_ms": r["waited_ms"]}),
+        );
+        if rb.dry_run() {
+            rb.info("dry run: one step shown; nothing changed, so the condition is not waited for");
             break;
         }
-        rb.info(&format!("the condition still holds {settle} after scaling to {to}"));
+        let Some(c) = condition else { break };
+        // Give the change `settle` to show; then the loop looks at the condition again.
+        let w = rb.call(
+            "wait.until",
+            json!({"query": cleared(c), "timeout": settle}),
+        )?;
+        if w["met"] == true {
+            rb.info(&format!(
+                "the condition cleared {} ms after scaling to {to}",
+                w["after_ms"]
+            ));
+            break;
+        }
+        rb.info(&format!(
+            "the condition still holds {settle} after scaling to {to}"
+        ));
     }
     rb.output(&json!({"decision": "scaled", "from": first, "replicas": replicas, "steps": steps}));
     Ok(())
@@ -121,12 +142,24 @@ mod tests {
         assert_eq!(next(Direction::Out, 1, 1, 1, 4), Some(2));
         assert_eq!(next(Direction::Out, 3, 2, 1, 4), Some(4));
         assert_eq!(next(Direction::Out, 4, 1, 1, 4), None);
-        assert_eq!(next(Direction::Out, 0, 1, 2, 4), Some(2), "below min: up to min at once");
+        assert_eq!(
+            next(Direction::Out, 0, 1, 2, 4),
+            Some(2),
+            "below min: up to min at once"
+        );
         assert_eq!(next(Direction::In, 4, 1, 1, 4), Some(3));
         assert_eq!(next(Direction::In, 2, 5, 1, 4), Some(1));
         assert_eq!(next(Direction::In, 1, 1, 1, 4), None);
-        assert_eq!(next(Direction::In, 9, 1, 1, 4), Some(4), "above max: down to max at once");
-        assert_eq!(next(Direction::Out, 1, 0, 1, 4), Some(2), "a step is at least 1");
+        assert_eq!(
+            next(Direction::In, 9, 1, 1, 4),
+            Some(4),
+            "above max: down to max at once"
+        );
+        assert_eq!(
+            next(Direction::Out, 1, 0, 1, 4),
+            Some(2),
+            "a step is at least 1"
+        );
         assert_eq!(cleared("up == 0"), "vector(1) unless on() (up == 0)");
     }
 }
