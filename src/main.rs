@@ -72,6 +72,21 @@ enum Command {
         #[command(subcommand)]
         what: RunbookWhat,
     },
+    /// Drive HTTP load at a service, inject the scenario's faults, and report the time to detect,
+    /// to remediate and to recover (docs/loadtest.md).
+    Loadtest {
+        scenario: PathBuf,
+        /// The Vigil server to push metrics to and read alerts and executions from (overrides the
+        /// scenario's `vigil.url`).
+        #[arg(long, env = "VIGIL_SERVER")]
+        vigil: Option<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -245,6 +260,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Runbook { what } => runbook_command(what),
+        Command::Loadtest {
+            scenario,
+            vigil,
+            json,
+            quiet,
+        } => loadtest_command(&scenario, vigil, json, quiet),
         Command::Check {
             what: CheckWhat::Rules { files },
         } => {
@@ -594,4 +615,43 @@ fn check_runbooks(
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
     r
+}
+
+/// `vigil loadtest`: runs the scenario, prints the report (and writes it as JSON when asked).
+fn loadtest_command(
+    scenario: &std::path::Path,
+    vigil: Option<String>,
+    json: Option<PathBuf>,
+    quiet: bool,
+) -> ExitCode {
+    let s = match vigil_loadtest::scenario::Scenario::load(scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vigil loadtest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let opts = vigil_loadtest::RunOptions {
+        vigil,
+        progress: !quiet,
+    };
+    let report = match rt.block_on(vigil_loadtest::run(s, opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vigil loadtest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.text());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("vigil loadtest: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -15,6 +15,7 @@ mod grafana;
 mod harness;
 mod heal;
 mod lb;
+mod loadtest;
 mod pagerduty;
 mod peers;
 mod pg;
