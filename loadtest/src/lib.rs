@@ -139,9 +139,10 @@ pub async fn run(mut s: Scenario, o: RunOptions) -> Result<Report, String> {
         }
         fault_tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until((st.started + f.at).into()).await;
-            let r = fault::inject(&f, docker.as_ref()).await;
+            // The fault's time is when its injection starts: a kill takes effect during the call.
             let offset = st.started.elapsed();
             let at_ms = vigil_model::now_ms();
+            let r = fault::inject(&f, docker.as_ref()).await;
             let ok = r.is_ok();
             let (what, error) = match r {
                 Ok(w) => (w, None),

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-struct Container(String);
+pub struct Container(pub String);
 
 impl Drop for Container {
     fn drop(&mut self) {

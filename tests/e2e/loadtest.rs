@@ -149,3 +149,105 @@ async fn a_stall_shows_in_the_latency_of_everything_scheduled_during_it() {
     assert!(p90 >= 100.0, "the stall is hidden: {r:#}");
     assert!((900.0..1300.0).contains(&max), "{r:#}");
 }
+
+/// The container-crash incident end to end: load at a busybox web container, the scenario kills
+/// it, Vigil's 1 s probe fires `WebDown`, the restart-container runbook restarts it, and the
+/// report's time to detect, to remediate and to recover agree with the execution record and with
+/// each other; the load test's metrics are in Vigil.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_crash_is_detected_remediated_and_recovered() {
+    if tool("docker").is_none() {
+        return;
+    }
+    let Some(image) = crate::probes::busybox_image() else {
+        return;
+    };
+    let rb = tempfile::tempdir().unwrap();
+    if crate::runbook_authors::place_rust_runbook(rb.path(), "restart-container").is_none() {
+        return;
+    }
+    let name = format!("vigil-lt-{}", std::process::id());
+    let _c = crate::heal::Container(name.clone());
+    let port = reserved_port();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "app=web",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        image,
+        "/bin/sh",
+        "-c",
+        "/bin/busybox mkdir -p /www && echo ok > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www",
+    ]);
+    let am = "route:\n  receiver: heal\n  group_by: [alertname, instance]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1m\nreceivers:\n  - name: heal\n    runbook_configs:\n      - runbook: restart-container\n        params: {container: '{{ $labels.container }}'}\n        target: 'container:{{ $labels.container }}'\n        grants: [{capability: docker.restart, scope: {labels: {app: web}}}, {capability: docker.inspect}]\n        verify_within: 30s\n";
+    let rules = "groups:\n  - name: heal\n    interval: 1s\n    rules:\n      - alert: WebDown\n        expr: probe_success{job=\"web\"} == 0\n        for: 2s\n";
+    let config = format!(
+        "scrape_configs: []\nbuiltin_rules: false\nrule_files: [r.yml]\nalertmanager_config: am.yml\nprobe_configs:\n  - job_name: web\n    module: http_2xx\n    interval: 1s\n    timeout: 1s\n    static_configs:\n      - targets: ['http://127.0.0.1:{port}/']\n        labels: {{container: {name}}}\nrunbooks:\n  dir: {}\n  verify_every: 250ms\n  policy: {{cooldown: 0s}}\n",
+        rb.path().display()
+    );
+    let v = Vigil::start_with_files(&config, &[("am.yml", am), ("r.yml", rules)]).await;
+    eventually(
+        Duration::from_secs(30),
+        "the web container probed up",
+        || async {
+            let r = v.query("probe_success{job=\"web\"} == 1", now_secs()).await;
+            (r.as_array().map(Vec::len) == Some(1)).then_some(())
+        },
+    )
+    .await;
+    let scenario = format!(
+        "name: crash\nvigil: {{url: '{}', alert: WebDown}}\ntargets: [{{name: web, url: 'http://127.0.0.1:{port}/', timeout: 2s}}]\n\
+         load: {{rate: 50, duration: 25s}}\nfaults: [{{at: 5s, kind: docker, action: kill, container: {name}}}]\nrecovery: {{stable: 3s}}\n",
+        v.url("")
+    );
+    let r = tokio::task::spawn_blocking(move || loadtest(&scenario, &["--quiet"]))
+        .await
+        .unwrap();
+    let vg = &r["vigil"];
+    assert_eq!(vg["outcome"], "verified", "{r:#}");
+    assert_eq!(vg["alert"], "WebDown", "{r:#}");
+    let (ttd, ttm) = (
+        vg["time_to_detect_s"].as_f64().unwrap(),
+        vg["time_to_remediate_s"].as_f64().unwrap(),
+    );
+    let ttr = r["recovery"]["time_to_recover_s"].as_f64().unwrap();
+    eprintln!("crash: detect {ttd:.2} s, remediate {ttm:.2} s, recover {ttr:.2} s");
+    assert!(ttd > 0.0 && ttd <= ttm && ttm <= ttr, "{r:#}");
+    // The same times as the execution record (the alert's firing sample is read at 250 ms steps).
+    let rec = &vg["record"];
+    assert_eq!(rec["acted_s"], vg["time_to_remediate_s"], "{r:#}");
+    assert!(
+        (rec["detected_s"].as_f64().unwrap() - ttd).abs() < 1.5,
+        "{r:#}"
+    );
+    let faults = r["faults"].as_array().unwrap();
+    assert_eq!(faults[0]["what"], format!("docker kill {name}"));
+    // The incident hurt: errors during, none after, and before at most the requests that were
+    // in flight when the container died.
+    let st = r["stretches"].as_array().unwrap();
+    assert!(st[0]["errors"].as_u64().unwrap() <= 2, "{r:#}");
+    assert!(st[1]["errors"].as_u64().unwrap() > 0, "{r:#}");
+    assert_eq!(st[2]["errors"], 0, "{r:#}");
+    // Its metrics were pushed into Vigil.
+    let pushed = v
+        .query(
+            "vigil_loadtest_requests_total{scenario=\"crash\",outcome=\"ok\"}",
+            now_secs(),
+        )
+        .await;
+    assert!(
+        pushed[0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 100.0,
+        "{pushed}"
+    );
+    let link = vg["link"].as_str().unwrap();
+    assert!(link.starts_with(&v.url("/recovery?from=")), "{link}");
+}
