@@ -270,7 +270,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             Some(b) => vigil_remediation::api::router(b.engine.clone()),
             None => Router::new(),
         })
-        .merge(own_routes);
+        .merge(own_routes)
+        .merge(vigil_ui::router(Arc::new(UiLive(app_state.clone()))));
 
     info!(listen = %local, data_dir = %opts.data_dir.display(), "Vigil is serving");
 
@@ -484,6 +485,33 @@ async fn rules_api(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Re
 }
 
 /// `GET /api/v1/alerts`.
+/// What the UI's event stream sends each second: the rules' alerts and the latest runbook
+/// executions.
+struct UiLive(Arc<AppState>);
+
+impl vigil_ui::Live for UiLive {
+    fn snapshot(&self) -> serde_json::Value {
+        let alerts = vigil_alerting::rules::api::alerts_json(&self.0.rules.groups());
+        let executions: Vec<serde_json::Value> = self
+            .0
+            .runbooks
+            .as_ref()
+            .map(|e| {
+                e.store
+                    .list()
+                    .into_iter()
+                    .take(20)
+                    .map(|x| {
+                        json!({"id": x.id, "runbook": x.runbook, "outcome": x.outcome,
+                               "times": x.times, "steps": x.steps.len()})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({"now": vigil_model::now_ms(), "alerts": alerts["alerts"], "executions": executions})
+    }
+}
+
 async fn alerts_api(State(st): State<Arc<AppState>>) -> Response {
     let data = vigil_alerting::rules::api::alerts_json(&st.rules.groups());
     axum::Json(json!({"status": "success", "data": data})).into_response()
