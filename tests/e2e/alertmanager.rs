@@ -291,3 +291,97 @@ async fn kill_9_while_firing_sends_no_duplicate_page() {
         got.lock()
     );
 }
+
+/// `/api/v2/alerts/groups` answers as a real Alertmanager 0.25 does: the same groups, receivers
+/// and alerts (as `gettableAlert`s with their status), the silenced one suppressed, and the same
+/// filtering by `silenced`, `active` and matchers.
+#[tokio::test(flavor = "multi_thread")]
+async fn alert_groups_answer_as_alertmanager_does() {
+    let Some(bin) = crate::peers::alertmanager_bin() else {
+        return;
+    };
+    let config = "route:\n  receiver: default\n  group_by: [alertname]\n  group_wait: 1h\n  routes:\n    - matchers: ['severity=\"page\"']\n      receiver: pager\nreceivers:\n  - name: default\n  - name: pager\n";
+    let am = crate::peers::Alertmanager::start(&bin, config, &[]).await;
+    let v = Vigil::start_with_files(
+        "scrape_configs: []\nalertmanager_config: am.yml\n",
+        &[("am.yml", config)],
+    )
+    .await;
+    let now = a_second_ago();
+    let alerts = serde_json::json!([
+        {"labels": {"alertname": "Disk", "instance": "db-1", "severity": "page"}, "annotations": {"summary": "full"}, "startsAt": now},
+        {"labels": {"alertname": "Disk", "instance": "db-2", "severity": "page"}, "startsAt": now},
+        {"labels": {"alertname": "Cpu", "instance": "web-1"}, "startsAt": now}
+    ]);
+    let silence = serde_json::json!({"matchers": [{"name": "instance", "value": "db-2", "isRegex": false, "isEqual": true}],
+        "startsAt": now, "endsAt": "2099-01-01T00:00:00Z", "createdBy": "t", "comment": "c"});
+    for base in [am.url(""), v.url("")] {
+        let c = client();
+        let r = c
+            .post(format!("{base}/api/v2/alerts"))
+            .json(&alerts)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{base}: {}", r.status());
+        let r = c
+            .post(format!("{base}/api/v2/silences"))
+            .json(&silence)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{base}: {}", r.status());
+    }
+    /// What must agree: groups by their labels, each with its receiver and its alerts (labels,
+    /// annotations, receivers, state, how many silences and inhibitions), and the keys an alert has.
+    fn shape(groups: &Value) -> Value {
+        let mut out: Vec<Value> = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let mut alerts: Vec<Value> = g["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| {
+                        let mut keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+                        keys.sort();
+                        serde_json::json!({
+                            "keys": keys,
+                            "labels": a["labels"], "annotations": a["annotations"],
+                            "receivers": a["receivers"], "state": a["status"]["state"],
+                            "silenced": a["status"]["silencedBy"].as_array().unwrap().len(),
+                            "inhibited": a["status"]["inhibitedBy"].as_array().unwrap().len(),
+                        })
+                    })
+                    .collect();
+                alerts.sort_by_key(|a| a["labels"].to_string());
+                serde_json::json!({"labels": g["labels"], "receiver": g["receiver"], "alerts": alerts})
+            })
+            .collect();
+        out.sort_by_key(|g| g["labels"].to_string());
+        Value::Array(out)
+    }
+    for q in [
+        "",
+        "?silenced=false",
+        "?active=false",
+        "?filter=instance%3D%22db-1%22",
+    ] {
+        let (theirs, ours) = (
+            get_json(&am.url(&format!("/api/v2/alerts/groups{q}"))).await,
+            get_json(&v.url(&format!("/api/v2/alerts/groups{q}"))).await,
+        );
+        assert_eq!(
+            shape(&ours),
+            shape(&theirs),
+            "{q}\nvigil: {ours:#}\nalertmanager: {theirs:#}"
+        );
+    }
+}
+
+/// Now as RFC 3339, a second ago (both systems take it as already started).
+fn a_second_ago() -> String {
+    vigil_model::rfc3339_ms(vigil_model::now_ms() - 1000)
+}

@@ -5,6 +5,7 @@
 mod alertmanager;
 mod bad_input;
 mod blocks;
+mod browser;
 mod cli;
 mod crash;
 mod delivery;

@@ -57,7 +57,7 @@
         const start = end - range;
         const d = await V.queryRange(q, start.toFixed(3), end.toFixed(3), step);
         const series = d.resultType === "matrix" ? V.chart.fromMatrix(d.result) : [];
-        V.chart($("graph"), series, {from: start, to: end, step, title: q});
+        V.chart($("graph"), series, {from: start, to: end, step, title: q, legend: true});
         $("query-info").textContent = `${series.length} series, step ${V.fmtDur(step)}, ${Math.round(performance.now() - t0)} ms`;
       } else {
         const d = await V.query(q, end.toFixed(3));

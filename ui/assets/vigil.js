@@ -73,8 +73,8 @@ const V = (() => {
     if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
     if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
     if (a >= 100) return v.toFixed(0);
-    if (a >= 1) return v.toFixed(2);
-    return v.toPrecision(3);
+    if (a >= 1) return String(parseFloat(v.toFixed(2)));
+    return String(parseFloat(v.toPrecision(3)));
   }
   // Prometheus durations: 1h30m, 15s, 2d.
   function parseDuration(s) {

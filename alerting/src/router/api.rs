@@ -126,82 +126,145 @@ fn flag(ps: &[(String, String)], name: &str) -> bool {
         .unwrap_or(true)
 }
 
-async fn get_alerts(State(r): State<Arc<AlertRouter>>, RawQuery(q): RawQuery) -> Response {
-    let ps = params(&q);
-    let filter = match filters(&ps) {
-        Ok(f) => f,
-        Err(e) => return bad(e),
-    };
-    let (active, silenced, inhibited) = (
-        flag(&ps, "active"),
-        flag(&ps, "silenced"),
-        flag(&ps, "inhibited"),
-    );
-    let receiver = ps
-        .iter()
-        .find(|(k, _)| k == "receiver")
-        .map(|(_, v)| v.clone());
-    let now = vigil_model::now_ms();
-    let mut out = Vec::new();
-    for (a, receivers, silenced_by, is_inhibited) in r.alerts(now) {
-        if a.resolved_at(now) {
-            continue;
-        }
-        if !filter
+/// The query of `GET /api/v2/alerts` and `/api/v2/alerts/groups`: label matchers, the
+/// active/silenced/inhibited flags, a receiver.
+struct AlertQuery {
+    filter: Vec<super::matchers::Matcher>,
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+    receiver: Option<String>,
+}
+
+impl AlertQuery {
+    #[allow(clippy::result_large_err)] // the Err is the response itself, answered at once
+    fn parse(q: &Option<String>) -> Result<AlertQuery, Response> {
+        let ps = params(q);
+        let filter = filters(&ps).map_err(bad)?;
+        Ok(AlertQuery {
+            filter,
+            active: flag(&ps, "active"),
+            silenced: flag(&ps, "silenced"),
+            inhibited: flag(&ps, "inhibited"),
+            receiver: ps
+                .iter()
+                .find(|(k, _)| k == "receiver")
+                .map(|(_, v)| v.clone()),
+        })
+    }
+
+    fn keeps(
+        &self,
+        a: &Alert,
+        receivers: &[String],
+        silenced_by: &[String],
+        inhibited: bool,
+    ) -> bool {
+        if !self
+            .filter
             .iter()
             .all(|m| m.matches(a.labels.get(&m.name).unwrap_or("")))
         {
-            continue;
+            return false;
         }
-        if let Some(rx) = &receiver
+        if let Some(rx) = &self.receiver
             && !receivers.iter().any(|x| x == rx)
         {
-            continue;
+            return false;
         }
-        let suppressed = !silenced_by.is_empty() || is_inhibited;
-        if (!suppressed && !active)
-            || (!silenced_by.is_empty() && !silenced)
-            || (is_inhibited && !inhibited)
-        {
-            continue;
-        }
-        let mut j = alert_json(&a, now);
-        let o = j.as_object_mut().expect("object");
-        o.remove("status");
-        o.insert("updatedAt".into(), json!(time(a.updated_at)));
-        o.insert(
-            "receivers".into(),
-            json!(
-                receivers
-                    .iter()
-                    .map(|n| json!({"name": n}))
-                    .collect::<Vec<_>>()
-            ),
-        );
-        o.insert(
-            "status".into(),
-            json!({
-                "state": if suppressed { "suppressed" } else { "active" },
-                "silencedBy": silenced_by,
-                "inhibitedBy": if is_inhibited { vec!["inhibition rule".to_string()] } else { Vec::new() },
-            }),
-        );
-        out.push(j);
+        let suppressed = !silenced_by.is_empty() || inhibited;
+        !((!suppressed && !self.active)
+            || (!silenced_by.is_empty() && !self.silenced)
+            || (inhibited && !self.inhibited))
     }
+}
+
+/// An alert as Alertmanager's API gives it (`gettableAlert`): with its receivers, its status
+/// (active or suppressed, silenced by, inhibited by) and when it was last updated.
+fn gettable(
+    a: &Alert,
+    receivers: &[String],
+    silenced_by: &[String],
+    inhibited: bool,
+    now: i64,
+) -> Value {
+    let mut j = alert_json(a, now);
+    let o = j.as_object_mut().expect("object");
+    o.remove("status");
+    // Alertmanager leaves an empty generatorURL out.
+    if o.get("generatorURL").is_some_and(|u| u == "") {
+        o.remove("generatorURL");
+    }
+    o.insert("updatedAt".into(), json!(time(a.updated_at)));
+    o.insert(
+        "receivers".into(),
+        json!(
+            receivers
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    let suppressed = !silenced_by.is_empty() || inhibited;
+    o.insert(
+        "status".into(),
+        json!({
+            "state": if suppressed { "suppressed" } else { "active" },
+            "silencedBy": silenced_by,
+            "inhibitedBy": if inhibited { vec!["inhibition rule".to_string()] } else { Vec::new() },
+        }),
+    );
+    j
+}
+
+async fn get_alerts(State(r): State<Arc<AlertRouter>>, RawQuery(q): RawQuery) -> Response {
+    let query = match AlertQuery::parse(&q) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let now = vigil_model::now_ms();
+    let out: Vec<Value> = r
+        .alerts(now)
+        .into_iter()
+        .filter(|(a, rs, sil, inh)| !a.resolved_at(now) && query.keeps(a, rs, sil, *inh))
+        .map(|(a, rs, sil, inh)| gettable(&a, &rs, &sil, inh, now))
+        .collect();
     axum::Json(Value::Array(out)).into_response()
 }
 
-async fn get_groups(State(r): State<Arc<AlertRouter>>) -> Response {
+/// `GET /api/v2/alerts/groups`: each group with its receiver and its alerts as `gettableAlert`s
+/// (the same filters as `/api/v2/alerts`); groups left with no alert are not listed.
+async fn get_groups(State(r): State<Arc<AlertRouter>>, RawQuery(q): RawQuery) -> Response {
+    let query = match AlertQuery::parse(&q) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
     let now = vigil_model::now_ms();
+    let status: std::collections::HashMap<u64, (Vec<String>, Vec<String>, bool)> = r
+        .alerts(now)
+        .into_iter()
+        .map(|(a, rs, sil, inh)| (a.fingerprint(), (rs, sil, inh)))
+        .collect();
     let gs: Vec<Value> = r
         .groups()
         .into_iter()
-        .map(|(labels, receiver, alerts)| {
-            json!({
-                "labels": labels,
-                "receiver": {"name": receiver},
-                "alerts": alerts.iter().filter(|a| !a.resolved_at(now)).map(|a| alert_json(a, now)).collect::<Vec<_>>(),
-            })
+        .filter_map(|(labels, receiver, alerts)| {
+            let alerts: Vec<Value> = alerts
+                .iter()
+                .filter(|a| !a.resolved_at(now))
+                .filter_map(|a| {
+                    let (rs, sil, inh) = status
+                        .get(&a.fingerprint())
+                        .cloned()
+                        .unwrap_or_else(|| (vec![receiver.clone()], Vec::new(), false));
+                    query
+                        .keeps(a, &rs, &sil, inh)
+                        .then(|| gettable(a, &rs, &sil, inh, now))
+                })
+                .collect();
+            (!alerts.is_empty()).then(
+                || json!({"labels": labels, "receiver": {"name": receiver}, "alerts": alerts}),
+            )
         })
         .collect();
     axum::Json(Value::Array(gs)).into_response()
