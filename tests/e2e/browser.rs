@@ -132,7 +132,7 @@ impl Browser {
     }
 }
 
-const RULES: &str = "groups:\n  - name: ui\n    interval: 1s\n    rules:\n      - record: ui:up:sum\n        expr: sum(up)\n      - alert: AlwaysFiring\n        expr: vector(1)\n        labels: {service: checkout, severity: page}\n        annotations: {summary: 'checkout is on fire'}\n";
+const RULES: &str = "groups:\n  - name: ui\n    interval: 1s\n    rules:\n      - record: ui:up:sum\n        expr: vector(1)\n      - alert: AlwaysFiring\n        expr: vector(1)\n        labels: {service: checkout, severity: page}\n        annotations: {summary: 'checkout is on fire'}\n";
 const AM: &str = "route:\n  receiver: heal\n  group_by: [alertname, service]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: heal\n    runbook_configs:\n      - runbook: pretend-fix\n        params: {service: '{{ $labels.service }}'}\n        target: 'service:{{ $labels.service }}'\n        require_approval: true\n        verify_within: 1s\n";
 const MANIFEST: &str = "name: pretend-fix\nversion: 1.0.0\ndescription: Pretends to fix a service.\nabi: 1\ncapabilities: [log]\nparams:\n  service: {type: string, required: true}\n";
 
@@ -179,7 +179,7 @@ async fn every_page_loads_without_console_errors() {
         ),
         (
             "explore",
-            "/explore?q=up&range=5m".to_string(),
+            "/explore?q=ALERTS&range=5m".to_string(),
             "document.querySelector('#graph svg path')",
         ),
         (
@@ -244,7 +244,14 @@ async fn explore_draws_a_query_and_completes_names() {
     eventually(
         Duration::from_secs(30),
         "the recording rule's series",
-        || async { (v.query("ui:up:sum", now_secs()).await.as_array()?.len() == 1).then_some(()) },
+        || async {
+            (v.query("count_over_time(ui:up:sum[1m]) >= 10", now_secs())
+                .await
+                .as_array()?
+                .len()
+                == 1)
+                .then_some(())
+        },
     )
     .await;
     b.c.goto(&v.url("/explore?q=ALERTS&range=5m"))
@@ -259,9 +266,10 @@ async fn explore_draws_a_query_and_completes_names() {
     assert!(legend.contains("alertname=\"AlwaysFiring\""), "{legend}");
     let d: Value = b
         .c
-        .execute("return document.querySelector('#graph svg path[stroke]:not([stroke=\"currentColor\"])').getAttribute('d')", vec![])
+        .execute("return [...document.querySelectorAll('#graph svg path')].map(p => p.getAttribute('d')).sort((a, b) => b.length - a.length)[0]", vec![])
         .await
         .unwrap();
+    // The firing series: a line through its samples (the pending one has a single point).
     assert!(d.as_str().unwrap().matches('L').count() > 3, "a line: {d}");
     b.c.find(Locator::Id("tab-table"))
         .await
@@ -283,7 +291,8 @@ async fn explore_draws_a_query_and_completes_names() {
             .await
             .unwrap();
     assert_eq!(value, "ui:up:sum");
-    assert!(b.console_errors().await.is_empty());
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// A silence made from the alert in the UI: its matchers come prefilled from the alert's labels;
@@ -323,12 +332,14 @@ async fn a_silence_created_in_the_ui_silences_the_alert() {
         .send_keys("ui-test")
         .await
         .unwrap();
-    b.c.find(Locator::Id("silence-comment"))
-        .await
-        .unwrap()
-        .send_keys("maintenance")
-        .await
-        .unwrap();
+    let comment = b.c.find(Locator::Id("silence-comment")).await.unwrap();
+    assert_eq!(
+        comment.prop("value").await.unwrap().as_deref(),
+        Some("Silenced from the UI: AlwaysFiring"),
+        "the comment is prefilled"
+    );
+    comment.clear().await.unwrap();
+    comment.send_keys("maintenance").await.unwrap();
     b.c.find(Locator::Id("silence-save"))
         .await
         .unwrap()
@@ -376,7 +387,8 @@ async fn a_silence_created_in_the_ui_silences_the_alert() {
         (s["status"]["state"] == "expired").then_some(())
     })
     .await;
-    assert!(b.console_errors().await.is_empty());
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// An execution waiting for approval is approved in the UI: it leaves `pending` and runs.
@@ -429,7 +441,8 @@ async fn an_approval_in_the_ui_lets_a_pending_runbook_run() {
         Duration::from_secs(15),
     )
     .await;
-    assert!(b.console_errors().await.is_empty());
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// The Recovery view, opened before an incident, follows it without a reload: a load test runs
@@ -480,7 +493,8 @@ async fn the_recovery_view_updates_live_during_an_incident() {
     b.shot("recovery-live").await;
     let report = run.await.unwrap();
     assert_eq!(report["faults"][0]["kind"], "exec");
-    assert!(b.console_errors().await.is_empty());
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// With a web configuration, the pages need its credentials like every other route.

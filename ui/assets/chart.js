@@ -69,11 +69,14 @@ V.chart = (() => {
       s("line", {x1: X(t), x2: X(t), y1: m.t, y2: height - m.b, stroke: "currentColor", "stroke-opacity": ".08"}, axis);
       s("text", {x: X(t), y: height - 6, "text-anchor": "middle"}, axis).textContent = timeLabel(t, span);
     }
+    (opts.markers || []).forEach((mk, i) => { mk.row = i % 4; });
     for (const mk of opts.markers || []) {
       if (mk.t < from || mk.t > to) continue;
       const c = MARK[mk.kind] || "#888";
       s("line", {x1: X(mk.t), x2: X(mk.t), y1: m.t, y2: height - m.b, stroke: c, "stroke-width": 1.5, "stroke-dasharray": "4 3"}, svg);
-      const label = s("text", {x: X(mk.t) + 3, y: m.t + 10, fill: c, "font-size": "10"}, svg);
+      const right = X(mk.t) > width - 110;
+      const label = s("text", {x: X(mk.t) + (right ? -3 : 3), y: m.t + 10 + 11 * (mk.row || 0), fill: c,
+        "font-size": "10", "text-anchor": right ? "end" : "start"}, svg);
       label.textContent = mk.label;
     }
     series.forEach((x, i) => { x.color = x.color || PALETTE[i % PALETTE.length]; });

@@ -62,9 +62,16 @@
       .filter(f => f.t >= r.from && f.t <= r.to).sort((a, b) => a.t - b.t);
     const fault = faultTimes.length ? faultTimes[faultTimes.length - 1] : null;
     const since = fault ? fault.t : r.from;
+    // Detection: an alert that starts firing after the fault (one already firing does not count).
     let fired = null;
-    for (const a of alerts) for (const [t, v] of a.values) {
-      if (parseFloat(v) > 0 && t >= since && (!fired || t < fired.t)) fired = {t, name: a.metric.alertname};
+    for (const a of alerts) {
+      let prev = null;
+      for (const [t, v] of a.values) {
+        const on = parseFloat(v) > 0;
+        const rising = on && (prev === null || t - prev[0] > step * 1.5 || !(parseFloat(prev[1]) > 0));
+        if (rising && t >= since && (!fired || t < fired.t)) fired = {t, name: a.metric.alertname};
+        prev = [t, v];
+      }
     }
     const exec = execs.filter(e => e.times.created / 1000 >= since - 5).sort((a, b) => a.times.created - b.times.created)[0];
     const acted = exec && exec.times.acted ? exec.times.acted / 1000 : null;

@@ -94,7 +94,7 @@
     try { e = (await V.api("/api/v1/runbooks/executions/" + encodeURIComponent(id))).data; }
     catch (err) { $("execution").replaceChildren(el("p", {class: "error"}, err.message)); return; }
     const started = e.times.created;
-    $("execution").replaceChildren(
+    $("execution").replaceChildren(...[
       el("section", {class: "cards"},
         el("div", {class: "card"}, el("span", {class: "label"}, "Runbook"), el("span", {class: "value"}, e.runbook), el("span", {class: "unit"}, `${e.version} · ${e.binding}`)),
         el("div", {class: "card"}, el("span", {class: "label"}, "Outcome"), el("span", {class: "value", id: "outcome"}, e.outcome), el("span", {class: "unit"}, e.reason || "")),
@@ -104,7 +104,8 @@
       el("h2", {}, "Parameters"), json(e.params),
       el("h2", {}, "Steps"), el("ol", {class: "timeline", id: "steps"}, (e.steps || []).map(s => stepRow(s, started))),
       e.output ? el("h2", {}, "Output") : null, e.output ? json(e.output) : null,
-      e.notes && e.notes.length ? el("h2", {}, "Notes") : null, e.notes && e.notes.length ? el("ul", {}, e.notes.map(n => el("li", {}, n))) : null);
+      e.notes && e.notes.length ? el("h2", {}, "Notes") : null, e.notes && e.notes.length ? el("ul", {}, e.notes.map(n => el("li", {}, n))) : null,
+    ].filter(Boolean));
   }
   const m = location.pathname.match(/^\/runbooks\/executions\/(.+)$/);
   async function refresh() {

@@ -73,6 +73,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../assets/recovery.js"),
     ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
+    ),
 ];
 
 /// The UI's routes: the pages, `/ui/static/<asset>`, `/ui/events`.
@@ -86,6 +91,10 @@ pub fn router(live: Arc<dyn Live>) -> Router {
         get(|| async { Html(pages::render(&pages::EXECUTION)) }),
     )
     .route("/ui/static/{name}", get(asset))
+    .route(
+        "/favicon.ico",
+        get(|| asset(Path("favicon.svg".to_string()))),
+    )
     .route(
         "/ui/events",
         get(move || {

@@ -195,6 +195,7 @@ pub fn render(p: &Page) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · Vigil</title>
+<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/static/vigil.css">
 </head>
 <body data-page="{nav_key}">
