@@ -1,8 +1,9 @@
 //! Faults on a schedule: a Docker container killed, stopped, paused or restarted (the Engine API,
 //! bollard); a PostgreSQL primary's postmaster killed (`kill -9` of the pid in its
 //! `postmaster.pid`); a signal to a process; added latency on a network device (`tc qdisc ...
-//! netem delay`, which needs CAP_NET_ADMIN); a command. Each is undone after its `duration` when it
-//! can be (unpause, start, qdisc removed).
+//! netem delay`, which needs CAP_NET_ADMIN); a command; a surge of the load's own rate (an
+//! overload). Each is undone after its `duration` when it can be (unpause, start, qdisc removed,
+//! the rate back).
 
 use std::time::Duration;
 
@@ -168,6 +169,8 @@ pub async fn inject(f: &FaultConfig, docker: Option<&Docker>) -> Result<String, 
             let out = run_command(&f.command).await?;
             Ok(format!("{} ({out})", f.command.join(" ")))
         }
+        // The scheduler reads the surge's rate from the scenario; here it is only recorded.
+        FaultKind::Surge => Ok(format!("load surges to {}/s", f.rate.unwrap_or_default())),
     }
 }
 

@@ -10,6 +10,7 @@
 //! load: {rate: 200, duration: 2m, ramp: {from: 20, over: 10s}, max_in_flight: 1000}
 //! faults:
 //!   - {at: 30s, kind: docker, action: kill, container: web-1}
+//!   - {at: 60s, kind: surge, rate: 800, duration: 20s}
 //! recovery: {stable: 5s, slow: 500ms}
 //! ```
 
@@ -148,6 +149,9 @@ pub struct FaultConfig {
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_dur")]
     pub delay: Option<Duration>,
+    /// `surge`: the load's rate from `at` (for `duration`, or to the end): an overload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
     /// `exec`: a command (no shell) run at `at`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
@@ -164,6 +168,7 @@ pub enum FaultKind {
     Signal,
     Latency,
     Exec,
+    Surge,
 }
 
 /// When the service counts as recovered: from the fault on, the first moment after which every
@@ -288,6 +293,10 @@ impl Scenario {
                     need("delay", f.delay.is_some())?;
                 }
                 FaultKind::Exec => need("command", !f.command.is_empty())?,
+                FaultKind::Surge => need(
+                    "rate (requests a second, above 0)",
+                    f.rate.is_some_and(|r| r > 0.0 && r <= 1_000_000.0),
+                )?,
             }
             if f.at >= l.duration {
                 return bad(format!(
@@ -305,8 +314,15 @@ impl Scenario {
         Ok(())
     }
 
-    /// The scheduled rate at `t` from the start, requests a second.
+    /// The scheduled rate at `t` from the start, requests a second: a surge's while it lasts, else
+    /// the ramp's or the load's.
     pub fn rate_at(&self, t: Duration) -> f64 {
+        let surge = self.faults.iter().rev().find(|f| {
+            f.kind == FaultKind::Surge && t >= f.at && f.duration.is_none_or(|d| t < f.at + d)
+        });
+        if let Some(r) = surge.and_then(|f| f.rate) {
+            return r;
+        }
         match &self.load.ramp {
             Some(r) if t < r.over => {
                 r.from + (self.load.rate - r.from) * t.as_secs_f64() / r.over.as_secs_f64()
@@ -377,6 +393,13 @@ mod tests {
         assert_eq!(s.rate_at(Duration::ZERO), 20.0);
         assert_eq!(s.rate_at(Duration::from_secs(5)), 110.0);
         assert_eq!(s.rate_at(Duration::from_secs(60)), 200.0);
+        let surge = Scenario::parse(
+            "targets: [{name: a, url: 'http://x'}]\nload: {rate: 2, duration: 60s}\nfaults: [{at: 10s, kind: surge, rate: 50, duration: 20s}]\n",
+        )
+        .unwrap();
+        assert_eq!(surge.rate_at(Duration::from_secs(9)), 2.0);
+        assert_eq!(surge.rate_at(Duration::from_secs(10)), 50.0);
+        assert_eq!(surge.rate_at(Duration::from_secs(30)), 2.0);
         for (text, want) in [
             (
                 "targets: []\nload: {rate: 1, duration: 1s}\n",
