@@ -392,7 +392,8 @@ mod tests {
         // The ramp: 20/s at the start, halfway at 5 s, the full rate after.
         assert_eq!(s.rate_at(Duration::ZERO), 20.0);
         assert_eq!(s.rate_at(Duration::from_secs(5)), 110.0);
-        assert_eq!(s.rate_at(Duration::from_secs(60)), 200.0);
+        assert_eq!(s.rate_at(Duration::from_secs(59)), 200.0);
+        assert_eq!(s.rate_at(Duration::from_secs(60)), 800.0, "the surge");
         let surge = Scenario::parse(
             "targets: [{name: a, url: 'http://x'}]\nload: {rate: 2, duration: 60s}\nfaults: [{at: 10s, kind: surge, rate: 50, duration: 20s}]\n",
         )
