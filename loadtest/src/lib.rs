@@ -347,24 +347,36 @@ async fn vigil_view(v: &Endpoint, client: &reqwest::Client, alert: &str, r: &Rep
             Value::String(alert.into())
         )
     };
-    let q: String = url::form_urlencoded::byte_serialize(sel.as_bytes()).collect();
+    // The raw samples since the fault (a range selector at the end), so the time is the rule
+    // evaluation's own, not a step's.
+    let secs = ((r.ended_ms - fault_ms) / 1000 + 2).max(2);
+    let expr = format!("{sel}[{secs}s]");
+    let q: String = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect();
     let path = format!(
-        "/api/v1/query_range?query={q}&start={:.3}&end={:.3}&step=0.25",
-        fault_ms as f64 / 1e3,
+        "/api/v1/query?query={q}&time={:.3}",
         r.ended_ms as f64 / 1e3
     );
     match v.get_json(client, &path).await {
         Ok(j) => {
             let mut first: Option<(f64, String)> = None;
             for s in j["data"]["result"].as_array().into_iter().flatten() {
-                let Some(t) = s["values"][0][0].as_f64() else {
-                    continue;
-                };
-                if first.as_ref().is_none_or(|f| t < f.0) {
-                    first = Some((
-                        t,
-                        s["metric"]["alertname"].as_str().unwrap_or("").to_string(),
-                    ));
+                // The first sample after the fault that follows a gap: the alert started firing
+                // (one that fired all along does not count).
+                let mut prev: Option<f64> = None;
+                for p in s["values"].as_array().into_iter().flatten() {
+                    let Some(t) = p[0].as_f64() else { continue };
+                    let rising = prev.is_none_or(|x| t - x > 5.0);
+                    prev = Some(t);
+                    if !rising || t * 1e3 < fault_ms as f64 {
+                        continue;
+                    }
+                    if first.as_ref().is_none_or(|f| t < f.0) {
+                        first = Some((
+                            t,
+                            s["metric"]["alertname"].as_str().unwrap_or("").to_string(),
+                        ));
+                    }
+                    break;
                 }
             }
             if let Some((t, name)) = first {

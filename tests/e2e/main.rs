@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod crash;
 mod delivery;
+mod demo;
 mod email;
 mod failover;
 mod front_door;
