@@ -3,13 +3,13 @@
 pages open in headless Chromium on the same machine (the Overview, Explore graphing an hour of a
 rate, and the live Recovery view, which redraws at every server-sent event), on the same data.
 
-The `shards` shape of ingest.py (100 instances x 3 h, 8 shards, one step per request, ~600 samples
-a request), replayed by ../shared/tools/rw-replay as fast as Vigil takes it. Runs alternate
+The `shards` shape of ingest.py (8 shards, one step per request, ~600 samples a request; 300
+instances x 3 h by default, so that a run lasts several seconds), replayed by ../shared/tools/rw-replay as fast as Vigil takes it. Runs alternate
 closed/open (the order flips each run) on a fresh data directory each; the median of each is
 compared. The browsers run on the same 2 cores as Vigil and the replayer, so "open" also pays for
 the browsers' own CPU, which is reported (user+system seconds of the chromium processes).
 
-  bench/ui_cost.py [--runs 5] [--vigil target/release/vigil] [--json out.json]
+  bench/ui_cost.py [--runs 6] [--instances 300] [--vigil target/release/vigil] [--json out.json]
 
 Needs: chromium (Debian), python3, a release build of vigil.
 """
@@ -87,7 +87,8 @@ def run_one(binary, workdir, tools, dump, samples, open_ui):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=6)
+    ap.add_argument("--instances", type=int, default=300)
     ap.add_argument("--vigil", default=os.path.join(ROOT, "target", "release", "vigil"))
     ap.add_argument("--tools", default=DEFAULT_TOOLS)
     ap.add_argument("--json")
@@ -97,7 +98,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="vigil-ui-cost-")
     try:
         dump = os.path.join(workdir, "dump")
-        out = subprocess.run([sys.executable, os.path.join(a.tools, "rw-push"), "--instances", "100", "--hours", "3",
+        out = subprocess.run([sys.executable, os.path.join(a.tools, "rw-push"), "--instances", str(a.instances), "--hours", "3",
                               "--shards", "8", "--batch-steps", "1", "--end", "1699999185", "--dump", dump],
                              capture_output=True, text=True, check=True)
         samples = int(re.search(r"samples=(\d+)", out.stdout + out.stderr).group(1))

@@ -26,19 +26,25 @@ pub struct Stretch {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The errors by kind: `status` (with each HTTP status), `error` (no answer), `timeout`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub error_kinds: std::collections::BTreeMap<String, u64>,
 }
 
 /// Percentiles and counts of `samples` scheduled in [from, to) microseconds.
 pub fn stretch(name: &str, samples: &[Sample], from_us: u64, to_us: u64) -> Stretch {
     let mut h = histogram();
     let (mut requests, mut ok) = (0, 0);
+    let mut kinds = std::collections::BTreeMap::new();
     for s in samples
         .iter()
         .filter(|s| s.start_us >= from_us && s.start_us < to_us)
     {
         requests += 1;
-        if s.outcome == Outcome::Ok {
-            ok += 1;
+        match s.outcome {
+            Outcome::Ok => ok += 1,
+            Outcome::Status => *kinds.entry(format!("status {}", s.status)).or_insert(0) += 1,
+            o => *kinds.entry(o.name().to_string()).or_insert(0) += 1,
         }
         let _ = h.record(s.latency_us.max(1));
     }
@@ -71,6 +77,7 @@ pub fn stretch(name: &str, samples: &[Sample], from_us: u64, to_us: u64) -> Stre
         } else {
             h.max() as f64 / 1000.0
         },
+        error_kinds: kinds,
     }
 }
 
@@ -320,6 +327,15 @@ impl Report {
                 s.p99_ms,
                 s.max_ms
             );
+        }
+        if !self.total.error_kinds.is_empty() {
+            let kinds: Vec<String> = self
+                .total
+                .error_kinds
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            let _ = writeln!(o, "errors by kind: {}", kinds.join(", "));
         }
         if let Some(v) = &self.vigil {
             let _ = writeln!(o, "Recovery view: {}", v.link);

@@ -23,6 +23,9 @@ pub fn web_command(delay: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script]
 }
 
+/// The web server's health check: it answers `/`.
+pub const HEALTH: &str = "/bin/busybox wget -q -O /dev/null http://127.0.0.1:8080/";
+
 /// Puts this Docker Engine in Swarm mode (a one-node swarm advertised on 127.0.0.1) when it is not
 /// already; false (skipped outside CI) when that fails.
 pub fn swarm() -> bool {
@@ -55,6 +58,7 @@ impl Service {
     /// Creates a one-replica web service labelled `app=web` whose tasks publish 8080 in host mode
     /// (each on a port Docker picks), serving `/cgi-bin/slow` in `delay` seconds.
     pub fn web(name: &str, image: &str, delay: &str) -> Service {
+        // With a health check, a task counts as running (and gets traffic) once it answers.
         let mut args: Vec<String> = [
             "service",
             "create",
@@ -67,6 +71,12 @@ impl Service {
             "app=web",
             "--publish",
             "mode=host,target=8080",
+            "--health-cmd",
+            HEALTH,
+            "--health-interval",
+            "1s",
+            "--health-start-period",
+            "30s",
             image,
         ]
         .iter()
@@ -154,6 +164,12 @@ async fn a_group_scales_from_its_template() {
             publish_host: "127.0.0.1".into(),
             network: String::new(),
             stop_timeout: Duration::from_secs(1),
+            healthcheck: Some(vigil_remediation::capability::scale::Healthcheck {
+                command: HEALTH.split(' ').map(str::to_string).collect(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                retries: 3,
+            }),
         },
     )]);
     let c = ScaleCapabilities::new("", groups).unwrap();
@@ -196,6 +212,18 @@ async fn a_group_scales_from_its_template() {
         ]),
         "web"
     );
+    // Counted once healthy: Docker says so of each member answered.
+    for i in 1..=3 {
+        assert_eq!(
+            docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Health.Status}}",
+                &format!("{name}-{i}")
+            ]),
+            "healthy"
+        );
+    }
     // Scaling in removes the highest-numbered members; a stopped member is started again.
     docker(&["stop", "-t", "0", &format!("{name}-1")]);
     let r = call(&c, "docker.scale", json!({"group": name, "replicas": 2})).await;
@@ -250,7 +278,26 @@ async fn a_swarm_service_scales_and_its_tasks_answer() {
     .await;
     assert_eq!(r["desired"], 1);
     all_serve(&r["addresses"]).await;
+    let before_id = r["replicas"][0]["id"].clone();
     let r = call(&c, "docker.scale", json!({"service": name, "replicas": 3})).await;
+    // Only the count changed: the task template is as it was (its health check kept), and the
+    // first task still runs (a changed template would have replaced every task).
+    let spec = |which: &str| -> Value {
+        serde_json::from_str(&docker(&[
+            "service",
+            "inspect",
+            "-f",
+            &format!("{{{{json .{which}.TaskTemplate.ContainerSpec}}}}"),
+            &name,
+        ]))
+        .unwrap()
+    };
+    let (before, after) = (spec("PreviousSpec"), spec("Spec"));
+    for k in ["Image", "Args", "Healthcheck"] {
+        assert_eq!(before[k], after[k], "{k} changed: {before} -> {after}");
+    }
+    let first = r["replicas"][0]["id"].clone();
+    assert_eq!(first, before_id, "the first task was replaced: {r:#}");
     assert_eq!(r["previous"], 1, "{r:#}");
     assert_eq!(r["running"], 3, "{r:#}");
     assert_eq!(r["addresses"].as_array().unwrap().len(), 3, "{r:#}");
@@ -303,7 +350,18 @@ impl Load {
                 tokio::spawn(async move {
                     match c.get(&url).send().await {
                         Ok(r) if r.status().is_success() => o.fetch_add(1, Ordering::SeqCst),
-                        _ => f.fetch_add(1, Ordering::SeqCst),
+                        Ok(r) => {
+                            eprintln!(
+                                "load: {} {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default().trim()
+                            );
+                            f.fetch_add(1, Ordering::SeqCst)
+                        }
+                        Err(e) => {
+                            eprintln!("load: {e}");
+                            f.fetch_add(1, Ordering::SeqCst)
+                        }
                     };
                 });
             }
@@ -390,7 +448,7 @@ async fn load_scales_a_service_out_and_idle_scales_it_back_in() {
     all_serve(&json!([first])).await;
     let (front, stats) = (reserved_port(), reserved_port());
     let Some(haproxy) = crate::lb::Haproxy::start(&format!(
-        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  timeout queue 60s\n  retries 3\n  option redispatch\n\n\
+        "defaults\n  mode http\n  log stdout format raw local0\n  option httplog\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  timeout queue 60s\n  retries 3\n  option redispatch\n  option http-server-close\n\n\
          frontend web\n  bind 127.0.0.1:{front}\n  default_backend web\n\n\
          frontend stats\n  bind 127.0.0.1:{stats}\n  http-request use-service prometheus-exporter if {{ path /metrics }}\n\n\
          backend web\n  server w1 {first} maxconn 1\n  server-template w 2-6 127.0.0.1:1 disabled maxconn 1\n"

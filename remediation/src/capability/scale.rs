@@ -1,11 +1,14 @@
 //! `docker.replicas` (reads) and `docker.scale` (acts): how many replicas a service has and where
 //! they answer, and a new count that the call waits to see running. Two kinds of service:
 //!
-//! - `service`: a Docker Swarm service (replicated mode). `scale` updates the service's spec
-//!   with its version index (a concurrent change fails instead of being overwritten). Addresses
+//! - `service`: a Docker Swarm service (replicated mode). `scale` updates the service's spec, as
+//!   the Engine gave it (raw JSON: bollard's typed spec drops fields and an update without them
+//!   restarts every task), with its version index (a concurrent change fails instead of being
+//!   overwritten). Addresses
 //!   are the tasks' ports published in host mode, on their node's address.
 //! - `group`: for hosts without Swarm, containers declared in the configuration
-//!   (`runbooks.docker_groups`: image, command, labels, ports) and created from that template,
+//!   (`runbooks.docker_groups`: image, command, labels, ports, a health check) and created from
+//!   that template (a member counts once it runs and, with a health check, is healthy),
 //!   labelled `vigil.group=NAME` and named `NAME-1`, `NAME-2`, ...; each published port gets a port
 //!   Docker picks on `publish_host`. Scaling in removes the highest-numbered members first.
 //!
@@ -17,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding, ServiceSpecMode,
-    ServiceSpecModeReplicated, TaskState,
+    ContainerCreateBody, ContainerSummaryHealthStatusEnum, ContainerSummaryStateEnum, HealthConfig,
+    HostConfig, PortBinding, TaskState,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectServiceOptions, ListContainersOptions, ListTasksOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, UpdateServiceOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -59,6 +62,33 @@ pub struct GroupConfig {
     /// Time a member gets to stop before it is killed, when scaling in.
     #[serde(default = "default_stop_timeout", with = "crate::policy::dur")]
     pub stop_timeout: Duration,
+    /// A health check (run in the container, as Docker's HEALTHCHECK): with it, a member counts
+    /// (and its address is answered) only once it is healthy. Without one, once it runs; but a
+    /// running process may not listen yet, and Docker's port forwarding accepts connections for
+    /// it regardless, so a load balancer sent there early gets errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A member's health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Healthcheck {
+    /// The command, run in the container without a shell; healthy when it exits with 0.
+    pub command: Vec<String>,
+    #[serde(default = "default_health_interval", with = "crate::policy::dur")]
+    pub interval: Duration,
+    #[serde(default = "default_health_interval", with = "crate::policy::dur")]
+    pub timeout: Duration,
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_health_retries() -> u32 {
+    3
 }
 
 fn default_publish_host() -> String {
@@ -71,6 +101,8 @@ fn default_stop_timeout() -> Duration {
 /// `docker.replicas` and `docker.scale`, for Swarm services and declared groups.
 pub struct ScaleCapabilities {
     docker: Docker,
+    /// The Engine API endpoint, for the raw calls of a service update.
+    host: String,
     groups: BTreeMap<String, GroupConfig>,
 }
 
@@ -125,6 +157,11 @@ impl ScaleCapabilities {
         }
         Ok(ScaleCapabilities {
             docker: super::docker::connect(docker_host, 120)?,
+            host: if docker_host.is_empty() {
+                "unix:///var/run/docker.sock".to_string()
+            } else {
+                docker_host.to_string()
+            },
             groups,
         })
     }
@@ -259,7 +296,18 @@ impl ScaleCapabilities {
                 .strip_prefix(&format!("{name}-"))
                 .and_then(|i| i.parse::<u64>().ok())
                 .unwrap_or(u64::MAX);
-            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+            // Ready: running, and healthy when it has a health check.
+            let healthy = match c.health.as_ref().and_then(|h| h.status) {
+                Some(ContainerSummaryHealthStatusEnum::HEALTHY) => true,
+                Some(ContainerSummaryHealthStatusEnum::STARTING)
+                | Some(ContainerSummaryHealthStatusEnum::UNHEALTHY) => false,
+                // Engines before API 1.46 do not list the health: their status says it.
+                _ => {
+                    let st = c.status.as_deref().unwrap_or_default();
+                    !(st.contains("(health: starting)") || st.contains("(unhealthy)"))
+                }
+            };
+            let running = c.state == Some(ContainerSummaryStateEnum::RUNNING) && healthy;
             let mut addrs: Vec<String> = c
                 .ports
                 .unwrap_or_default()
@@ -305,45 +353,89 @@ impl ScaleCapabilities {
         }
     }
 
-    async fn scale_service(&self, name: &str, replicas: u64) -> Result<(), CallError> {
-        let svc = self
-            .docker
-            .inspect_service(name, None::<InspectServiceOptions>)
+    /// One raw Engine API call: (status, JSON body).
+    async fn engine(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), CallError> {
+        use http_body_util::{BodyExt, Full};
+        let body = Full::new(bytes::Bytes::from(body.unwrap_or_default()));
+        let exec = hyper_util::rt::TokioExecutor::new();
+        let req = |uri: hyper::Uri| {
+            hyper::Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .map_err(|e| failed(format!("Docker request: {e}")))
+        };
+        let resp = if let Some(socket) = self.host.strip_prefix("unix://") {
+            let client = hyper_util::client::legacy::Client::builder(exec)
+                .build::<_, Full<bytes::Bytes>>(hyperlocal::UnixConnector);
+            client
+                .request(req(hyperlocal::Uri::new(socket, path).into())?)
+                .await
+        } else {
+            let base = self
+                .host
+                .replacen("tcp://", "http://", 1)
+                .trim_end_matches('/')
+                .to_string();
+            let uri: hyper::Uri = format!("{base}{path}")
+                .parse()
+                .map_err(|e| failed(format!("Docker host {base}: {e}")))?;
+            let client = hyper_util::client::legacy::Client::builder(exec)
+                .build::<_, Full<bytes::Bytes>>(
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                );
+            client.request(req(uri)?).await
+        }
+        .map_err(|e| failed(format!("Docker Engine at {}: {e}", self.host)))?;
+        let status = resp.status().as_u16();
+        let bytes = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())
             .await
-            .map_err(|e| docker_error(&format!("service {name}"), e))?;
-        let version = svc
-            .version
-            .and_then(|v| v.index)
+            .map_err(|_| failed("Docker Engine: no answer within 60s"))?
+            .map_err(|e| failed(format!("Docker Engine: {e}")))?
+            .to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// Sets a service's replicas with the spec the Engine gave (only `Mode.Replicated.Replicas`
+    /// changes), at the version it was read at: a concurrent change fails instead of being undone.
+    async fn scale_service(&self, name: &str, replicas: u64) -> Result<(), CallError> {
+        let path = format!("/services/{}", url_path(name));
+        let (status, svc) = self.engine(hyper::Method::GET, &path, None).await?;
+        if status != 200 {
+            return Err(failed(format!(
+                "service {name}: {} (HTTP {status})",
+                svc["message"].as_str().unwrap_or("not found")
+            )));
+        }
+        let version = svc["Version"]["Index"]
+            .as_u64()
             .ok_or_else(|| failed(format!("service {name} has no version index")))?;
-        let mut spec = svc
-            .spec
-            .ok_or_else(|| failed(format!("service {name} has no spec")))?;
-        if spec
-            .mode
-            .as_ref()
-            .and_then(|m| m.replicated.as_ref())
-            .is_none()
-        {
+        let mut spec = svc["Spec"].clone();
+        if !spec["Mode"]["Replicated"].is_object() {
             return Err(failed(format!("service {name} is not in replicated mode")));
         }
-        spec.mode = Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(replicas as i64),
-            }),
-            ..Default::default()
-        });
-        self.docker
-            .update_service(
-                name,
-                spec,
-                UpdateServiceOptions {
-                    version: version as i32,
-                    ..Default::default()
-                },
-                None,
+        spec["Mode"]["Replicated"]["Replicas"] = json!(replicas);
+        let body = serde_json::to_vec(&spec).map_err(|e| failed(e.to_string()))?;
+        let (status, r) = self
+            .engine(
+                hyper::Method::POST,
+                &format!("{path}/update?version={version}"),
+                Some(body),
             )
-            .await
-            .map_err(|e| docker_error(&format!("update of service {name}"), e))?;
+            .await?;
+        if status != 200 {
+            return Err(failed(format!(
+                "update of service {name}: {} (HTTP {status})",
+                r["message"].as_str().unwrap_or("refused")
+            )));
+        }
         Ok(())
     }
 
@@ -410,8 +502,22 @@ impl ScaleCapabilities {
                     )
                 })
                 .collect();
+            let ns = |d: Duration| d.as_nanos() as i64;
+            let healthcheck = g.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(
+                    std::iter::once("CMD".to_string())
+                        .chain(h.command.iter().cloned())
+                        .collect(),
+                ),
+                interval: Some(ns(h.interval)),
+                timeout: Some(ns(h.timeout)),
+                retries: Some(h.retries as i64),
+                start_period: Some(ns(Duration::from_secs(30))),
+                ..Default::default()
+            });
             let body = ContainerCreateBody {
                 image: Some(g.image.clone()),
+                healthcheck,
                 cmd: (!g.command.is_empty()).then(|| g.command.clone()),
                 env: Some(g.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
                 labels: Some(labels),
@@ -440,6 +546,16 @@ impl ScaleCapabilities {
         }
         Ok(())
     }
+}
+
+/// A service name or id as one path segment.
+fn url_path(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn replicas_json(kind: &str, name: &str, r: &Replicas) -> Value {
