@@ -388,6 +388,13 @@ async fn vigil_view(v: &Endpoint, client: &reqwest::Client, alert: &str, r: &Rep
     }
     match v.get_json(client, "/api/v1/runbooks/executions").await {
         Ok(j) => {
+            // The execution for the incident's alert: the configured one, else the one that fired
+            // first (other runbooks may run meanwhile for other reasons).
+            let alert = if alert.is_empty() {
+                view.alert.clone().unwrap_or_default()
+            } else {
+                alert.to_string()
+            };
             let mut list: Vec<&Value> = j["data"]
                 .as_array()
                 .into_iter()
@@ -397,6 +404,7 @@ async fn vigil_view(v: &Endpoint, client: &reqwest::Client, alert: &str, r: &Rep
                         .as_i64()
                         .is_some_and(|c| c >= fault_ms)
                 })
+                .filter(|e| alert.is_empty() || e["alert"]["labels"]["alertname"] == alert.as_str())
                 .collect();
             list.sort_by_key(|e| e["times"]["created"].as_i64());
             if let Some(e) = list.first() {
