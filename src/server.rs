@@ -115,6 +115,23 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot open metrics storage in {}", opts.data_dir.display()))?;
 
+    let logs_metrics = vigil_storage::logs::LogsMetrics::default();
+    logs_metrics.register(&mut registry);
+    let logs = {
+        let dir = opts.data_dir.join("logs");
+        let cfg = config.storage.logs.clone();
+        let m = logs_metrics.clone();
+        tokio::task::spawn_blocking(move || vigil_storage::logs::LogStore::open(&dir, cfg, m))
+            .await
+            .context("opening the log store")?
+            .with_context(|| {
+                format!(
+                    "cannot open the log store in {}",
+                    opts.data_dir.join("logs").display()
+                )
+            })?
+    };
+
     let blackbox = load_blackbox(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
     check_probe_modules(&config, &blackbox).map_err(|e| anyhow::anyhow!("{e}"))?;
     let probes = vigil_ingest::probe::api::ProbeService::new(
@@ -205,12 +222,25 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         runbooks: runbooks.as_ref().map(|b| b.engine.clone()),
     });
 
+    let loki_push = vigil_ingest::loki::LokiPush::new(
+        logs.clone(),
+        app_state.config.lock().ingest.logs.clone(),
+        push.metrics.clone(),
+        push.limits.max_decoded_bytes,
+        push.limits.max_inflight,
+    );
     let push_routes = Router::new()
         .route("/api/v1/write", post(vigil_ingest::remote_write::handle))
         .route("/v1/metrics", post(vigil_ingest::otlp::handle))
         .route("/api/v1/otlp/v1/metrics", post(vigil_ingest::otlp::handle))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(push);
+    let log_push_routes = Router::new()
+        .route("/loki/api/v1/push", post(vigil_ingest::loki::handle))
+        .route("/api/prom/push", post(vigil_ingest::loki::handle))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(loki_push);
+    let logs_maintenance = tokio::spawn(logs.clone().run_maintenance(stop.clone()));
     let cfg_now = app_state.config.lock().clone();
     let api_opts = ApiOptions {
         build: BuildInfo {
@@ -261,8 +291,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .route("/api/v1/alerts", get(alerts_api))
         .with_state(app_state.clone());
     let router_task = tokio::spawn(router.clone().run(stop.clone()));
+    let loki_api = vigil_query::logql::api::router(vigil_query::logql::api::LokiApi {
+        reader: logs.clone(),
+        limits: vigil_query::logql::eval::LogqlLimits {
+            eval: cfg_now.eval_options(),
+            ..Default::default()
+        },
+        version: option_env!("VIGIL_REVISION").unwrap_or("unknown").into(),
+    });
     let app = Router::new()
         .merge(push_routes)
+        .merge(log_push_routes)
+        .merge(loki_api)
         .merge(vigil_alerting::router::api::router(router.clone()))
         .merge(vigil_query::router(tsdb.clone(), api_opts))
         .merge(vigil_ingest::probe::api::router(probes))
@@ -294,7 +334,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     stop.cancel();
     let _ = router_task.await;
     let _ = maintenance.await;
+    let _ = logs_maintenance.await;
     tsdb.close().await.context("closing metrics storage")?;
+    logs.close().context("closing the log store")?;
     info!("shutdown complete");
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Metrics ingest: everything between the wire and [`vigil_storage::MetricsAppender`].
+//! Ingest: everything between the wire and [`vigil_storage::MetricsAppender`] (metrics) or
+//! [`vigil_storage::logs::LogsAppender`] (logs: Loki push in [`loki`]).
 //!
 //! Owns the exposition parsers ([`exposition`]), the scrape manager with service discovery and
 //! relabeling ([`scrape`]), and the push receivers: Prometheus remote write 1.0/2.0 ([`remote_write`]) and
@@ -9,6 +10,7 @@
 //! Ingest validates and converts; it never keeps samples itself and never reads from storage.
 
 pub mod exposition;
+pub mod loki;
 pub mod metrics;
 pub mod otlp;
 pub mod probe;

@@ -51,6 +51,11 @@ pub struct IngestMetrics {
     pub probes_late: Family<JobLabel, Counter>,
     /// `/probe` requests naming a module the blackbox.yml does not have.
     pub probe_module_unknown: Counter,
+    /// Log entries received, stored, and refused by reason (Loki push, OTLP logs).
+    pub log_entries_received: Family<ProtocolLabel, Counter>,
+    pub log_entries_written: Family<ProtocolLabel, Counter>,
+    pub log_bytes_written: Family<ProtocolLabel, Counter>,
+    pub log_entries_rejected: Family<ProtocolReasonLabel, Counter>,
 }
 
 impl Default for IngestMetrics {
@@ -74,6 +79,10 @@ impl Default for IngestMetrics {
             probes_failed: Family::default(),
             probes_late: Family::default(),
             probe_module_unknown: Counter::default(),
+            log_entries_received: Family::default(),
+            log_entries_written: Family::default(),
+            log_bytes_written: Family::default(),
+            log_entries_rejected: Family::default(),
         }
     }
 }
@@ -115,6 +124,26 @@ impl IngestMetrics {
             "exemplars_dropped",
             "Exemplars not stored (exemplar storage disabled or invalid)",
             self.exemplars_dropped.clone(),
+        );
+        r.register(
+            "log_entries_received",
+            "Log entries received, by protocol",
+            self.log_entries_received.clone(),
+        );
+        r.register(
+            "log_entries_written",
+            "Log entries stored, by protocol",
+            self.log_entries_written.clone(),
+        );
+        r.register(
+            "log_written_bytes",
+            "Bytes of log lines stored, by protocol",
+            self.log_bytes_written.clone(),
+        );
+        r.register(
+            "log_entries_rejected",
+            "Log entries refused, by protocol and reason",
+            self.log_entries_rejected.clone(),
         );
         let s = registry.sub_registry_with_prefix("vigil_scrape");
         s.register("scrapes", "Scrapes performed, by job", self.scrapes.clone());

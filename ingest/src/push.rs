@@ -321,6 +321,8 @@ pub struct IngestSection {
     pub max_decoded_bytes: vigil_storage::config::ByteSize,
     /// Push requests processed at once; more wait, then get 429.
     pub max_inflight_requests: usize,
+    /// Limits on pushed logs (Loki push).
+    pub logs: crate::loki::LogLimits,
 }
 
 impl Default for IngestSection {
@@ -333,6 +335,7 @@ impl Default for IngestSection {
             max_request_bytes: vigil_storage::config::ByteSize(32 << 20),
             max_decoded_bytes: vigil_storage::config::ByteSize(128 << 20),
             max_inflight_requests: default_inflight(),
+            logs: crate::loki::LogLimits::default(),
         }
     }
 }

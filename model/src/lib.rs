@@ -9,7 +9,9 @@
 
 mod duration;
 mod labels;
+mod log;
 mod matcher;
+mod quote;
 mod sample;
 mod secret;
 mod timestamp;
@@ -20,7 +22,9 @@ pub use labels::{
     BUCKET_LABEL, INSTANCE_LABEL, JOB_LABEL, Label, LabelRef, Labels, LabelsBuilder, METRIC_NAME,
     QUANTILE_LABEL,
 };
+pub use log::{LogEntry, LogStream};
 pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use quote::unquote_prefix;
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
 pub use secret::{SECRET_MARKER, Secret};
 pub use timestamp::{

@@ -1,5 +1,6 @@
-//! The query side: evaluates queries over [`vigil_storage::MetricsReader`] and serves the
-//! Prometheus-compatible HTTP API that Grafana, promtool and client libraries use.
+//! The query side: evaluates PromQL over [`vigil_storage::MetricsReader`] and LogQL over
+//! [`vigil_storage::logs::LogsReader`], and serves the Prometheus- and Loki-compatible HTTP APIs that
+//! Grafana, promtool and client libraries use.
 //!
 //! It reads through the storage's reader trait only and never writes: recording rules write back through
 //! the appender, from the alerting side.
@@ -7,6 +8,7 @@
 pub mod api;
 pub mod eval;
 pub mod format;
+pub mod logql;
 
 pub use api::{ApiOptions, BuildInfo, router};
 pub use eval::QuerySection;

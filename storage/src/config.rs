@@ -111,12 +111,49 @@ impl Default for ExemplarsConfig {
     }
 }
 
+/// `storage.logs`: the log store (WAL, in-memory head, Tantivy splits).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Delete splits whose newest entry is older than this (0 = keep forever).
+    pub retention_period: PromDuration,
+    /// Splits cover aligned windows of this span: an entry goes to the split of its window.
+    pub split_window: PromDuration,
+    /// Cut the head into splits once its lines reach this many bytes…
+    pub head_max_bytes: ByteSize,
+    /// …or once its first entry has been held this long.
+    pub head_max_age: PromDuration,
+    pub wal_segment_size: ByteSize,
+    /// zstd level of the stored raw lines.
+    pub docstore_zstd_level: i32,
+    /// Merge a window's splits into one once it has at least this many (0 = never).
+    pub compact_min_splits: usize,
+    /// How often the head is checked for a cut, and compaction and retention run.
+    pub maintenance_interval: PromDuration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            retention_period: PromDuration::from_secs(31 * 24 * 3600),
+            split_window: PromDuration::from_secs(3600),
+            head_max_bytes: ByteSize(256 << 20),
+            head_max_age: PromDuration::from_secs(15 * 60),
+            wal_segment_size: ByteSize(128 << 20),
+            docstore_zstd_level: 9,
+            compact_min_splits: 4,
+            maintenance_interval: PromDuration::from_secs(10),
+        }
+    }
+}
+
 /// The `storage:` section.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
     pub tsdb: TsdbConfig,
     pub exemplars: ExemplarsConfig,
+    pub logs: LogsConfig,
 }
 
 impl StorageSection {
@@ -155,6 +192,37 @@ impl StorageSection {
         }
         if t.wal_segment_size.0 < (1 << 20) {
             return Err("storage.tsdb.wal_segment_size must be at least 1MiB".into());
+        }
+        let l = &self.logs;
+        if l.split_window.0 < Duration::from_secs(60) {
+            return Err(format!(
+                "storage.logs.split_window must be at least 1m, got {}",
+                l.split_window
+            ));
+        }
+        if l.head_max_bytes.0 < (1 << 20) {
+            return Err("storage.logs.head_max_bytes must be at least 1MiB".into());
+        }
+        if l.head_max_age.0 < Duration::from_secs(1) {
+            return Err(format!(
+                "storage.logs.head_max_age must be at least 1s, got {}",
+                l.head_max_age
+            ));
+        }
+        if !(1..=22).contains(&l.docstore_zstd_level) {
+            return Err(format!(
+                "storage.logs.docstore_zstd_level must be between 1 and 22, got {}",
+                l.docstore_zstd_level
+            ));
+        }
+        if l.wal_segment_size.0 < (1 << 20) {
+            return Err("storage.logs.wal_segment_size must be at least 1MiB".into());
+        }
+        if l.maintenance_interval.0 < Duration::from_millis(100) {
+            return Err(format!(
+                "storage.logs.maintenance_interval must be at least 100ms, got {}",
+                l.maintenance_interval
+            ));
         }
         Ok(())
     }

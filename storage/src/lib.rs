@@ -1,4 +1,4 @@
-//! Vigil's metrics store.
+//! Vigil's metrics store, and (in [`logs`]) its log store.
 //!
 //! Data path: [`MetricsAppender::append`] validates samples against the [`head`], logs the accepted ones to
 //! the [`wal`] and fsyncs before returning (an acknowledged write survives `kill -9`). The head keeps
@@ -22,6 +22,7 @@ mod db_tests;
 mod durable;
 mod exemplars;
 mod head;
+pub mod logs;
 mod metadata;
 mod metrics;
 mod postings;
@@ -31,9 +32,9 @@ mod wal;
 pub use append::{
     AppendError, AppendOutcome, MetricsAppender, RejectReason, Rejection, SeriesBatch,
 };
-pub use config::{ByteSize, StorageConfig, StorageSection};
+pub use config::{ByteSize, LogsConfig, StorageConfig, StorageSection};
 pub use db::{StorageError, Tsdb};
 pub use exemplars::{Exemplar, ExemplarStore};
 pub use metadata::{MetadataStore, MetricMetadata};
-pub use metrics::StorageMetrics;
+pub use metrics::{StorageMetrics, WalMetrics};
 pub use reader::{MetricsReader, ReadError, SeriesData};

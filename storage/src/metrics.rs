@@ -13,6 +13,59 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// The metrics of one write-ahead log (the metrics store's, or the log store's).
+#[derive(Clone)]
+pub struct WalMetrics {
+    pub size_bytes: Gauge,
+    pub bytes_written: Counter,
+    pub fsync_seconds: Histogram,
+    pub corruptions: Counter,
+    pub failed: Gauge,
+}
+
+impl Default for WalMetrics {
+    fn default() -> Self {
+        WalMetrics {
+            size_bytes: Gauge::default(),
+            bytes_written: Counter::default(),
+            fsync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            corruptions: Counter::default(),
+            failed: Gauge::default(),
+        }
+    }
+}
+
+impl WalMetrics {
+    /// Registers the WAL's metrics as `wal_*` in `r`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "wal_size_bytes",
+            "Bytes of WAL segments and checkpoints on disk",
+            self.size_bytes.clone(),
+        );
+        r.register(
+            "wal_written_bytes",
+            "Bytes written to the WAL",
+            self.bytes_written.clone(),
+        );
+        r.register(
+            "wal_fsync_duration_seconds",
+            "Duration of WAL fsyncs",
+            self.fsync_seconds.clone(),
+        );
+        r.register(
+            "wal_corruptions",
+            "Torn or corrupt WAL tails repaired at start-up",
+            self.corruptions.clone(),
+        );
+        r.register(
+            "wal_failed",
+            "1 after a WAL write or fsync failed: every write is refused until restart",
+            self.failed.clone(),
+        );
+    }
+}
+
 /// Every metric the storage exports.
 #[derive(Clone)]
 pub struct StorageMetrics {
@@ -71,6 +124,17 @@ impl Default for StorageMetrics {
 }
 
 impl StorageMetrics {
+    /// The metrics store's WAL metrics (sharing this struct's `wal_*` metrics).
+    pub fn wal(&self) -> WalMetrics {
+        WalMetrics {
+            size_bytes: self.wal_size_bytes.clone(),
+            bytes_written: self.wal_bytes_written.clone(),
+            fsync_seconds: self.wal_fsync_seconds.clone(),
+            corruptions: self.wal_corruptions.clone(),
+            failed: self.wal_failed.clone(),
+        }
+    }
+
     /// Registers every metric under the `vigil_storage` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("vigil_storage");

@@ -18,6 +18,7 @@ mod harness;
 mod heal;
 mod lb;
 mod loadtest;
+mod logs;
 mod pagerduty;
 mod peers;
 mod pg;

@@ -188,7 +188,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn success_raw(data_json: String, warnings: &[String]) -> Response {
+pub(crate) fn success_raw(data_json: String, warnings: &[String]) -> Response {
     let mut body = String::with_capacity(data_json.len() + 64);
     body.push_str("{\"status\":\"success\",\"data\":");
     body.push_str(&data_json);
@@ -206,10 +206,10 @@ fn success_raw(data_json: String, warnings: &[String]) -> Response {
 }
 
 /// Request parameters from the query string and a form body, in order; repeated keys kept.
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(pub(crate) Vec<(String, String)>);
 
 impl Params {
-    fn from(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+    pub(crate) fn from(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
         let mut v: Vec<(String, String)> = Vec::new();
         if let Some(q) = query {
             v.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -224,7 +224,7 @@ impl Params {
         Params(v)
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == k)
@@ -232,7 +232,7 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
-    fn all(&self, k: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, k: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(n, _)| n == k)

@@ -20,7 +20,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
-use crate::metrics::StorageMetrics;
+use crate::metrics::{StorageMetrics, WalMetrics};
 pub use record::{Record, SamplesEncoder};
 
 const HEADER: usize = 8;
@@ -63,7 +63,7 @@ pub struct Wal {
     inner: Mutex<Inner>,
     /// Highest sequence number known to be on disk.
     synced: Mutex<u64>,
-    metrics: Arc<StorageMetrics>,
+    metrics: WalMetrics,
     /// The first write or fsync error, once one happened.
     failed: Mutex<Option<String>>,
 }
@@ -125,7 +125,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 /// description of what was dropped.
 fn read_file(
     path: &Path,
-    f: &mut dyn FnMut(Record),
+    f: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     repair: bool,
 ) -> Result<(u64, Option<String>), WalError> {
     let mut data = Vec::new();
@@ -158,12 +158,9 @@ fn read_file(
             problem = Some("checksum mismatch".to_string());
             break;
         }
-        match record::decode(payload) {
-            Ok(r) => f(r),
-            Err(e) => {
-                problem = Some(format!("undecodable record: {e}"));
-                break;
-            }
+        if let Err(e) = f(payload) {
+            problem = Some(format!("undecodable record: {e}"));
+            break;
         }
         n += 1;
         off += HEADER + len;
@@ -196,6 +193,21 @@ impl Wal {
         segment_size: u64,
         metrics: Arc<StorageMetrics>,
         mut apply: impl FnMut(Record),
+    ) -> Result<(Wal, ReplayReport), WalError> {
+        Self::open_raw(dir, segment_size, metrics.wal(), |payload| {
+            record::decode(payload)
+                .map(&mut apply)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// [`Wal::open`] for records of any format: `apply` gets each payload and says whether it could be
+    /// decoded (an undecodable record is treated as a corrupt tail).
+    pub fn open_raw(
+        dir: &Path,
+        segment_size: u64,
+        metrics: WalMetrics,
+        mut apply: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<(Wal, ReplayReport), WalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut report = ReplayReport::default();
@@ -246,7 +258,7 @@ impl Wal {
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
         }
-        metrics.wal_corruptions.inc_by(report.repaired.len() as u64);
+        metrics.corruptions.inc_by(report.repaired.len() as u64);
         let segment = last + 1;
         let (file, path) = Self::create_segment(dir, segment)?;
         info!(records = report.records, segments = report.segments, checkpoint = ?report.checkpoint, "replayed the WAL");
@@ -294,7 +306,7 @@ impl Wal {
         let mut f = self.failed.lock();
         if f.is_none() {
             tracing::error!(error = %e, "the WAL could not be written or synced; refusing every write until restart (a restart replays and repairs the log)");
-            self.metrics.wal_failed.set(1);
+            self.metrics.failed.set(1);
             *f = Some(e.to_string());
         }
         e
@@ -339,7 +351,7 @@ impl Wal {
             .map_err(io_err(&self.dir))
             .map_err(|e| self.fail(e))?;
         self.metrics
-            .wal_fsync_seconds
+            .fsync_seconds
             .observe(t0.elapsed().as_secs_f64());
         *synced = target;
         Ok(())
@@ -359,7 +371,7 @@ impl Wal {
         let path = self.dir.join(segment_name(g.segment));
         (&*g.file).write_all(&g.buf).map_err(io_err(&path))?;
         g.segment_bytes += g.buf.len() as u64;
-        self.metrics.wal_bytes_written.inc_by(g.buf.len() as u64);
+        self.metrics.bytes_written.inc_by(g.buf.len() as u64);
         g.buf.clear();
         if g.buf.capacity() > 64 << 20 {
             g.buf = Vec::with_capacity(1 << 16);
@@ -454,6 +466,32 @@ impl Wal {
         Ok(())
     }
 
+    /// Ends the current segment (flushed and fsynced) and starts a new one; returns the number of the
+    /// last segment ended, which holds every record logged before the call. A store that persists
+    /// what those records describe elsewhere then calls [`Wal::remove_upto`] with it.
+    pub fn rotate(&self) -> Result<u64, WalError> {
+        let mut synced = self.synced.lock();
+        let mut g = self.inner.lock();
+        self.flush_locked(&mut g).map_err(|e| self.fail(e))?;
+        let seq = g.seq;
+        self.rotate_locked(&mut g).map_err(|e| self.fail(e))?;
+        *synced = seq;
+        Ok(g.segment - 1)
+    }
+
+    /// Deletes the segments numbered up to `last` (see [`Wal::rotate`]).
+    pub fn remove_upto(&self, last: u64) -> Result<(), WalError> {
+        for s in list_segments(&self.dir)? {
+            if s <= last {
+                let p = self.dir.join(segment_name(s));
+                fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        self.update_size_metric();
+        Ok(())
+    }
+
     /// Flushes and fsyncs everything, then refuses further writes.
     pub fn close(&self) -> Result<(), WalError> {
         let mut synced = self.synced.lock();
@@ -481,7 +519,7 @@ impl Wal {
     }
 
     fn update_size_metric(&self) {
-        self.metrics.wal_size_bytes.set(self.disk_size() as i64);
+        self.metrics.size_bytes.set(self.disk_size() as i64);
     }
 
     /// Refreshes the on-disk size gauge (called periodically).
@@ -611,7 +649,10 @@ mod tests {
             let mut n = 0;
             read_file(
                 &dir.path().join(segment_name(segs[0])),
-                &mut |_| n += 1,
+                &mut |_| {
+                    n += 1;
+                    Ok(())
+                },
                 false,
             )
             .unwrap();

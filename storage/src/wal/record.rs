@@ -51,7 +51,7 @@ pub fn put_varint(buf: &mut Vec<u8>, v: i64) {
     put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
+pub fn put_str(buf: &mut Vec<u8>, s: &str) {
     put_uvarint(buf, s.len() as u64);
     buf.extend_from_slice(s.as_bytes());
 }
@@ -117,13 +117,13 @@ pub fn encode_min_time(buf: &mut Vec<u8>, t: i64) {
     put_varint(buf, t);
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) i: usize,
 }
 
 impl Cursor<'_> {
-    fn uvarint(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn uvarint(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         let mut shift = 0u32;
         loop {
@@ -140,25 +140,25 @@ impl Cursor<'_> {
         }
     }
 
-    fn varint(&mut self) -> Result<i64, DecodeError> {
+    pub(crate) fn varint(&mut self) -> Result<i64, DecodeError> {
         let u = self.uvarint()?;
         Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         let end = self.i.checked_add(n).ok_or(DecodeError::Truncated)?;
         let s = self.b.get(self.i..end).ok_or(DecodeError::Truncated)?;
         self.i = end;
         Ok(s)
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         let n = self.uvarint()? as usize;
         let b = self.bytes(n)?;
         String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Utf8)
     }
 
-    fn f64(&mut self) -> Result<f64, DecodeError> {
+    pub(crate) fn f64(&mut self) -> Result<f64, DecodeError> {
         let b = self.bytes(8)?;
         Ok(f64::from_bits(u64::from_le_bytes(
             b.try_into().map_err(|_| DecodeError::Truncated)?,

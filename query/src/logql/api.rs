@@ -1,0 +1,582 @@
+//! The Loki HTTP API (`/loki/api/v1/...`) as Grafana's Loki data source and Loki clients call it.
+//!
+//! Parameters come from the URL and, for POST, a form body. Times are nanosecond integers, float or
+//! integer seconds (an integer up to 1e10 is seconds, as Loki reads it) or RFC 3339. Errors answer
+//! `{"status":"error","code":…,"message":…}` with Loki's status codes (400 bad query, 422 cannot be
+//! run, 503 timeout). Paths under `/loki/` that are not served answer 404.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use vigil_storage::logs::{Direction, LogsReader};
+
+use super::ast::Query;
+use super::eval::{LogqlError, LogqlLimits, LogqlStats, OutStream};
+use super::{parse, parser::parse_duration, parser::parse_log_query};
+use crate::api::Params;
+
+/// State of the Loki API.
+pub struct LokiApi {
+    pub reader: Arc<dyn LogsReader>,
+    pub limits: LogqlLimits,
+    pub version: String,
+}
+
+type St = Arc<LokiApi>;
+
+/// Routes of the Loki API.
+pub fn router(api: LokiApi) -> Router {
+    let st: St = Arc::new(api);
+    Router::new()
+        .route("/loki/api/v1/query", get(query).post(query))
+        .route(
+            "/loki/api/v1/query_range",
+            get(query_range).post(query_range),
+        )
+        .route("/loki/api/v1/labels", get(labels).post(labels))
+        .route("/loki/api/v1/label", get(labels))
+        .route("/loki/api/v1/label/{name}/values", get(label_values))
+        .route("/loki/api/v1/series", get(series).post(series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route("/loki/{*rest}", get(not_served).post(not_served))
+        .with_state(st)
+}
+
+#[derive(Debug)]
+struct LokiError(StatusCode, String);
+
+impl IntoResponse for LokiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"status": "error", "code": self.0.as_u16(), "message": self.1}).to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> LokiError {
+    LokiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+impl From<LogqlError> for LokiError {
+    fn from(e: LogqlError) -> Self {
+        match e {
+            LogqlError::BadData(m) => LokiError(StatusCode::BAD_REQUEST, m),
+            LogqlError::Execution(m) => LokiError(StatusCode::UNPROCESSABLE_ENTITY, m),
+            LogqlError::Timeout => LokiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query timed out; narrow the selector or the time range".into(),
+            ),
+            LogqlError::Store(m) => LokiError(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Loki's timestamp rule: RFC 3339; a number with a point is seconds (nanoseconds above 1e10); an
+/// integer up to 1e10 is seconds, above it nanoseconds.
+pub fn parse_loki_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.contains('T') || s.contains('-') && s.len() > 10 && !s.starts_with('-') {
+        let ms = vigil_model::parse_api_time(s).ok()?;
+        let frac = s.split_once('.').map(|(_, r)| {
+            let d: String = r
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .take(9)
+                .collect();
+            format!("{d:0<9}").parse::<i64>().unwrap_or(0) % 1_000_000
+        });
+        return Some(ms * 1_000_000 + frac.unwrap_or(0));
+    }
+    if s.contains('.') || s.contains('e') || s.contains('E') {
+        let f: f64 = s.parse().ok()?;
+        if !f.is_finite() {
+            return None;
+        }
+        let high = f.trunc();
+        if high.abs() <= 1e10 {
+            let low = ((f - high) * 1000.0).round() / 1000.0;
+            return Some(high as i64 * 1_000_000_000 + (low * 1e9) as i64);
+        }
+        return Some(high as i64);
+    }
+    let v: i64 = s.parse().ok()?;
+    Some(if v.abs() <= 10_000_000_000 {
+        v.saturating_mul(1_000_000_000)
+    } else {
+        v
+    })
+}
+
+fn time_param(p: &Params, k: &str, default: i64) -> Result<i64, LokiError> {
+    match p.get(k) {
+        None => Ok(default),
+        Some(s) => parse_loki_time(s).ok_or_else(|| {
+            bad(format!(
+                "invalid parameter {k:?}: cannot parse {s:?} as nanoseconds, seconds or RFC 3339"
+            ))
+        }),
+    }
+}
+
+fn duration_param(p: &Params, k: &str) -> Result<Option<i64>, LokiError> {
+    match p.get(k) {
+        None => Ok(None),
+        Some(s) => {
+            let secs = s
+                .parse::<f64>()
+                .ok()
+                .or_else(|| parse_duration(s))
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "invalid parameter {k:?}: cannot parse {s:?} as a duration"
+                    ))
+                })?;
+            Ok(Some((secs * 1e9) as i64))
+        }
+    }
+}
+
+fn direction(p: &Params) -> Result<Direction, LokiError> {
+    match p.get("direction").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("backward") => Ok(Direction::Backward),
+        Some("forward") => Ok(Direction::Forward),
+        Some(other) => Err(bad(format!(
+            "invalid parameter \"direction\": {other:?} (use forward or backward)"
+        ))),
+    }
+}
+
+fn limit(p: &Params, max: usize) -> Result<usize, LokiError> {
+    let n = match p.get("limit") {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad(format!("invalid parameter \"limit\": {s:?}")))?,
+    };
+    if n > max {
+        return Err(bad(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit ({n} > {max})"
+        )));
+    }
+    Ok(n)
+}
+
+fn stats_json(s: &LogqlStats) -> serde_json::Value {
+    let secs = s.exec_seconds.max(1e-9);
+    json!({
+        "summary": {
+            "bytesProcessedPerSecond": (s.bytes_processed as f64 / secs) as u64,
+            "linesProcessedPerSecond": (s.lines_processed as f64 / secs) as u64,
+            "totalBytesProcessed": s.bytes_processed,
+            "totalLinesProcessed": s.lines_processed,
+            "execTime": s.exec_seconds,
+            "queueTime": 0,
+            "subqueries": 0,
+            "totalEntriesReturned": s.entries_returned,
+            "splits": 0,
+            "shards": 0,
+            "totalPostFilterLines": s.entries_returned,
+            "totalStructuredMetadataBytesProcessed": 0,
+        }
+    })
+}
+
+fn ok_json(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn streams_json(streams: &[OutStream], categorize: bool, stats: &LogqlStats) -> String {
+    let result: Vec<serde_json::Value> = streams
+        .iter()
+        .map(|s| {
+            let values: Vec<serde_json::Value> = s
+                .entries
+                .iter()
+                .map(|e| {
+                    let mut v = vec![json!(e.ts.to_string()), json!(e.line)];
+                    if categorize && (!e.metadata.is_empty() || !e.parsed.is_empty()) {
+                        let mut extra = serde_json::Map::new();
+                        if !e.metadata.is_empty() {
+                            extra.insert(
+                                "structuredMetadata".into(),
+                                e.metadata
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), json!(v)))
+                                    .collect(),
+                            );
+                        }
+                        if !e.parsed.is_empty() {
+                            extra.insert(
+                                "parsed".into(),
+                                e.parsed
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), json!(v)))
+                                    .collect(),
+                            );
+                        }
+                        v.push(serde_json::Value::Object(extra));
+                    }
+                    serde_json::Value::Array(v)
+                })
+                .collect();
+            json!({"stream": s.labels, "values": values})
+        })
+        .collect();
+    let mut data = serde_json::Map::new();
+    data.insert("resultType".into(), json!("streams"));
+    data.insert("result".into(), serde_json::Value::Array(result));
+    data.insert("stats".into(), stats_json(stats));
+    if categorize {
+        data.insert("encodingFlags".into(), json!(["categorize-labels"]));
+    }
+    json!({"status": "success", "data": data}).to_string()
+}
+
+fn metric_json(v: &crate::eval::Value, stats: &LogqlStats) -> String {
+    let data = crate::api::value_json(v);
+    // `{"resultType":…,"result":[…]}` plus the stats.
+    let inner = data.strip_suffix('}').unwrap_or(&data);
+    format!(
+        "{{\"status\":\"success\",\"data\":{inner},\"stats\":{}}}}}",
+        stats_json(stats)
+    )
+}
+
+fn categorize(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("X-Loki-Response-Encoding-Flags")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|f| f.trim() == "categorize-labels"))
+}
+
+async fn run_logs(
+    st: &St,
+    e: super::ast::LogExpr,
+    start: i64,
+    end: i64,
+    limit: usize,
+    dir: Direction,
+    cat: bool,
+) -> Result<Response, LokiError> {
+    let st2 = st.clone();
+    let deadline = Instant::now() + st.limits.eval.timeout;
+    let t0 = Instant::now();
+    let (streams, mut stats) = tokio::task::spawn_blocking(move || {
+        let mut stats = LogqlStats::default();
+        super::eval::logs(
+            &*st2.reader,
+            &e,
+            start,
+            end,
+            limit,
+            dir,
+            cat,
+            deadline,
+            &mut stats,
+        )
+        .map(|s| (s, stats))
+    })
+    .await
+    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    stats.exec_seconds = t0.elapsed().as_secs_f64();
+    Ok(ok_json(streams_json(&streams, cat, &stats)))
+}
+
+async fn query(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let t = time_param(&p, "time", now_ns())?;
+    let lim = limit(&p, st.limits.max_entries)?;
+    let dir = direction(&p)?;
+    match parse(text).map_err(|e| bad(e.to_string()))? {
+        Query::Logs(_) => {
+            // Loki answers log queries only over a range.
+            let _ = (lim, dir);
+            Err(bad(
+                "log queries are not supported as an instant query type, please change your query to a range query type",
+            ))
+        }
+        Query::Metric { promql, aggs } => {
+            let (v, stats) = super::eval::metric(
+                st.reader.clone(),
+                promql,
+                aggs,
+                t,
+                t,
+                1_000_000_000,
+                true,
+                &st.limits,
+            )
+            .await?;
+            Ok(ok_json(metric_json(&v, &stats)))
+        }
+    }
+}
+
+async fn query_range(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let end = time_param(&p, "end", now_ns())?;
+    let since = duration_param(&p, "since")?.unwrap_or(3_600_000_000_000);
+    let start = time_param(&p, "start", end.min(now_ns()) - since)?;
+    if end < start {
+        return Err(bad(
+            "end timestamp must not be before or equal to start time",
+        ));
+    }
+    let lim = limit(&p, st.limits.max_entries)?;
+    let dir = direction(&p)?;
+    match parse(text).map_err(|e| bad(e.to_string()))? {
+        Query::Logs(e) => run_logs(&st, e, start, end, lim, dir, categorize(&headers)).await,
+        Query::Metric { promql, aggs } => {
+            let step = match duration_param(&p, "step")? {
+                Some(s) if s > 0 => s,
+                Some(_) => {
+                    return Err(bad(
+                        "zero or negative query resolution step widths are not accepted. Try a positive integer",
+                    ));
+                }
+                None => (((end - start) / 1_000_000_000) / 250).max(1) * 1_000_000_000,
+            };
+            if (end - start) / step > 11_000 {
+                return Err(bad(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+                ));
+            }
+            let (v, stats) = super::eval::metric(
+                st.reader.clone(),
+                promql,
+                aggs,
+                start,
+                end,
+                step,
+                false,
+                &st.limits,
+            )
+            .await?;
+            Ok(ok_json(metric_json(&v, &stats)))
+        }
+    }
+}
+
+/// `start`/`end` of the metadata endpoints: default the last 6 hours.
+fn meta_span(p: &Params) -> Result<(i64, i64), LokiError> {
+    let end = time_param(p, "end", now_ns())?;
+    let since = duration_param(p, "since")?.unwrap_or(6 * 3_600_000_000_000);
+    let start = time_param(p, "start", end - since)?;
+    Ok((start, end.saturating_add(1)))
+}
+
+fn selector(p: &Params, key: &str) -> Result<Vec<vigil_model::Matcher>, LokiError> {
+    match p.get(key) {
+        None => Ok(Vec::new()),
+        Some(q) => parse_log_query(q)
+            .map(|e| e.matchers)
+            .map_err(|e| bad(format!("invalid parameter {key:?}: {e}"))),
+    }
+}
+
+async fn labels(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let ms = selector(&p, "query")?;
+    let st2 = st.clone();
+    let names = tokio::task::spawn_blocking(move || {
+        let sets = if ms.is_empty() { Vec::new() } else { vec![ms] };
+        let mut names = std::collections::BTreeSet::new();
+        for l in st2.reader.streams(&sets, start, end) {
+            for x in &l {
+                names.insert(x.name.to_string());
+            }
+        }
+        names.into_iter().collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(ok_json(
+        json!({"status": "success", "data": names}).to_string(),
+    ))
+}
+
+async fn label_values(
+    State(st): State<St>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let ms = selector(&p, "query")?;
+    let st2 = st.clone();
+    let values = tokio::task::spawn_blocking(move || {
+        let sets = if ms.is_empty() { Vec::new() } else { vec![ms] };
+        let mut v = std::collections::BTreeSet::new();
+        for l in st2.reader.streams(&sets, start, end) {
+            if let Some(x) = l.get(&name) {
+                v.insert(x.to_string());
+            }
+        }
+        v.into_iter().collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(ok_json(
+        json!({"status": "success", "data": values}).to_string(),
+    ))
+}
+
+async fn series(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let mut sets = Vec::new();
+    for m in p.all("match[]").into_iter().chain(p.all("match")) {
+        sets.push(
+            parse_log_query(m)
+                .map(|e| e.matchers)
+                .map_err(|e| bad(format!("invalid parameter \"match[]\": {e}")))?,
+        );
+    }
+    if sets.is_empty() {
+        return Err(bad(
+            "missing parameter \"match[]\": give at least one stream selector",
+        ));
+    }
+    let st2 = st.clone();
+    let out = tokio::task::spawn_blocking(move || st2.reader.streams(&sets, start, end))
+        .await
+        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let data: Vec<_> = out.iter().map(|l| l.to_map()).collect();
+    Ok(ok_json(
+        json!({"status": "success", "data": data}).to_string(),
+    ))
+}
+
+async fn index_stats(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let ms = parse_log_query(text)
+        .map(|e| e.matchers)
+        .map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
+    let st2 = st.clone();
+    let s = tokio::task::spawn_blocking(move || st2.reader.stats(&ms, start, end))
+        .await
+        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(ok_json(
+        json!({"streams": s.streams, "chunks": s.chunks, "bytes": s.bytes, "entries": s.entries})
+            .to_string(),
+    ))
+}
+
+async fn buildinfo(State(st): State<St>) -> Response {
+    // Grafana gates Loki features on this version: Vigil answers as the Loki API level it serves.
+    ok_json(
+        json!({
+            "version": "3.0.0",
+            "revision": st.version,
+            "branch": "vigil",
+            "buildUser": "vigil",
+            "buildDate": "",
+            "goVersion": ""
+        })
+        .to_string(),
+    )
+}
+
+async fn not_served(Path(rest): Path<String>) -> Response {
+    LokiError(
+        StatusCode::NOT_FOUND,
+        format!("/loki/{rest} is not served by Vigil"),
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loki_times() {
+        assert_eq!(
+            parse_loki_time("1700000000"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_loki_time("1700000000000000001"),
+            Some(1_700_000_000_000_000_001)
+        );
+        assert_eq!(
+            parse_loki_time("1700000000.5"),
+            Some(1_700_000_000_500_000_000)
+        );
+        assert_eq!(
+            parse_loki_time("4000000000"),
+            Some(4_000_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_loki_time("2023-11-14T22:13:20.000000001Z"),
+            Some(1_700_000_000_000_000_001)
+        );
+        assert_eq!(parse_loki_time("yesterday"), None);
+    }
+}

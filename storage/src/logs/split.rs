@@ -1,0 +1,605 @@
+//! A split: the entries of one time window, written once as a Tantivy index plus `meta.json`.
+//!
+//! Fields: `stream` (the stream's fingerprint, indexed and fast), `ts` (ns, fast), `len` (line bytes,
+//! fast), `line` (tokenized on non-alphanumeric characters, lowercased, doc ids only, and stored raw),
+//! `meta` (structured metadata, stored), `flags` (indexed: 1 when the line has a token too long to be
+//! indexed). Documents are added sorted by (stream, time), so the doc store compresses lines of one
+//! stream together.
+//!
+//! Selectors are resolved against the stream table in `meta.json` (no index access); line filters become
+//! term queries on `line` (see [`needle_queries`]); time bounds are checked on the `ts` column.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RegexQuery, TermQuery, TermSetQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::{
+    DocAddress, DocId, Index, IndexReader, IndexSettings, ReloadPolicy, Score, SegmentOrdinal,
+    SegmentReader, TantivyDocument, Term,
+};
+use vigil_model::{Labels, Matcher};
+
+use super::LogsError;
+use crate::wal::record::{Cursor, put_str, put_uvarint};
+
+const TOKENIZER: &str = "vigil_line";
+/// Tokens of this many bytes or more are not indexed (they would bloat the term dictionary and are
+/// rarely searched whole); a line holding one is flagged so that substring searches still find it.
+pub(crate) const LONG_TOKEN: usize = 256;
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(LONG_TOKEN))
+        .filter(LowerCaser)
+        .build()
+}
+
+/// True when `line` has a token that [`analyzer`] drops for its length.
+fn has_long_token(line: &str) -> bool {
+    line.split(|c: char| !c.is_alphanumeric())
+        .any(|t| t.len() >= LONG_TOKEN)
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    stream: Field,
+    ts: Field,
+    len: Field,
+    line: Field,
+    meta: Field,
+    flags: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let stream = b.add_u64_field("stream", INDEXED | FAST);
+    let ts = b.add_i64_field("ts", FAST);
+    let len = b.add_u64_field("len", FAST);
+    let line = b.add_text_field(
+        "line",
+        TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TOKENIZER)
+                    .set_index_option(IndexRecordOption::Basic),
+            )
+            .set_stored(),
+    );
+    let meta = b.add_bytes_field("meta", STORED);
+    let flags = b.add_u64_field("flags", INDEXED);
+    (
+        b.build(),
+        Fields {
+            stream,
+            ts,
+            len,
+            line,
+            meta,
+            flags,
+        },
+    )
+}
+
+/// One stream of a split, as `meta.json` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SplitStream {
+    pub fp: u64,
+    pub labels: BTreeMap<String, String>,
+    pub entries: u64,
+    pub bytes: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+/// `meta.json`: what the split holds, read without opening the index.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SplitMeta {
+    pub id: String,
+    /// Start of the split's window (ns).
+    pub window: i64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub entries: u64,
+    /// Bytes of the raw lines.
+    pub bytes: u64,
+    /// Bytes of the index on disk.
+    pub disk_bytes: u64,
+    /// The last WAL segment whose records this split holds (see the store's `wal_covered`).
+    pub wal_seg: u64,
+    pub streams: Vec<SplitStream>,
+}
+
+/// An entry to be written: stream fingerprint and labels, time, line, structured metadata.
+pub(crate) struct NewEntry<'a> {
+    pub fp: u64,
+    pub labels: &'a Labels,
+    pub ts: i64,
+    pub line: &'a str,
+    pub metadata: &'a [(String, String)],
+}
+
+/// Where a split's document is: segment ordinal and doc id in one number (segment in the high half).
+pub(crate) type SegDoc = u64;
+
+/// A matching document found by a key scan.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Key {
+    pub ts: i64,
+    pub segdoc: SegDoc,
+    pub fp: u64,
+    pub len: u32,
+}
+
+/// A written split, open for reading.
+pub(crate) struct Split {
+    pub meta: SplitMeta,
+    pub dir: PathBuf,
+    reader: IndexReader,
+    fields: Fields,
+    labels: HashMap<u64, Labels>,
+}
+
+fn tantivy_err(dir: &Path) -> impl Fn(tantivy::TantivyError) -> LogsError + '_ {
+    move |e| LogsError::Split {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn io_err(dir: &Path) -> impl Fn(std::io::Error) -> LogsError + '_ {
+    move |e| LogsError::Split {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn encode_meta(m: &[(String, String)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    put_uvarint(&mut b, m.len() as u64);
+    for (k, v) in m {
+        put_str(&mut b, k);
+        put_str(&mut b, v);
+    }
+    b
+}
+
+fn decode_meta(b: &[u8]) -> Vec<(String, String)> {
+    let mut c = Cursor { b, i: 0 };
+    let Ok(n) = c.uvarint() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity((n as usize).min(64));
+    for _ in 0..n {
+        match (c.string(), c.string()) {
+            (Ok(k), Ok(v)) => out.push((k, v)),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn dir_size(p: &Path) -> u64 {
+    fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+impl Split {
+    /// Writes `entries` (any order) as a split in `parent/<id>`: built in `<id>.tmp`, fsynced, renamed.
+    pub fn write(
+        parent: &Path,
+        window: i64,
+        wal_seg: u64,
+        zstd_level: i32,
+        mut entries: Vec<NewEntry<'_>>,
+    ) -> Result<Split, LogsError> {
+        let id = ulid::Ulid::new().to_string();
+        let tmp = parent.join(format!("{id}.tmp"));
+        let dir = parent.join(&id);
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let (schema, f) = schema();
+        let settings = IndexSettings {
+            docstore_compression: Compressor::Zstd(ZstdCompressor {
+                compression_level: Some(zstd_level),
+            }),
+            docstore_blocksize: 64 << 10,
+            ..IndexSettings::default()
+        };
+        let tokenizers = tantivy::tokenizer::TokenizerManager::default();
+        tokenizers.register(TOKENIZER, analyzer());
+        let directory =
+            tantivy::directory::MmapDirectory::open(&tmp).map_err(|e| LogsError::Split {
+                path: tmp.clone(),
+                message: e.to_string(),
+            })?;
+        // One segment per split, written in one pass: the doc store stays in (stream, time) order and
+        // reads touch one segment.
+        let mut w = Index::builder()
+            .schema(schema)
+            .settings(settings)
+            .tokenizers(tokenizers)
+            .single_segment_index_writer::<TantivyDocument>(directory, 64 << 20)
+            .map_err(tantivy_err(&tmp))?;
+        entries.sort_by_key(|a| (a.fp, a.ts));
+        let mut streams: BTreeMap<u64, SplitStream> = BTreeMap::new();
+        let (mut min_ts, mut max_ts, mut bytes) = (i64::MAX, i64::MIN, 0u64);
+        for e in &entries {
+            let mut d = TantivyDocument::new();
+            d.add_u64(f.stream, e.fp);
+            d.add_i64(f.ts, e.ts);
+            d.add_u64(f.len, e.line.len() as u64);
+            d.add_text(f.line, e.line);
+            if !e.metadata.is_empty() {
+                d.add_bytes(f.meta, &encode_meta(e.metadata));
+            }
+            if has_long_token(e.line) {
+                d.add_u64(f.flags, 1);
+            }
+            w.add_document(d).map_err(tantivy_err(&tmp))?;
+            let s = streams.entry(e.fp).or_insert_with(|| SplitStream {
+                fp: e.fp,
+                labels: e.labels.to_map(),
+                entries: 0,
+                bytes: 0,
+                min_ts: i64::MAX,
+                max_ts: i64::MIN,
+            });
+            s.entries += 1;
+            s.bytes += e.line.len() as u64;
+            s.min_ts = s.min_ts.min(e.ts);
+            s.max_ts = s.max_ts.max(e.ts);
+            min_ts = min_ts.min(e.ts);
+            max_ts = max_ts.max(e.ts);
+            bytes += e.line.len() as u64;
+        }
+        let index = w.finalize().map_err(tantivy_err(&tmp))?;
+        let meta = SplitMeta {
+            id: id.clone(),
+            window,
+            min_ts,
+            max_ts,
+            entries: entries.len() as u64,
+            bytes,
+            disk_bytes: 0,
+            wal_seg,
+            streams: streams.into_values().collect(),
+        };
+        drop(entries);
+        let mut meta = meta;
+        meta.disk_bytes = dir_size(&tmp);
+        let meta_path = tmp.join("vigil-split.json");
+        let text = serde_json::to_vec_pretty(&meta).map_err(|e| LogsError::Split {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        fs::write(&meta_path, text).map_err(io_err(&meta_path))?;
+        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+            if let Ok(fh) = fs::File::open(e.path()) {
+                fh.sync_all().map_err(io_err(&tmp))?;
+            }
+        }
+        fs::File::open(&tmp)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&tmp))?;
+        drop(index);
+        fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+        Split::open(&dir)
+    }
+
+    /// Opens a split written by [`Split::write`].
+    pub fn open(dir: &Path) -> Result<Split, LogsError> {
+        let meta_path = dir.join("vigil-split.json");
+        let text = fs::read(&meta_path).map_err(io_err(&meta_path))?;
+        let meta: SplitMeta = serde_json::from_slice(&text).map_err(|e| LogsError::Split {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        let index = Index::open_in_dir(dir).map_err(tantivy_err(dir))?;
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(16)
+            .try_into()
+            .map_err(tantivy_err(dir))?;
+        let (_, fields) = schema();
+        let labels = meta
+            .streams
+            .iter()
+            .map(|s| (s.fp, Labels::from_pairs(s.labels.clone())))
+            .collect();
+        Ok(Split {
+            meta,
+            dir: dir.to_path_buf(),
+            reader,
+            fields,
+            labels,
+        })
+    }
+
+    pub fn labels(&self, fp: u64) -> Option<&Labels> {
+        self.labels.get(&fp)
+    }
+
+    /// Streams matching every matcher with entries in `[start, end)`.
+    pub fn matching_streams(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<u64> {
+        self.meta
+            .streams
+            .iter()
+            .filter(|s| s.max_ts >= start && s.min_ts < end)
+            .filter(|s| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(s.labels.get(&m.name).map(String::as_str).unwrap_or("")))
+            })
+            .map(|s| s.fp)
+            .collect()
+    }
+
+    fn query(&self, fps: &[u64], needles: &[String]) -> Box<dyn Query> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if fps.len() < self.meta.streams.len() {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermSetQuery::new(
+                    fps.iter()
+                        .map(|fp| Term::from_field_u64(self.fields.stream, *fp)),
+                )),
+            ));
+        }
+        for n in needles {
+            clauses.extend(
+                needle_queries(n, self.fields.line, self.fields.flags)
+                    .into_iter()
+                    .map(|q| (Occur::Must, q)),
+            );
+        }
+        if clauses.is_empty() {
+            return Box::new(AllQuery);
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Keys of the matching documents in `[start, end)` and within `bound`, at most `k` of them, the
+    /// first ones in the scan's direction.
+    pub fn keys(
+        &self,
+        fps: &[u64],
+        needles: &[String],
+        start: i64,
+        end: i64,
+        bound: Option<Bound>,
+        k: Option<(usize, bool)>,
+    ) -> Result<Vec<Key>, LogsError> {
+        let searcher = self.reader.searcher();
+        let q = self.query(fps, needles);
+        let c = KeyCollector {
+            start,
+            end,
+            bound,
+            k,
+        };
+        searcher.search(&*q, &c).map_err(tantivy_err(&self.dir))
+    }
+
+    /// Reads a document's line and structured metadata.
+    pub fn fetch(&self, segdoc: SegDoc) -> Result<(String, Vec<(String, String)>), LogsError> {
+        let searcher = self.reader.searcher();
+        let addr = DocAddress::new((segdoc >> 32) as u32, segdoc as u32);
+        let doc: TantivyDocument = searcher.doc(addr).map_err(tantivy_err(&self.dir))?;
+        let line = doc
+            .get_first(self.fields.line)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let meta = doc
+            .get_first(self.fields.meta)
+            .and_then(|v| v.as_bytes().map(decode_meta))
+            .unwrap_or_default();
+        Ok((line, meta))
+    }
+
+    /// Removes the split's files.
+    pub fn delete(&self) -> Result<(), LogsError> {
+        fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))
+    }
+}
+
+/// A bound on keys for a resumed scan: forward scans want keys `>= lo`, backward ones keys `<= hi`,
+/// compared as (ts, segdoc).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Bound {
+    AtLeast(i64, SegDoc),
+    AtMost(i64, SegDoc),
+}
+
+impl Bound {
+    fn admits(&self, ts: i64, segdoc: SegDoc) -> bool {
+        match *self {
+            Bound::AtLeast(t, d) => (ts, segdoc) >= (t, d),
+            Bound::AtMost(t, d) => (ts, segdoc) <= (t, d),
+        }
+    }
+}
+
+struct KeyCollector {
+    start: i64,
+    end: i64,
+    bound: Option<Bound>,
+    /// Keep only the first `k` in the direction (backward when true); all when `None`.
+    k: Option<(usize, bool)>,
+}
+
+struct KeySegment {
+    seg: u64,
+    ts: Column<i64>,
+    fp: Column<u64>,
+    len: Column<u64>,
+    start: i64,
+    end: i64,
+    bound: Option<Bound>,
+    k: Option<(usize, bool)>,
+    out: Vec<Key>,
+}
+
+fn trim(keys: &mut Vec<Key>, k: usize, backward: bool) {
+    if keys.len() <= k {
+        return;
+    }
+    if backward {
+        keys.select_nth_unstable_by(k - 1, |a, b| (b.ts, b.segdoc).cmp(&(a.ts, a.segdoc)));
+    } else {
+        keys.select_nth_unstable_by(k - 1, |a, b| (a.ts, a.segdoc).cmp(&(b.ts, b.segdoc)));
+    }
+    keys.truncate(k);
+}
+
+impl SegmentCollector for KeySegment {
+    type Fruit = Vec<Key>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let Some(ts) = self.ts.first(doc) else {
+            return;
+        };
+        if ts < self.start || ts >= self.end {
+            return;
+        }
+        let segdoc = (self.seg << 32) | doc as u64;
+        if let Some(b) = &self.bound
+            && !b.admits(ts, segdoc)
+        {
+            return;
+        }
+        self.out.push(Key {
+            ts,
+            segdoc,
+            fp: self.fp.first(doc).unwrap_or(0),
+            len: self.len.first(doc).unwrap_or(0) as u32,
+        });
+        // Keep memory bounded: trim to k whenever the buffer doubles past it.
+        if let Some((k, back)) = self.k
+            && self.out.len() >= 2 * k.max(512)
+        {
+            trim(&mut self.out, k, back);
+        }
+    }
+
+    fn harvest(self) -> Vec<Key> {
+        self.out
+    }
+}
+
+impl Collector for KeyCollector {
+    type Fruit = Vec<Key>;
+    type Child = KeySegment;
+
+    fn for_segment(
+        &self,
+        seg: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<KeySegment> {
+        let ff = reader.fast_fields();
+        Ok(KeySegment {
+            seg: seg as u64,
+            ts: ff.i64("ts")?,
+            fp: ff.u64("stream")?,
+            len: ff.u64("len")?,
+            start: self.start,
+            end: self.end,
+            bound: self.bound,
+            k: self.k,
+            out: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<Key>>) -> tantivy::Result<Vec<Key>> {
+        let mut all: Vec<Key> = fruits.into_iter().flatten().collect();
+        if let Some((k, back)) = self.k {
+            trim(&mut all, k, back);
+        }
+        Ok(all)
+    }
+}
+
+/// Index queries every line containing `needle` (case-sensitively) matches; the caller still checks
+/// the line itself, since the index is case-insensitive and ignores punctuation.
+///
+/// Each token of the needle that is bounded by non-alphanumeric characters inside the needle on both
+/// sides must be a whole token of the line; a token touching the needle's start may be the end of a
+/// longer token (suffix), one touching its end the start of one (prefix), and a needle of one token
+/// may sit anywhere inside a token. Lines with tokens too long to index are always candidates.
+pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box<dyn Query>> {
+    let mut a = analyzer();
+    let mut stream = a.token_stream(needle);
+    let mut out: Vec<Box<dyn Query>> = Vec::new();
+    let long = || -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_u64(flags, 1),
+            IndexRecordOption::Basic,
+        ))
+    };
+    while stream.advance() {
+        let t = stream.token();
+        let open_left = t.offset_from == 0;
+        let open_right = t.offset_to == needle.len();
+        if t.text.len() >= LONG_TOKEN {
+            continue;
+        }
+        let q: Box<dyn Query> = if !open_left && !open_right {
+            Box::new(TermQuery::new(
+                Term::from_field_text(line, &t.text),
+                IndexRecordOption::Basic,
+            ))
+        } else {
+            let esc = regex_syntax_escape(&t.text);
+            let pat = match (open_left, open_right) {
+                (true, true) => format!(".*{esc}.*"),
+                (true, false) => format!(".*{esc}"),
+                (false, true) => format!("{esc}.*"),
+                (false, false) => esc,
+            };
+            match RegexQuery::from_pattern(&pat, line) {
+                Ok(r) => Box::new(r),
+                Err(_) => continue,
+            }
+        };
+        out.push(Box::new(BooleanQuery::new(vec![
+            (Occur::Should, q),
+            (Occur::Should, long()),
+        ])));
+    }
+    out
+}
+
+/// Escapes regex metacharacters (tokens are alphanumeric, so this is belt and braces).
+fn regex_syntax_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if !c.is_alphanumeric() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,629 @@
+//! Logs: Loki push in its three body shapes (JSON, protobuf with snappy, gzip), Grafana's Loki data
+//! source requests exactly as compat/API-SURFACE.md §2 lists them, bad input, and durability across
+//! `kill -9` with the head cut into splits.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use serde_json::{Value, json};
+use vigil_ingest::loki::decode::{EntryAdapter, LabelPair, PushRequest, StreamAdapter, Timestamp};
+
+use crate::harness::*;
+
+/// Splits are cut within a second, so queries read the index as well as the head.
+const CONFIG: &str = "scrape_configs: []\nstorage:\n  logs:\n    head_max_age: 1s\n    maintenance_interval: 200ms\n";
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+async fn push_json(v: &Vigil, body: &Value) -> (u16, String) {
+    let r = client()
+        .post(v.url("/loki/api/v1/push"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn push_raw(v: &Vigil, ct: &str, ce: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut r = client()
+        .post(v.url("/loki/api/v1/push"))
+        .header("Content-Type", ct)
+        .header("X-Scope-OrgID", "tenant-a");
+    if let Some(ce) = ce {
+        r = r.header("Content-Encoding", ce);
+    }
+    let r = r.body(body).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn with_query(v: &Vigil, path: &str, params: &[(&str, String)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, val) in params {
+        q.append_pair(k, val);
+    }
+    format!("{}?{}", v.url(path), q.finish())
+}
+
+/// GETs a Loki API path as Grafana does; returns status and parsed body.
+async fn get(v: &Vigil, path: &str, params: &[(&str, String)]) -> (u16, Value) {
+    let r = client()
+        .get(with_query(v, path, params))
+        .header("X-Query-Tags", "Source=grafana")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A fixed data set: 60 JSON app lines (levels cycling), 30 nginx lines, 20 logfmt lines, spread over
+/// the last minute; returns (t0, t_last) in ns.
+async fn load(v: &Vigil) -> (i64, i64) {
+    let t0 = now_ns() - 60_000_000_000;
+    let levels = ["info", "warn", "error"];
+    let app: Vec<Value> = (0..60)
+        .map(|i| {
+            json!([
+                (t0 + i * 1_000_000_000).to_string(),
+                json!({"level": levels[i as usize % 3], "msg": format!("request {i}"), "status": 200 + (i % 3) * 150, "duration": format!("{}ms", 10 * i)}).to_string()
+            ])
+        })
+        .collect();
+    let (s, b) = push_json(
+        v,
+        &json!({"streams": [{"stream": {"app": "api", "env": "prod"}, "values": app}]}),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    // nginx lines by protobuf + snappy, with structured metadata on every other line.
+    let entries = (0..30)
+        .map(|i| {
+            let ts = t0 + i * 2_000_000_000 + 500_000_000;
+            EntryAdapter {
+                timestamp: Some(Timestamp {
+                    seconds: ts / 1_000_000_000,
+                    nanos: (ts % 1_000_000_000) as i32,
+                }),
+                line: format!(
+                    "10.0.0.{} - - [06/Dec/2026:05:00:{:02} +0000] \"GET /item/{i} HTTP/1.1\" {} {} \"-\" \"curl/8\"",
+                    i % 4,
+                    i % 60,
+                    if i % 5 == 0 { 500 } else { 200 },
+                    100 + i
+                ),
+                structured_metadata: if i % 2 == 0 {
+                    vec![LabelPair {
+                        name: "trace_id".into(),
+                        value: format!("t{i}"),
+                    }]
+                } else {
+                    vec![]
+                },
+            }
+        })
+        .collect();
+    let req = PushRequest {
+        streams: vec![StreamAdapter {
+            labels: r#"{app="web", env="prod"}"#.into(),
+            entries,
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    let (s, b) = push_raw(v, "application/x-protobuf", None, body).await;
+    assert_eq!(s, 204, "{b}");
+    // logfmt lines as gzip-compressed JSON.
+    let lf: Vec<Value> = (0..20)
+        .map(|i| {
+            json!([
+                (t0 + i * 3_000_000_000 + 250_000_000).to_string(),
+                format!(
+                    "level={} component=db msg=\"query took {}ms\" rows={}",
+                    if i % 4 == 0 { "error" } else { "info" },
+                    i * 7,
+                    i
+                )
+            ])
+        })
+        .collect();
+    let raw =
+        json!({"streams": [{"stream": {"app": "db", "env": "stage"}, "values": lf}]}).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(raw.as_bytes()).unwrap();
+    let (s, b) = push_raw(v, "application/json", Some("gzip"), gz.finish().unwrap()).await;
+    assert_eq!(s, 204, "{b}");
+    (t0, t0 + 60_000_000_000)
+}
+
+fn stream_lines(resp: &Value) -> Vec<(String, String)> {
+    resp["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["values"].as_array().unwrap().iter().map(|e| {
+                (
+                    e[0].as_str().unwrap().to_string(),
+                    e[1].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Grafana's Loki data source, request by request (API-SURFACE §2): health check, labels, label
+/// values, series, log and metric query_range with Grafana's parameters, the volume histogram,
+/// index/stats, categorized labels, and 404 for what is not served.
+#[tokio::test]
+async fn grafana_loki_data_source() {
+    let v = Vigil::start(CONFIG).await;
+    let (t0, t1) = load(&v).await;
+    let (start, end) = (
+        (t0 - 1_000_000_000).to_string(),
+        (t1 + 5_000_000_000).to_string(),
+    );
+
+    // Save & test: instant vector(1)+vector(1) at time=4000000000.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/query",
+        &[
+            ("query", "vector(1)+vector(1)".into()),
+            ("time", "4000000000".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "success");
+    assert_eq!(b["data"]["resultType"], "vector");
+    assert_eq!(b["data"]["result"][0]["value"][1], "2", "{b}");
+    assert_eq!(b["data"]["result"][0]["metric"], json!({}));
+
+    // Splits are cut after a second; let the cut happen so the rest reads index and head.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while v.self_metric("vigil_logs_splits").await.unwrap_or(0.0) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no split was cut: {}",
+            v.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Labels and values (Grafana's label browser).
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/labels",
+        &[("start", start.clone()), ("end", end.clone())],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b, json!({"status": "success", "data": ["app", "env"]}));
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/label/app/values",
+        &[("start", start.clone()), ("end", end.clone())],
+    )
+    .await;
+    assert_eq!(b["data"], json!(["api", "db", "web"]));
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/label/app/values",
+        &[
+            ("start", start.clone()),
+            ("end", end.clone()),
+            ("query", r#"{env="prod"}"#.into()),
+        ],
+    )
+    .await;
+    assert_eq!(b["data"], json!(["api", "web"]));
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/labels",
+        &[
+            ("start", start.clone()),
+            ("end", end.clone()),
+            ("query", r#"{app="db"}"#.into()),
+        ],
+    )
+    .await;
+    assert_eq!(b["data"], json!(["app", "env"]));
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/series",
+        &[
+            ("match[]", r#"{env="prod"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        b["data"],
+        json!([{"app": "api", "env": "prod"}, {"app": "web", "env": "prod"}])
+    );
+
+    // A log query as Grafana sends it: backward, limit 1000, step in ms, ns times.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app="api"} |= "request 1""#.into()),
+            ("direction", "backward".into()),
+            ("limit", "1000".into()),
+            ("step", "1000ms".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "streams");
+    assert!(b["data"]["stats"].is_object());
+    let lines = stream_lines(&b);
+    // "request 1" and "request 10".."request 19": 11 lines, newest first.
+    assert_eq!(lines.len(), 11, "{b}");
+    assert!(lines[0].1.contains("\"request 19\""), "{lines:?}");
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0].0.parse::<i64>().unwrap() > w[1].0.parse::<i64>().unwrap())
+    );
+    assert_eq!(
+        b["data"]["result"][0]["stream"],
+        json!({"app": "api", "env": "prod"})
+    );
+
+    // Forward with a limit, and a parser with a label filter.
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"{app="api"} | json | level="error" | status >= 500"#.into(),
+            ),
+            ("direction", "forward".into()),
+            ("limit", "5".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    let lines = stream_lines(&b);
+    assert_eq!(lines.len(), 5);
+    assert!(lines[0].1.contains("\"request 2\""), "{lines:?}");
+    let s0 = &b["data"]["result"][0]["stream"];
+    assert_eq!(s0["level"], "error");
+    assert_eq!(s0["status"], "500");
+
+    // The logs volume histogram Grafana draws under every log query.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"sum by (level) (count_over_time({app="api"} | json [10s]))"#.into(),
+            ),
+            ("start", (t0 / 1_000_000_000 * 1_000_000_000).to_string()),
+            ("end", (t1 / 1_000_000_000 * 1_000_000_000).to_string()),
+            ("step", "10000ms".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "matrix");
+    let result = b["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 3, "{b}");
+    let total: f64 = result
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter())
+        .map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    // Windows of 10 s every 10 s tile the minute: each line is counted once.
+    assert!((59.0..=60.0).contains(&total), "{total} {b}");
+    for s in result {
+        assert!(["info", "warn", "error"].contains(&s["metric"]["level"].as_str().unwrap()));
+        // Times are seconds (numbers), values strings, as Prometheus writes them.
+        assert!(s["values"][0][0].is_number() && s["values"][0][1].is_string());
+    }
+
+    // An instant metric query with binary operators over two aggregations.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"sum(count_over_time({app="web"} |~ "\" 500 " [5m])) / sum(count_over_time({app="web"}[5m]))"#.into(),
+            ),
+            ("time", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["result"][0]["value"][1], "0.2", "{b}");
+
+    // index/stats: flat, no envelope.
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/index/stats",
+        &[
+            ("query", r#"{env="prod"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(b["streams"], 2, "{b}");
+    assert_eq!(b["entries"], 90, "{b}");
+    assert!(b["bytes"].as_u64().unwrap() > 0 && b["chunks"].as_u64().unwrap() >= 1);
+
+    // Categorized labels: stream labels only, structured metadata and parsed labels per entry.
+    let r = client()
+        .get(with_query(
+            &v,
+            "/loki/api/v1/query_range",
+            &[
+                (
+                    "query",
+                    r#"{app="web"} | pattern "<ip> - - <_> \"<method> <path> <_>\" <status> <_>""#
+                        .to_string(),
+                ),
+                ("limit", "2".into()),
+                ("start", start.clone()),
+                ("end", end.clone()),
+            ],
+        ))
+        .header("X-Loki-Response-Encoding-Flags", "categorize-labels")
+        .send()
+        .await
+        .unwrap();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["data"]["encodingFlags"], json!(["categorize-labels"]));
+    assert_eq!(
+        b["data"]["result"][0]["stream"],
+        json!({"app": "web", "env": "prod"})
+    );
+    let entries: Vec<&Value> = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter())
+        .collect();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e[2]["parsed"]["method"] == "GET"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e[2]["structuredMetadata"]["trace_id"].is_string()),
+        "{b}"
+    );
+
+    // Structured metadata is a label for filters.
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app="web"} | trace_id="t4""#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    let lines = stream_lines(&b);
+    assert_eq!(lines.len(), 1, "{b}");
+    assert!(lines[0].1.contains("/item/4 "));
+
+    // What is not served: 404 (Grafana falls back); the v2alpha tail probe too.
+    for p in [
+        "/loki/api/v2alpha/tail",
+        "/loki/api/v1/patterns",
+        "/loki/api/v1/detected_labels",
+    ] {
+        let (s, _) = get(&v, p, &[]).await;
+        assert_eq!(s, 404, "{p}");
+    }
+
+    // Errors: a bad query is a 400 with the position; log queries are not instant queries.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[("query", r#"{app="api"} |= "x" blah"#.into())],
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().unwrap().contains("col"), "{b}");
+    let (s, _) = get(
+        &v,
+        "/loki/api/v1/query",
+        &[("query", r#"{app="api"}"#.into())],
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[(
+            "query",
+            r#"sum(count_over_time({app="api"} | json | unwrap status [1m]))"#.into(),
+        )],
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+}
+
+/// Bad pushes get a clear 4xx with the reason; what else was in the push, and what was stored before,
+/// stays.
+#[tokio::test]
+async fn bad_pushes_are_refused_with_reasons() {
+    let v = Vigil::start("scrape_configs: []\ningest:\n  logs:\n    max_line_size: 1KB\n").await;
+    let now = now_ns();
+    let (s, b) = push_json(
+        &v,
+        &json!({"streams": [{"stream": {"app": "ok"}, "values": [[now.to_string(), "kept before"]]}]}),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+
+    // Undecodable bodies: nothing stored, the reason named.
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, &str)> = vec![
+        (
+            "application/json",
+            None,
+            b"{\"streams\": [".to_vec(),
+            "JSON",
+        ),
+        (
+            "application/json",
+            None,
+            br#"{"streams":[{"stream":{"app":"x"},"values":[["notatime","l"]]}]}"#.to_vec(),
+            "timestamp",
+        ),
+        (
+            "application/x-protobuf",
+            None,
+            b"definitely not snappy".to_vec(),
+            "snappy",
+        ),
+        (
+            "application/x-protobuf",
+            None,
+            snap::raw::Encoder::new()
+                .compress_vec(&[0xff, 0xff, 0xff, 0x01])
+                .unwrap(),
+            "protobuf",
+        ),
+        (
+            "application/json",
+            Some("gzip"),
+            b"not gzip".to_vec(),
+            "gzip",
+        ),
+        ("text/plain", None, b"hello".to_vec(), "Content-Type"),
+    ];
+    for (ct, ce, body, why) in cases {
+        let (s, b) = push_raw(&v, ct, ce, body).await;
+        assert_eq!(s, 400, "{ct} {why}: {b}");
+        assert!(b.contains(why), "{why}: {b}");
+    }
+
+    // Invalid entries and streams beside valid ones: 400 naming each, the valid ones stored.
+    let old = now - 30 * 86_400 * 1_000_000_000;
+    let future = now + 3_600 * 1_000_000_000;
+    let big = "x".repeat(2000);
+    let (s, b) = push_json(
+        &v,
+        &json!({"streams": [
+            {"stream": {"app": "mixed"}, "values": [
+                [now.to_string(), "valid line"],
+                [old.to_string(), "too old"],
+                [future.to_string(), "too new"],
+                [(now + 1).to_string(), big],
+            ]},
+            {"stream": {"bad-name": "x"}, "values": [[now.to_string(), "invalid label"]]},
+        ]}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    for why in [
+        "too old",
+        "in the future",
+        "max_line_size",
+        "invalid label name \"bad-name\"",
+    ] {
+        assert!(b.contains(why), "{why}: {b}");
+    }
+    assert!(b.contains("every valid entry was stored"), "{b}");
+
+    let (_, q) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app=~"ok|mixed"}"#.into()),
+            ("start", (now - 60_000_000_000).to_string()),
+            ("end", (now + 60_000_000_000).to_string()),
+        ],
+    )
+    .await;
+    let mut lines: Vec<String> = stream_lines(&q).into_iter().map(|(_, l)| l).collect();
+    lines.sort();
+    assert_eq!(lines, vec!["kept before", "valid line"]);
+    let m = v.metrics_text().await;
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("vigil_ingest_log_entries_rejected_total{")
+                && l.contains("reason=\"too_old\"")
+        ),
+        "{m}"
+    );
+}
+
+/// Every acknowledged push survives `kill -9`, whether it was still in the head (WAL) or already in a
+/// split, and comes back exactly once.
+#[tokio::test]
+async fn pushes_survive_kill9_exactly_once() {
+    let mut v = Vigil::start(CONFIG).await;
+    let t0 = now_ns() - 10_000_000_000;
+    for batch in 0..4 {
+        let values: Vec<Value> = (0..50)
+            .map(|i| {
+                json!([
+                    (t0 + (batch * 50 + i) * 1_000_000).to_string(),
+                    format!("batch {batch} line {i}")
+                ])
+            })
+            .collect();
+        let (s, b) = push_json(
+            &v,
+            &json!({"streams": [{"stream": {"app": "crash"}, "values": values}]}),
+        )
+        .await;
+        assert_eq!(s, 204, "{b}");
+        if batch == 1 {
+            // Let the first half reach a split.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while v.self_metric("vigil_logs_splits").await.unwrap_or(0.0) < 1.0 {
+                assert!(std::time::Instant::now() < deadline, "no split was cut");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    v.kill9();
+    v.launch().await;
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app="crash"}"#.into()),
+            ("limit", "1000".into()),
+            ("direction", "forward".into()),
+            ("start", (t0 - 1).to_string()),
+            ("end", (t0 + 1_000_000_000).to_string()),
+        ],
+    )
+    .await;
+    let lines: Vec<String> = stream_lines(&b).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(lines.len(), 200, "{}", v.log());
+    let mut want = Vec::new();
+    for batch in 0..4 {
+        for i in 0..50 {
+            want.push(format!("batch {batch} line {i}"));
+        }
+    }
+    assert_eq!(lines, want);
+}
