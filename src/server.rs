@@ -238,6 +238,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let log_push_routes = Router::new()
         .route("/loki/api/v1/push", post(vigil_ingest::loki::handle))
         .route("/api/prom/push", post(vigil_ingest::loki::handle))
+        .route("/v1/logs", post(vigil_ingest::loki::handle_otlp))
+        .route("/otlp/v1/logs", post(vigil_ingest::loki::handle_otlp))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(loki_push);
     let logs_maintenance = tokio::spawn(logs.clone().run_maintenance(stop.clone()));

@@ -37,7 +37,10 @@ pub fn unquote_prefix(s: &str, quotes: &[char]) -> Result<(String, usize), Strin
                     'u' => 4,
                     _ => 8,
                 };
-                let hex: String = (0..n).filter_map(|_| chars.next()).map(|(_, c)| c).collect();
+                let hex: String = (0..n)
+                    .filter_map(|_| chars.next())
+                    .map(|(_, c)| c)
+                    .collect();
                 match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
                     Some(c) if hex.len() == n => out.push(c),
                     _ => return Err(format!("invalid escape \\{e}{hex} at byte {eoff}")),
@@ -65,9 +68,18 @@ mod tests {
 
     #[test]
     fn go_strings() {
-        assert_eq!(unquote_prefix(r#""a\"b\n\x41\u00e9" rest"#, &['"']).unwrap(), ("a\"b\nAé".into(), 18));
-        assert_eq!(unquote_prefix("`raw\\n` x", &['`']).unwrap(), ("raw\\n".into(), 7));
-        assert_eq!(unquote_prefix("'single'", &['\'']).unwrap(), ("single".into(), 8));
+        assert_eq!(
+            unquote_prefix(r#""a\"b\n\x41\u00e9" rest"#, &['"']).unwrap(),
+            ("a\"b\nAé".into(), 18)
+        );
+        assert_eq!(
+            unquote_prefix("`raw\\n` x", &['`']).unwrap(),
+            ("raw\\n".into(), 7)
+        );
+        assert_eq!(
+            unquote_prefix("'single'", &['\'']).unwrap(),
+            ("single".into(), 8)
+        );
         assert!(unquote_prefix(r#""open"#, &['"']).is_err());
         assert!(unquote_prefix(r#""bad \q""#, &['"']).is_err());
         assert!(unquote_prefix("'x'", &['"']).is_err());

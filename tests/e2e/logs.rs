@@ -627,3 +627,138 @@ async fn pushes_survive_kill9_exactly_once() {
     }
     assert_eq!(lines, want);
 }
+
+/// A real OpenTelemetry SDK (Python `opentelemetry-sdk` with its OTLP/HTTP log exporter) ships logs
+/// that come back through LogQL with their attributes mapped as Loki maps them: indexed resource
+/// attributes as stream labels, everything else as structured metadata, the trace context as hex.
+#[tokio::test]
+async fn opentelemetry_sdk_logs_come_back_through_logql() {
+    let have_sdk = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.exporter.otlp.proto.http._log_exporter",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_sdk {
+        assert!(
+            !in_ci(),
+            "python3 with opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http is missing"
+        );
+        eprintln!("skipping: the OpenTelemetry Python SDK is not installed");
+        return;
+    }
+    let v = Vigil::start(CONFIG).await;
+    let before = now_ns();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/e2e/fixtures/otel_logs.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(v.url("/otlp/v1/logs"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = String::from_utf8_lossy(&out.stdout);
+    let mut ids = ids.split_whitespace();
+    let (trace_id, span_id) = (
+        ids.next().unwrap().to_string(),
+        ids.next().unwrap().to_string(),
+    );
+
+    let range = [
+        ("start", (before - 60_000_000_000).to_string()),
+        ("end", (now_ns() + 60_000_000_000).to_string()),
+    ];
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/series",
+        &[
+            ("match[]", r#"{service_name="checkout"}"#.into()),
+            range[0].clone(),
+            range[1].clone(),
+        ],
+    )
+    .await;
+    let streams = b["data"].as_array().unwrap_or_else(|| panic!("{b}"));
+    assert_eq!(streams.len(), 1, "{b}");
+    let labels = streams[0].as_object().unwrap();
+    assert_eq!(labels["service_name"], "checkout");
+    assert_eq!(labels["k8s_namespace_name"], "shop");
+    // Only Loki's indexed resource attributes are labels (the SDK adds service.instance.id, which is
+    // one of them); host.name is not.
+    for k in labels.keys() {
+        assert!(
+            vigil_ingest::loki::otlp::INDEXED_RESOURCE_ATTRIBUTES
+                .iter()
+                .any(|a| vigil_ingest::loki::otlp::normalize_label(a) == *k),
+            "{k} is a label: {b}"
+        );
+    }
+    // Everything else is structured metadata, usable by label filters.
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"{service_name="checkout"} | severity_text="ERROR" | http_status_code >= 500"#
+                    .into(),
+            ),
+            range[0].clone(),
+            range[1].clone(),
+        ],
+    )
+    .await;
+    let lines = stream_lines(&b);
+    assert_eq!(lines.len(), 1, "{b}");
+    assert_eq!(lines[0].1, "payment failed");
+    let s = &b["data"]["result"][0]["stream"];
+    assert_eq!(s["trace_id"], trace_id, "{b}");
+    assert_eq!(s["span_id"], span_id, "{b}");
+    assert_eq!(s["payment_provider"], "acme");
+    assert_eq!(s["host_name"], "node-1");
+    assert_eq!(s["scope_name"], "shop.payments");
+    assert_eq!(s["severity_number"], "17");
+    // All three records, and a metric query over them by severity.
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"sum by (severity_text) (count_over_time({service_name="checkout"} | severity_text=~".+" | keep severity_text [5m]))"#.into(),
+            ),
+            ("time", (now_ns() + 1_000_000_000).to_string()),
+        ],
+    )
+    .await;
+    let mut got: Vec<(String, String)> = b["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{b}"))
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["severity_text"].as_str().unwrap().to_string(),
+                r["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("ERROR".to_string(), "1".to_string()),
+            ("INFO".to_string(), "1".to_string()),
+            ("WARN".to_string(), "1".to_string())
+        ],
+        "{b}"
+    );
+}

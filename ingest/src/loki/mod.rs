@@ -8,6 +8,7 @@
 //! header `X-Scope-OrgID` is accepted and ignored: Vigil has one tenant.
 
 pub mod decode;
+pub mod otlp;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -127,18 +128,6 @@ impl LokiPush {
         Err(Duration::from_secs_f64(
             ((want.min(burst) - b.tokens) / rate).max(1.0),
         ))
-    }
-
-    fn reject(&self, reason: &'static str, n: u64) {
-        if n > 0 {
-            self.metrics
-                .log_entries_rejected
-                .get_or_create(&ProtocolReasonLabel {
-                    protocol: PROTOCOL,
-                    reason,
-                })
-                .inc_by(n);
-        }
     }
 }
 
@@ -367,37 +356,135 @@ fn text(code: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-/// `POST /loki/api/v1/push`, `POST /api/prom/push`.
-pub async fn handle(State(state): State<LokiPush>, headers: HeaderMap, body: Bytes) -> Response {
-    let t0 = Instant::now();
-    let resp = process(&state, headers, body).await;
-    state
-        .metrics
+/// What became of a decoded push.
+pub enum Outcome {
+    Stored,
+    /// Some streams or entries were invalid (the rest stored): the problems, and how many entries.
+    Invalid(Vec<String>, u64),
+    /// The rate limit refused the push (nothing stored): how long to wait, and why.
+    RateLimited(Duration, String),
+    /// New streams past the stream limit (the rest stored).
+    StreamLimited(Vec<String>, u64),
+    /// The store failed: nothing acknowledged.
+    StoreFailed(String),
+}
+
+/// Validates, limits and stores a decoded push (blocking: the WAL fsync).
+pub fn store_push(st: &LokiPush, push: RawPush, protocol: &'static str) -> Outcome {
+    let reject = |reason: &'static str, n: u64| {
+        if n > 0 {
+            st.metrics
+                .log_entries_rejected
+                .get_or_create(&ProtocolReasonLabel { protocol, reason })
+                .inc_by(n);
+        }
+    };
+    let entries: u64 = push.streams.iter().map(|s| s.entries.len() as u64).sum();
+    let bytes: u64 = push
+        .streams
+        .iter()
+        .flat_map(|s| s.entries.iter())
+        .map(|e| e.line.len() as u64)
+        .sum();
+    st.metrics
+        .log_entries_received
+        .get_or_create(&ProtocolLabel { protocol })
+        .inc_by(entries);
+    if let Err(wait) = st.take(bytes) {
+        reject("rate_limited", entries);
+        return Outcome::RateLimited(
+            wait,
+            format!(
+                "ingestion rate limit exceeded ({} bytes/s, ingest.logs.ingestion_rate) while pushing {entries} lines totaling {bytes} bytes; retry later or raise the limit",
+                st.limits.ingestion_rate.0
+            ),
+        );
+    }
+    let mut invalid = 0u64;
+    let (mut streams, problems) = validate(push, &st.limits, now_ns(), |r, n| {
+        invalid += n;
+        reject(r, n)
+    });
+    // The active stream limit: streams new to the head past it are refused.
+    let mut limited = Vec::new();
+    let mut limited_entries = 0u64;
+    if st.limits.max_streams > 0 {
+        let mut active = st.store.active_streams();
+        streams.retain(|s| {
+            let known = st.store.is_active(&s.labels);
+            if known || active < st.limits.max_streams {
+                active += (!known) as usize;
+                true
+            } else {
+                limited.push(format!(
+                    "stream {} refused: {} active streams, the limit (ingest.logs.max_streams)",
+                    s.labels, st.limits.max_streams
+                ));
+                limited_entries += s.entries.len() as u64;
+                reject("stream_limit", s.entries.len() as u64);
+                false
+            }
+        });
+    }
+    if !streams.is_empty() {
+        match st.store.append(streams) {
+            Ok(a) => {
+                st.metrics
+                    .log_entries_written
+                    .get_or_create(&ProtocolLabel { protocol })
+                    .inc_by(a.entries);
+                st.metrics
+                    .log_bytes_written
+                    .get_or_create(&ProtocolLabel { protocol })
+                    .inc_by(a.bytes);
+            }
+            Err(e) => {
+                return Outcome::StoreFailed(format!("the log store cannot take writes: {e}"));
+            }
+        }
+    }
+    if !limited.is_empty() {
+        return Outcome::StreamLimited(limited, limited_entries);
+    }
+    if !problems.is_empty() {
+        return Outcome::Invalid(problems, invalid);
+    }
+    Outcome::Stored
+}
+
+/// Problems listed in an answer; the rest are counted.
+const MAX_LISTED: usize = 10;
+
+/// Joins the first problems into one message, counting the rest.
+pub fn summarize(mut problems: Vec<String>, tail: &str) -> String {
+    let n = problems.len();
+    problems.truncate(MAX_LISTED);
+    let mut msg = problems.join("\n");
+    if n > MAX_LISTED {
+        msg.push_str(&format!("\n… and {} more", n - MAX_LISTED));
+    }
+    msg.push_str(tail);
+    msg
+}
+
+fn observe(st: &LokiPush, protocol: &'static str, t0: Instant, resp: &Response) {
+    st.metrics
         .requests
         .get_or_create(&ProtocolCodeLabel {
-            protocol: PROTOCOL,
+            protocol,
             code: resp.status().as_u16(),
         })
         .inc();
-    state
-        .metrics
+    st.metrics
         .request_seconds
-        .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
+        .get_or_create(&ProtocolLabel { protocol })
         .observe(t0.elapsed().as_secs_f64());
-    resp
 }
 
-/// Problems listed in a 400's body; the rest are counted.
-const MAX_LISTED: usize = 10;
-
-async fn process(state: &LokiPush, headers: HeaderMap, body: Bytes) -> Response {
-    let permit = match tokio::time::timeout(
-        Duration::from_secs(10),
-        state.inflight.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
+/// Waits for a processing slot, or answers 429.
+async fn slot(st: &LokiPush) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    match tokio::time::timeout(Duration::from_secs(10), st.inflight.clone().acquire_owned()).await {
+        Ok(Ok(p)) => Ok(p),
         _ => {
             let mut r = text(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -405,120 +492,185 @@ async fn process(state: &LokiPush, headers: HeaderMap, body: Bytes) -> Response 
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return r;
+            Err(r)
+        }
+    }
+}
+
+/// `POST /loki/api/v1/push`, `POST /api/prom/push`.
+pub async fn handle(State(state): State<LokiPush>, headers: HeaderMap, body: Bytes) -> Response {
+    let t0 = Instant::now();
+    let resp = match slot(&state).await {
+        Err(r) => r,
+        Ok(permit) => {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || -> Response {
+                let _permit = permit;
+                let push = match decode_body(&headers, &body, st.max_decoded_bytes) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("cannot decode the push: {e}"),
+                        );
+                    }
+                };
+                match store_push(&st, push, PROTOCOL) {
+                    Outcome::Stored => StatusCode::NO_CONTENT.into_response(),
+                    Outcome::Invalid(p, _) => text(
+                        StatusCode::BAD_REQUEST,
+                        summarize(p, "\nevery valid entry was stored"),
+                    ),
+                    Outcome::RateLimited(wait, msg) => {
+                        let mut r = text(StatusCode::TOO_MANY_REQUESTS, msg);
+                        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                            r.headers_mut().insert(header::RETRY_AFTER, v);
+                        }
+                        r
+                    }
+                    Outcome::StreamLimited(p, _) => {
+                        let mut r = text(StatusCode::TOO_MANY_REQUESTS, summarize(p, ""));
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+                        r
+                    }
+                    Outcome::StoreFailed(m) => text(StatusCode::SERVICE_UNAVAILABLE, m),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("internal error: {e}"),
+                )
+            })
         }
     };
-    let st = state.clone();
-    let res = tokio::task::spawn_blocking(move || -> Response {
-        let _permit = permit;
-        let push = match decode_body(&headers, &body, st.max_decoded_bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                return text(StatusCode::BAD_REQUEST, format!("cannot decode the push: {e}"));
-            }
-        };
-        let entries: u64 = push.streams.iter().map(|s| s.entries.len() as u64).sum();
-        let bytes: u64 = push
-            .streams
-            .iter()
-            .flat_map(|s| s.entries.iter())
-            .map(|e| e.line.len() as u64)
-            .sum();
-        st.metrics
-            .log_entries_received
-            .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
-            .inc_by(entries);
-        if let Err(wait) = st.take(bytes) {
-            st.reject("rate_limited", entries);
-            let mut r = text(
-                StatusCode::TOO_MANY_REQUESTS,
+    observe(&state, PROTOCOL, t0, &resp);
+    resp
+}
+
+/// `POST /v1/logs`, `POST /otlp/v1/logs`: OTLP/HTTP logs, protobuf or JSON, answered in the request's
+/// encoding; invalid records are reported as a partial success.
+pub async fn handle_otlp(
+    State(state): State<LokiPush>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let t0 = Instant::now();
+    let resp = match slot(&state).await {
+        Err(r) => r,
+        Ok(permit) => {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                otlp_request(&st, &headers, &body)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("internal error: {e}"),
+                )
+            })
+        }
+    };
+    observe(&state, OTLP_PROTOCOL, t0, &resp);
+    resp
+}
+
+const OTLP_PROTOCOL: &str = "otlp_logs";
+
+fn otlp_request(st: &LokiPush, headers: &HeaderMap, body: &[u8]) -> Response {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use prost::Message;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = match ct.as_str() {
+        "application/x-protobuf" | "application/protobuf" => false,
+        "application/json" => true,
+        other => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
-                    "ingestion rate limit exceeded ({} bytes/s, ingest.logs.ingestion_rate) while pushing {entries} lines totaling {bytes} bytes; retry later or raise the limit",
-                    st.limits.ingestion_rate.0
+                    "unsupported Content-Type {other:?}: use application/x-protobuf or application/json"
                 ),
             );
+        }
+    };
+    let raw = match decompress(headers, body, st.max_decoded_bytes) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let req: ExportLogsServiceRequest = if json {
+        match serde_json::from_slice(&raw) {
+            Ok(r) => r,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "malformed OTLP JSON at line {} column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ),
+                );
+            }
+        }
+    } else {
+        match ExportLogsServiceRequest::decode(&raw[..]) {
+            Ok(r) => r,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed OTLP protobuf: {e}"),
+                );
+            }
+        }
+    };
+    let push = otlp::to_push(req, now_ns());
+    let partial = match store_push(st, push, OTLP_PROTOCOL) {
+        Outcome::Stored => None,
+        Outcome::Invalid(p, n) => Some((n, summarize(p, ""))),
+        Outcome::StreamLimited(p, n) => Some((n, summarize(p, ""))),
+        Outcome::RateLimited(wait, msg) => {
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, msg);
             if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
             return r;
         }
-        let (mut streams, mut problems) = validate(push, &st.limits, now_ns(), |r, n| {
-            st.reject(r, n)
-        });
-        // The active stream limit: streams new to the head past it are refused.
-        let mut limited = Vec::new();
-        if st.limits.max_streams > 0 {
-            let mut active = st.store.active_streams();
-            streams.retain(|s| {
-                if active < st.limits.max_streams || st.store.is_active(&s.labels) {
-                    if !st.store.is_active(&s.labels) {
-                        active += 1;
-                    }
-                    true
-                } else {
-                    limited.push(format!(
-                        "stream {} refused: {} active streams, the limit (ingest.logs.max_streams)",
-                        s.labels, st.limits.max_streams
-                    ));
-                    st.reject("stream_limit", s.entries.len() as u64);
-                    false
-                }
-            });
-        }
-        if !streams.is_empty() {
-            match st.store.append(streams) {
-                Ok(a) => {
-                    st.metrics
-                        .log_entries_written
-                        .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
-                        .inc_by(a.entries);
-                    st.metrics
-                        .log_bytes_written
-                        .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
-                        .inc_by(a.bytes);
-                }
-                Err(e) => {
-                    return text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("the log store cannot take writes: {e}"),
-                    );
-                }
-            }
-        }
-        if !limited.is_empty() {
-            let n = limited.len();
-            let mut msg = limited.into_iter().take(MAX_LISTED).collect::<Vec<_>>().join("\n");
-            if n > MAX_LISTED {
-                msg.push_str(&format!("\n… and {} more streams", n - MAX_LISTED));
-            }
-            let mut r = text(StatusCode::TOO_MANY_REQUESTS, msg);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-            return r;
-        }
-        if !problems.is_empty() {
-            let n = problems.len();
-            problems.truncate(MAX_LISTED);
-            let mut msg = problems.join("\n");
-            if n > MAX_LISTED {
-                msg.push_str(&format!(
-                    "\n… and {} more problems; every valid entry was stored",
-                    n - MAX_LISTED
-                ));
-            } else {
-                msg.push_str("\nevery valid entry was stored");
-            }
-            return text(StatusCode::BAD_REQUEST, msg);
-        }
-        StatusCode::NO_CONTENT.into_response()
-    })
-    .await;
-    res.unwrap_or_else(|e| {
-        text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {e}"),
+        Outcome::StoreFailed(m) => return text(StatusCode::SERVICE_UNAVAILABLE, m),
+    };
+    let resp = ExportLogsServiceResponse {
+        partial_success: partial.map(|(n, msg)| ExportLogsPartialSuccess {
+            rejected_log_records: n as i64,
+            error_message: msg,
+        }),
+    };
+    if json {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&resp).unwrap_or_else(|_| "{}".into()),
         )
-    })
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            resp.encode_to_vec(),
+        )
+            .into_response()
+    }
 }
 
 #[cfg(test)]
