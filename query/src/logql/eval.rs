@@ -325,7 +325,7 @@ pub fn range_agg<R: LogsReader + ?Sized>(
                         .iter()
                         .map(|x| (x.name.to_string(), x.value.to_string()))
                         .collect();
-                    (l, if bytes_op { len as f64 } else { 1.0 })
+                    (group(l, agg), if bytes_op { len as f64 } else { 1.0 })
                 }
             };
             let key: Vec<(String, String)> =

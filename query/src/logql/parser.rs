@@ -719,7 +719,12 @@ impl<'a> P<'a> {
         if unwrap.is_some() && !op.allows_unwrap() {
             return self.err(format!("{op} does not take an unwrapped label"));
         }
-        if grouping.is_some() && !op.allows_unwrap() {
+        if grouping.is_some()
+            && matches!(
+                op,
+                RangeOp::CountOverTime | RangeOp::BytesOverTime | RangeOp::BytesRate
+            )
+        {
             return self.err(format!("grouping not allowed for {op} aggregation"));
         }
         Ok(RangeAgg {
