@@ -762,3 +762,62 @@ async fn opentelemetry_sdk_logs_come_back_through_logql() {
         "{b}"
     );
 }
+
+/// Live tail as Grafana opens it: a WebSocket on `/loki/api/v1/tail` gets the recent history, then the
+/// entries pushed afterwards that the query keeps, without polling.
+#[tokio::test]
+async fn live_tail_over_websocket() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let v = Vigil::start(CONFIG).await;
+    let t0 = now_ns() - 5_000_000_000;
+    let (s, b) = push_json(
+        &v,
+        &json!({"streams": [{"stream": {"app": "tail"}, "values": [
+            [t0.to_string(), "keep: before"],
+            [(t0 + 1).to_string(), "drop: before"],
+        ]}]}),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("query", r#"{app="tail"} |= "keep""#)
+        .append_pair("delay_for", "0")
+        .append_pair("limit", "100")
+        .append_pair("start", (t0 - 1_000_000_000).to_string().as_str());
+    let url = format!("ws://127.0.0.1:{}/loki/api/v1/tail?{}", v.port, q.finish());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+
+    async fn next<
+        S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    >(
+        ws: &mut S,
+    ) -> Value {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).unwrap(),
+            other => panic!("no frame: {other:?}"),
+        }
+    }
+    let history = next(&mut ws).await;
+    assert_eq!(history["streams"][0]["stream"], json!({"app": "tail"}));
+    assert_eq!(
+        history["streams"][0]["values"][0][1], "keep: before",
+        "{history}"
+    );
+    assert_eq!(history["streams"][0]["values"].as_array().unwrap().len(), 1);
+
+    for line in ["drop: live", "keep: live"] {
+        let (s, b) = push_json(
+            &v,
+            &json!({"streams": [{"stream": {"app": "tail"}, "values": [[now_ns().to_string(), line]]}]}),
+        )
+        .await;
+        assert_eq!(s, 204, "{b}");
+    }
+    let live = next(&mut ws).await;
+    assert_eq!(live["streams"][0]["values"][0][1], "keep: live", "{live}");
+    assert_eq!(live["streams"][0]["values"].as_array().unwrap().len(), 1);
+    assert!(live["dropped_entries"].as_array().unwrap().is_empty());
+    ws.close(None).await.unwrap();
+}

@@ -49,6 +49,7 @@ pub fn router(api: LokiApi) -> Router {
             get(index_stats).post(index_stats),
         )
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route("/loki/api/v1/tail", get(tail))
         .route("/loki/{*rest}", get(not_served).post(not_served))
         .with_state(st)
 }
@@ -526,6 +527,138 @@ async fn index_stats(
         json!({"streams": s.streams, "chunks": s.chunks, "bytes": s.bytes, "entries": s.entries})
             .to_string(),
     ))
+}
+
+/// `GET /loki/api/v1/tail` (WebSocket): the last `limit` entries since `start` (default: the last
+/// hour), then every entry stored from now on that the query keeps, as frames
+/// `{"streams":[{"stream":{…},"values":[["<ns>","line"]]}],"dropped_entries":[…]}`.
+async fn tail(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &HeaderMap::new(), &Bytes::new());
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let e = parse_log_query(text).map_err(|e| bad(e.to_string()))?;
+    let lim = limit(&p, st.limits.max_entries)?;
+    let start = time_param(&p, "start", now_ns() - 3_600_000_000_000)?;
+    Ok(ws.on_upgrade(move |socket| tail_session(st, e, start, lim, socket)))
+}
+
+fn frame(streams: &[OutStream], dropped: u64) -> String {
+    let result: Vec<serde_json::Value> = streams
+        .iter()
+        .map(|s| {
+            json!({
+                "stream": s.labels,
+                "values": s.entries.iter().map(|e| json!([e.ts.to_string(), e.line])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let dropped: Vec<serde_json::Value> = if dropped > 0 {
+        // Which entries a slow client lost is not known here, only how many.
+        vec![json!({"labels": {}, "timestamp": now_ns().to_string(), "count": dropped})]
+    } else {
+        Vec::new()
+    };
+    json!({"streams": result, "dropped_entries": dropped}).to_string()
+}
+
+async fn tail_session(
+    st: St,
+    e: super::ast::LogExpr,
+    start: i64,
+    lim: usize,
+    mut socket: axum::extract::ws::WebSocket,
+) {
+    use axum::extract::ws::Message;
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribe before reading the history, so nothing falls between them; what both see is sent once.
+    let mut rx = st.reader.subscribe();
+    let st2 = st.clone();
+    let e2 = e.clone();
+    let history = tokio::task::spawn_blocking(move || {
+        let mut stats = LogqlStats::default();
+        super::eval::logs(
+            &*st2.reader,
+            &e2,
+            start,
+            i64::MAX,
+            lim,
+            Direction::Backward,
+            false,
+            Instant::now() + st2.limits.eval.timeout,
+            &mut stats,
+        )
+    })
+    .await;
+    let mut seen = std::collections::HashSet::new();
+    if let Ok(Ok(mut streams)) = history {
+        for s in &mut streams {
+            s.entries.reverse();
+            for en in &s.entries {
+                seen.insert((en.ts, en.line.clone()));
+            }
+        }
+        if !streams.is_empty()
+            && socket
+                .send(Message::Text(frame(&streams, 0).into()))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    let pipeline = match super::pipeline::Pipeline::new(&e.stages) {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let (batch, dropped) = match msg {
+                    Ok(b) => (b, 0),
+                    Err(RecvError::Lagged(n)) => (Arc::new(Vec::new()), n),
+                    Err(RecvError::Closed) => return,
+                };
+                let mut out: Vec<OutStream> = Vec::new();
+                for s in batch.iter() {
+                    if !e.matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))) {
+                        continue;
+                    }
+                    for en in &s.entries {
+                        if seen.remove(&(en.ts, en.line.clone())) {
+                            continue;
+                        }
+                        let Some(p) = pipeline.process(&s.labels, &en.metadata, en.ts, &en.line) else {
+                            continue;
+                        };
+                        let entry = super::eval::OutEntry {
+                            ts: en.ts,
+                            line: p.line,
+                            metadata: Vec::new(),
+                            parsed: Vec::new(),
+                        };
+                        match out.iter_mut().find(|o| o.labels == p.labels) {
+                            Some(o) => o.entries.push(entry),
+                            None => out.push(OutStream { labels: p.labels, entries: vec![entry] }),
+                        }
+                    }
+                }
+                if (!out.is_empty() || dropped > 0)
+                    && socket.send(Message::Text(frame(&out, dropped).into())).await.is_err()
+                {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                _ => {}
+            },
+        }
+    }
 }
 
 async fn buildinfo(State(st): State<St>) -> Response {

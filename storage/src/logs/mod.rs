@@ -223,6 +223,10 @@ pub trait LogsReader: Send + Sync + 'static {
     fn streams(&self, matchers: &[Vec<Matcher>], start: i64, end: i64) -> Vec<Labels>;
 
     fn stats(&self, matchers: &[Matcher], start: i64, end: i64) -> LogStats;
+
+    /// Every batch stored from now on, as pushed (a slow receiver loses the oldest and is told how
+    /// many).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<LogStream>>>;
 }
 
 /// What ingest needs from the log store. `append` blocks on the WAL's fsync.
@@ -263,6 +267,8 @@ pub struct LogStore {
     gate: RwLock<()>,
     cut_lock: Mutex<()>,
     metrics: LogsMetrics,
+    /// Every stored batch, for live tails.
+    tail: tokio::sync::broadcast::Sender<Arc<Vec<LogStream>>>,
 }
 
 fn now_ns() -> i64 {
@@ -375,6 +381,7 @@ impl LogStore {
             gate: RwLock::new(()),
             cut_lock: Mutex::new(()),
             metrics,
+            tail: tokio::sync::broadcast::channel(1024).0,
         });
         store.refresh_metrics();
         Ok(store)
@@ -386,7 +393,12 @@ impl LogStore {
         let payload = record::encode(&batch);
         let seq = self.wal.log(&payload)?;
         self.wal.sync(seq)?;
+        let tailed = (self.tail.receiver_count() > 0).then(|| batch.clone());
         let st = self.head.write().append(batch);
+        if let Some(b) = tailed {
+            // No receiver left is not an error: nobody tails.
+            let _ = self.tail.send(Arc::new(b));
+        }
         self.metrics.entries_appended.inc_by(st.entries);
         self.metrics.bytes_appended.inc_by(st.bytes);
         self.metrics.duplicates_dropped.inc_by(st.duplicates);
@@ -826,6 +838,10 @@ impl LogsReader for LogStore {
             }
         }
         out.into_iter().collect()
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<LogStream>>> {
+        self.tail.subscribe()
     }
 
     fn stats(&self, matchers: &[Matcher], start: i64, end: i64) -> LogStats {
