@@ -373,6 +373,71 @@ async fn grafana_loki_data_source() {
     assert_eq!(b["entries"], 90, "{b}");
     assert!(b["bytes"].as_u64().unwrap() > 0 && b["chunks"].as_u64().unwrap() >= 1);
 
+    // Volume (Grafana's Logs Drilldown): bytes per group, by the selector's labels or targetLabels.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{env="prod"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "vector");
+    assert_eq!(b["data"]["result"][0]["metric"], json!({"env": "prod"}));
+    let prod_bytes: f64 = b["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{env="prod"}"#.into()),
+            ("targetLabels", "app".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    let per_app: Vec<(String, f64)> = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["app"].as_str().unwrap().to_string(),
+                r["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per_app.len(), 2, "{b}");
+    assert_eq!(per_app.iter().map(|x| x.1).sum::<f64>(), prod_bytes);
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/index/volume_range",
+        &[
+            ("query", r#"{app="web"}"#.into()),
+            ("step", "10s".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "matrix");
+    let total: f64 = b["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    let web: f64 = per_app.iter().find(|x| x.0 == "web").unwrap().1;
+    assert_eq!(total, web, "{b}");
+
     // Categorized labels: stream labels only, structured metadata and parsed labels per entry.
     let r = client()
         .get(with_query(

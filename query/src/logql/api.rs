@@ -50,6 +50,11 @@ pub fn router(api: LokiApi) -> Router {
         )
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route("/loki/api/v1/tail", get(tail))
+        .route("/loki/api/v1/index/volume", get(volume).post(volume))
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(volume_range).post(volume_range),
+        )
         .route("/loki/{*rest}", get(not_served).post(not_served))
         .with_state(st)
 }
@@ -659,6 +664,135 @@ async fn tail_session(
             },
         }
     }
+}
+
+/// The LogQL a volume request stands for: bytes of the selected streams per group, where the groups
+/// are `targetLabels` or, without them, the labels the selector names (Loki's defaults).
+fn volume_query(p: &Params, range_ns: i64) -> Result<String, LokiError> {
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let e = parse_log_query(text).map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
+    if !e.stages.is_empty() {
+        return Err(bad(
+            "volume queries take a stream selector without a pipeline",
+        ));
+    }
+    match p.get("aggregateBy") {
+        None | Some("series") => {}
+        Some(other) => {
+            return Err(bad(format!(
+                "aggregateBy={other} is not supported by Vigil; use series"
+            )));
+        }
+    }
+    let mut groups: Vec<String> = match p.get("targetLabels") {
+        Some(t) => t
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => e.matchers.iter().map(|m| m.name.clone()).collect(),
+    };
+    groups.sort();
+    groups.dedup();
+    let range = format!("{}ms", (range_ns / 1_000_000).max(1));
+    // Streams without a target label are left out, as Loki leaves them out.
+    let mut sel = text.trim().trim_end_matches('}').to_string();
+    if let Some(t) = p.get("targetLabels") {
+        for g in t.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            if !e.matchers.iter().any(|m| m.name == g) {
+                sel.push_str(&format!(", {g}=~\".+\""));
+            }
+        }
+    }
+    sel.push('}');
+    Ok(format!(
+        "sum by ({}) (bytes_over_time({sel}[{range}]))",
+        groups.join(", ")
+    ))
+}
+
+fn volume_limit(v: crate::eval::Value, n: usize) -> crate::eval::Value {
+    use crate::eval::Value;
+    match v {
+        Value::Vector(mut items) => {
+            items.sort_by(|a, b| b.2.total_cmp(&a.2));
+            items.truncate(n);
+            Value::Vector(items)
+        }
+        Value::Matrix(mut items) => {
+            let total = |p: &[(i64, f64)]| p.iter().map(|x| x.1).sum::<f64>();
+            items.sort_by(|a, b| total(&b.1).total_cmp(&total(&a.1)));
+            items.truncate(n);
+            Value::Matrix(items)
+        }
+        other => other,
+    }
+}
+
+/// `GET /loki/api/v1/index/volume`: bytes per group over `[start, end]`, as a vector at `end`.
+async fn volume(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let end = end - 1;
+    let n = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let Query::Metric { promql, aggs } =
+        parse(&volume_query(&p, (end - start).max(1))?).map_err(|e| bad(e.to_string()))?
+    else {
+        return Err(bad("not a volume query"));
+    };
+    let (v, stats) = super::eval::metric(
+        st.reader.clone(),
+        promql,
+        aggs,
+        end,
+        end,
+        1_000_000_000,
+        true,
+        &st.limits,
+    )
+    .await?;
+    Ok(ok_json(metric_json(&volume_limit(v, n), &stats)))
+}
+
+/// `GET /loki/api/v1/index/volume_range`: bytes per group per `step` over `[start, end]`.
+async fn volume_range(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let end = end - 1;
+    let n = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let step = match duration_param(&p, "step")? {
+        Some(s) if s > 0 => s,
+        _ => (((end - start) / 1_000_000_000) / 250).max(1) * 1_000_000_000,
+    };
+    let Query::Metric { promql, aggs } =
+        parse(&volume_query(&p, step)?).map_err(|e| bad(e.to_string()))?
+    else {
+        return Err(bad("not a volume query"));
+    };
+    let (v, stats) = super::eval::metric(
+        st.reader.clone(),
+        promql,
+        aggs,
+        start,
+        end,
+        step,
+        false,
+        &st.limits,
+    )
+    .await?;
+    Ok(ok_json(metric_json(&volume_limit(v, n), &stats)))
 }
 
 async fn buildinfo(State(st): State<St>) -> Response {
