@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--batch-lines", type=int, default=4000)
     ap.add_argument("--streams", type=int, default=16)
     ap.add_argument("--vigil", default=os.path.join(ROOT, "target", "release", "vigil"))
+    ap.add_argument("--zstd", type=int, help="storage.logs.docstore_zstd_level (default: Vigil's)")
     ap.add_argument("--json")
     a = ap.parse_args()
     print(f"generating {a.mb} MB of nginx-like lines…", flush=True)
@@ -112,7 +113,8 @@ def main():
     cfg = os.path.join(tmp, "vigil.yml")
     with open(cfg, "w") as f:
         f.write("scrape_configs: []\nbuiltin_rules: false\nstorage:\n  logs:\n"
-                "    head_max_age: 30s\n    maintenance_interval: 1s\n")
+                "    head_max_age: 30s\n    maintenance_interval: 1s\n"
+                + (f"    docstore_zstd_level: {a.zstd}\n" if a.zstd else ""))
     log = open(os.path.join(tmp, "vigil.log"), "w")
     p = subprocess.Popen([a.vigil, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
                           os.path.join(tmp, "data"), "--config", cfg], stdout=log, stderr=log)

@@ -609,7 +609,13 @@ fn check_runbooks(
         )
         .await
         .map_err(|e| e.to_string())?;
-        server::build_runbooks(opts, c, None, db)
+        let logs = vigil_storage::logs::LogStore::open(
+            &dir.join("logs"),
+            Default::default(),
+            Default::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        server::build_runbooks(opts, c, None, db, Some(logs))
     });
     // The sandbox's own runtime must not be dropped inside this one.
     drop(rt);

@@ -160,8 +160,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
     rules.metrics().register(&mut registry);
     let am_text = alertmanager_text(&opts, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runbooks = build_runbooks(&opts, &config, Some(&opts.data_dir), tsdb.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runbooks = build_runbooks(
+        &opts,
+        &config,
+        Some(&opts.data_dir),
+        tsdb.clone(),
+        Some(logs.clone()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let router = vigil_alerting::router::AlertRouter::new(
         &am_text,
         vigil_alerting::router::RouterOptions {
@@ -755,6 +761,7 @@ pub fn build_runbooks<R: vigil_storage::MetricsReader>(
     c: &Config,
     data_dir: Option<&std::path::Path>,
     reader: Arc<R>,
+    logs: Option<Arc<dyn vigil_storage::logs::LogsReader>>,
 ) -> Result<Option<vigil_remediation::config::Built>, String> {
     let Some(section) = &c.runbooks else {
         return Ok(None);
@@ -765,6 +772,7 @@ pub fn build_runbooks<R: vigil_storage::MetricsReader>(
             data_dir.map(|d| d.join("runbooks")).as_deref(),
             reader,
             c.eval_options(),
+            logs,
         )
         .map(Some)
 }

@@ -106,6 +106,7 @@ impl RunbooksSection {
         data_dir: Option<&Path>,
         reader: Arc<R>,
         eval: EvalOptions,
+        logs: Option<Arc<dyn vigil_storage::logs::LogsReader>>,
     ) -> Result<Built, String> {
         if self.memory_limit_mib == 0 || self.memory_limit_mib > 4096 {
             return Err("runbooks.memory_limit_mib must be between 1 and 4096".into());
@@ -148,6 +149,15 @@ impl RunbooksSection {
             reader.clone(),
             eval.clone(),
         )));
+        if let Some(logs) = logs {
+            registry.register(Arc::new(crate::capability::logs::LogQueryCapability::new(
+                logs,
+                vigil_query::logql::eval::LogqlLimits {
+                    eval: eval.clone(),
+                    ..Default::default()
+                },
+            )));
+        }
         let store = Arc::new(
             ExecutionStore::open(data_dir, 10_000)
                 .map_err(|e| format!("runbook executions: {e}"))?,

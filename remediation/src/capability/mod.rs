@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod http;
+pub mod logs;
 pub mod pg;
 pub mod postgres;
 pub mod process;
