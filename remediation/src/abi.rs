@@ -59,6 +59,7 @@ pub const CAPABILITIES: &[&str] = &[
     "postgres.status",
     "postgres.write_check",
     "process.restart",
+    "query.logql",
     "query.promql",
     "route.get",
     "route.set",

@@ -159,6 +159,12 @@ mod tests {
             }])
             .unwrap();
         let cap = LogQueryCapability::new(store, LogqlLimits::default());
+        // It belongs to the ABI's list, as a reading capability (the registry refuses it otherwise).
+        let mut reg = crate::capability::Registry::new();
+        reg.register(Arc::new(LogQueryCapability::new(
+            cap.reader.clone(),
+            LogqlLimits::default(),
+        )));
         let r = cap
             .call(
                 "query.logql",
