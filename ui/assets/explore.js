@@ -113,7 +113,11 @@
     expr.focus();
   }
   expr.addEventListener("input", complete);
-  expr.addEventListener("blur", () => setTimeout(() => { suggest.hidden = true; }, 100));
+  // Hide the list shortly after the field loses focus (a click on an item comes first), unless the
+  // field has the focus again by then: a stale timer must not hide a list shown after refocusing.
+  let blurTimer = null;
+  expr.addEventListener("blur", () => { blurTimer = setTimeout(() => { blurTimer = null; suggest.hidden = true; }, 100); });
+  expr.addEventListener("focus", () => { clearTimeout(blurTimer); blurTimer = null; });
   expr.addEventListener("keydown", (ev) => {
     if (!suggest.hidden && items.length) {
       if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
