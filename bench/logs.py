@@ -145,7 +145,7 @@ def main():
             "acked_mb_s": acked,
             "indexed_mb_s": raw / indexed_secs / 1e6,
             "cut_seconds_total": cut_s,
-            "index_mb_s_one_core": split_raw / cut_s / 1e6 if cut_s else None,
+            "cut_mb_s": split_raw / cut_s / 1e6 if cut_s else None,
             "disk_per_raw_byte": split_disk / split_raw if split_raw else None,
             "logs_dir_per_raw_byte": logs_dir / raw,
             "errors": len(errors),
