@@ -273,6 +273,23 @@ async fn grafana_loki_data_source() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["resultType"], "streams");
     assert!(b["data"]["stats"].is_object());
+    // Grafana reads `resultType` before `result`.
+    let raw = client()
+        .get(with_query(
+            &v,
+            "/loki/api/v1/query_range",
+            &[("query", r#"{app="api"}"#.into()), ("limit", "1".into())],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.find("\"resultType\"").unwrap() < raw.find("\"result\"").unwrap(),
+        "{raw}"
+    );
     let lines = stream_lines(&b);
     // "request 1" and "request 10".."request 19": 11 lines, newest first.
     assert_eq!(lines.len(), 11, "{b}");

@@ -255,14 +255,17 @@ fn streams_json(streams: &[OutStream], categorize: bool, stats: &LogqlStats) -> 
             json!({"stream": s.labels, "values": values})
         })
         .collect();
-    let mut data = serde_json::Map::new();
-    data.insert("resultType".into(), json!("streams"));
-    data.insert("result".into(), serde_json::Value::Array(result));
-    data.insert("stats".into(), stats_json(stats));
-    if categorize {
-        data.insert("encodingFlags".into(), json!(["categorize-labels"]));
-    }
-    json!({"status": "success", "data": data}).to_string()
+    // Grafana's parser wants `resultType` before `result` (serde_json's maps sort their keys).
+    format!(
+        "{{\"status\":\"success\",\"data\":{{\"resultType\":\"streams\",\"result\":{},\"stats\":{}{}}}}}",
+        serde_json::Value::Array(result),
+        stats_json(stats),
+        if categorize {
+            ",\"encodingFlags\":[\"categorize-labels\"]"
+        } else {
+            ""
+        }
+    )
 }
 
 fn metric_json(v: &crate::eval::Value, stats: &LogqlStats) -> String {
