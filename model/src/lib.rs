@@ -28,7 +28,7 @@ pub use quote::unquote_prefix;
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
 pub use secret::{SECRET_MARKER, Secret};
 pub use timestamp::{
-    TimeParseError, civil_from_days, days_in_month, now_ms, parse_api_duration, parse_api_time,
-    rfc3339, rfc3339_ms,
+    TimeParseError, civil_from_days, days_in_month, now_ms, now_ns, parse_api_duration,
+    parse_api_time, rfc3339, rfc3339_ms,
 };
 pub use validate::{LabelError, LabelLimits, is_valid_label_name, is_valid_metric_name};

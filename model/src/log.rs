@@ -20,11 +20,6 @@ impl LogEntry {
             metadata: Vec::new(),
         }
     }
-
-    /// Bytes this entry counts for in limits and `bytes_over_time`: the line's length.
-    pub fn size(&self) -> usize {
-        self.line.len()
-    }
 }
 
 /// Entries of one stream (one label set).

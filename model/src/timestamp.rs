@@ -17,6 +17,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the Unix epoch, now (log entry times).
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// Parses an API timestamp into Unix milliseconds.
 pub fn parse_api_time(s: &str) -> Result<i64, TimeParseError> {
     let err = || TimeParseError {

@@ -126,8 +126,6 @@ pub struct LogsConfig {
     pub wal_segment_size: ByteSize,
     /// zstd level of the stored raw lines.
     pub docstore_zstd_level: i32,
-    /// Merge a window's splits into one once it has at least this many (0 = never).
-    pub compact_min_splits: usize,
     /// How often the head is checked for a cut, and compaction and retention run.
     pub maintenance_interval: PromDuration,
 }
@@ -141,7 +139,6 @@ impl Default for LogsConfig {
             head_max_age: PromDuration::from_secs(15 * 60),
             wal_segment_size: ByteSize(128 << 20),
             docstore_zstd_level: 9,
-            compact_min_splits: 4,
             maintenance_interval: PromDuration::from_secs(10),
         }
     }

@@ -3,7 +3,9 @@
 //! `kill -9` with the head cut into splits.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use vigil_model::now_ns;
 
 use prost::Message;
 use serde_json::{Value, json};
@@ -13,13 +15,6 @@ use crate::harness::*;
 
 /// Splits are cut within a second, so queries read the index as well as the head.
 const CONFIG: &str = "scrape_configs: []\nstorage:\n  logs:\n    head_max_age: 1s\n    maintenance_interval: 200ms\n";
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 async fn push_json(v: &Vigil, body: &Value) -> (u16, String) {
     let r = client()

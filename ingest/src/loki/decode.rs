@@ -255,52 +255,51 @@ pub fn json(body: &[u8]) -> Result<RawPush, String> {
     Ok(out)
 }
 
-/// Parses `{name="value", …}` (only `=`; values quoted with `"`, `'` or backticks, Go escapes).
+/// Parses `{name="value", …}` (only `=`; values quoted with `"`, `'` or backticks, Go escapes). Runs
+/// for every stream of every protobuf push, so it works on the bytes without copying them.
 pub fn parse_selector(s: &str) -> Result<Vec<(String, String)>, String> {
-    let b = s.trim();
-    let inner = b
+    let inner = s
+        .trim()
         .strip_prefix('{')
         .and_then(|r| r.strip_suffix('}'))
         .ok_or_else(|| "expected {name=\"value\", …}".to_string())?;
-    let chars: Vec<char> = inner.chars().collect();
-    let mut i = 0;
-    let mut out = Vec::new();
-    let skip_ws = |i: &mut usize| {
-        while *i < chars.len() && chars[*i].is_whitespace() {
+    let b = inner.as_bytes();
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
             *i += 1;
         }
     };
+    let mut i = 0;
+    let mut out = Vec::new();
     loop {
-        skip_ws(&mut i);
-        if i >= chars.len() {
+        ws(&mut i);
+        if i >= b.len() {
             break;
         }
         let start = i;
-        while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
-        {
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
             i += 1;
         }
-        let name: String = chars[start..i].iter().collect();
+        let name = &inner[start..i];
         if name.is_empty() {
             return Err(format!("expected a label name at offset {start}"));
         }
-        skip_ws(&mut i);
-        if i >= chars.len() || chars[i] != '=' {
+        ws(&mut i);
+        if b.get(i) != Some(&b'=') {
             return Err(format!("expected = after label {name:?}"));
         }
         i += 1;
-        if i < chars.len() && chars[i] == '~' {
+        if b.get(i) == Some(&b'~') {
             return Err(format!("label {name:?}: a stream's labels use =, not =~"));
         }
-        skip_ws(&mut i);
-        let rest: String = chars[i..].iter().collect();
-        let (value, used) = vigil_model::unquote_prefix(&rest, &['"', '\'', '`'])
+        ws(&mut i);
+        let (value, used) = vigil_model::unquote_prefix(&inner[i..], &['"', '\'', '`'])
             .map_err(|e| format!("label {name:?}: {e}"))?;
-        i += rest[..used].chars().count();
-        out.push((name, value));
-        skip_ws(&mut i);
-        if i < chars.len() {
-            if chars[i] != ',' {
+        i += used;
+        out.push((name.to_string(), value));
+        ws(&mut i);
+        if i < b.len() {
+            if b[i] != b',' {
                 return Err(format!("expected , or }} at offset {i}"));
             }
             i += 1;

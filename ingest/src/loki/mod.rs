@@ -12,7 +12,7 @@ pub mod otlp;
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -129,13 +129,6 @@ impl LokiPush {
             ((want.min(burst) - b.tokens) / rate).max(1.0),
         ))
     }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// Turns a decoded push into valid streams; returns them and the problems found (invalid streams and
@@ -401,7 +394,7 @@ pub fn store_push(st: &LokiPush, push: RawPush, protocol: &'static str) -> Outco
         );
     }
     let mut invalid = 0u64;
-    let (mut streams, problems) = validate(push, &st.limits, now_ns(), |r, n| {
+    let (mut streams, problems) = validate(push, &st.limits, vigil_model::now_ns(), |r, n| {
         invalid += n;
         reject(r, n)
     });
@@ -636,7 +629,7 @@ fn otlp_request(st: &LokiPush, headers: &HeaderMap, body: &[u8]) -> Response {
             }
         }
     };
-    let push = otlp::to_push(req, now_ns());
+    let push = otlp::to_push(req, vigil_model::now_ns());
     let partial = match store_push(st, push, OTLP_PROTOCOL) {
         Outcome::Stored => None,
         Outcome::Invalid(p, n) => Some((n, summarize(p, ""))),

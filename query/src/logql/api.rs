@@ -91,13 +91,6 @@ impl From<LogqlError> for LokiError {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// Loki's timestamp rule: RFC 3339; a number with a point is seconds (nanoseconds above 1e10); an
 /// integer up to 1e10 is seconds, above it nanoseconds.
 pub fn parse_loki_time(s: &str) -> Option<i64> {
@@ -329,17 +322,12 @@ async fn query(
     let text = p
         .get("query")
         .ok_or_else(|| bad("missing parameter \"query\""))?;
-    let t = time_param(&p, "time", now_ns())?;
-    let lim = limit(&p, st.limits.max_entries)?;
-    let dir = direction(&p)?;
+    let t = time_param(&p, "time", vigil_model::now_ns())?;
     match parse(text).map_err(|e| bad(e.to_string()))? {
-        Query::Logs(_) => {
-            // Loki answers log queries only over a range.
-            let _ = (lim, dir);
-            Err(bad(
-                "log queries are not supported as an instant query type, please change your query to a range query type",
-            ))
-        }
+        // Loki answers log queries only over a range.
+        Query::Logs(_) => Err(bad(
+            "log queries are not supported as an instant query type, please change your query to a range query type",
+        )),
         Query::Metric { promql, aggs } => {
             let (v, stats) = super::eval::metric(
                 st.reader.clone(),
@@ -367,9 +355,9 @@ async fn query_range(
     let text = p
         .get("query")
         .ok_or_else(|| bad("missing parameter \"query\""))?;
-    let end = time_param(&p, "end", now_ns())?;
+    let end = time_param(&p, "end", vigil_model::now_ns())?;
     let since = duration_param(&p, "since")?.unwrap_or(3_600_000_000_000);
-    let start = time_param(&p, "start", end.min(now_ns()) - since)?;
+    let start = time_param(&p, "start", end.min(vigil_model::now_ns()) - since)?;
     if end < start {
         return Err(bad(
             "end timestamp must not be before or equal to start time",
@@ -412,7 +400,7 @@ async fn query_range(
 
 /// `start`/`end` of the metadata endpoints: default the last 6 hours.
 fn meta_span(p: &Params) -> Result<(i64, i64), LokiError> {
-    let end = time_param(p, "end", now_ns())?;
+    let end = time_param(p, "end", vigil_model::now_ns())?;
     let since = duration_param(p, "since")?.unwrap_or(6 * 3_600_000_000_000);
     let start = time_param(p, "start", end - since)?;
     Ok((start, end.saturating_add(1)))
@@ -437,18 +425,9 @@ async fn labels(
     let (start, end) = meta_span(&p)?;
     let ms = selector(&p, "query")?;
     let st2 = st.clone();
-    let names = tokio::task::spawn_blocking(move || {
-        let sets = if ms.is_empty() { Vec::new() } else { vec![ms] };
-        let mut names = std::collections::BTreeSet::new();
-        for l in st2.reader.streams(&sets, start, end) {
-            for x in &l {
-                names.insert(x.name.to_string());
-            }
-        }
-        names.into_iter().collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let names = tokio::task::spawn_blocking(move || st2.reader.label_names(&ms, start, end))
+        .await
+        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(ok_json(
         json!({"status": "success", "data": names}).to_string(),
     ))
@@ -465,18 +444,10 @@ async fn label_values(
     let (start, end) = meta_span(&p)?;
     let ms = selector(&p, "query")?;
     let st2 = st.clone();
-    let values = tokio::task::spawn_blocking(move || {
-        let sets = if ms.is_empty() { Vec::new() } else { vec![ms] };
-        let mut v = std::collections::BTreeSet::new();
-        for l in st2.reader.streams(&sets, start, end) {
-            if let Some(x) = l.get(&name) {
-                v.insert(x.to_string());
-            }
-        }
-        v.into_iter().collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let values =
+        tokio::task::spawn_blocking(move || st2.reader.label_values(&name, &ms, start, end))
+            .await
+            .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(ok_json(
         json!({"status": "success", "data": values}).to_string(),
     ))
@@ -551,7 +522,7 @@ async fn tail(
         .ok_or_else(|| bad("missing parameter \"query\""))?;
     let e = parse_log_query(text).map_err(|e| bad(e.to_string()))?;
     let lim = limit(&p, st.limits.max_entries)?;
-    let start = time_param(&p, "start", now_ns() - 3_600_000_000_000)?;
+    let start = time_param(&p, "start", vigil_model::now_ns() - 3_600_000_000_000)?;
     Ok(ws.on_upgrade(move |socket| tail_session(st, e, start, lim, socket)))
 }
 
@@ -567,7 +538,9 @@ fn frame(streams: &[OutStream], dropped: u64) -> String {
         .collect();
     let dropped: Vec<serde_json::Value> = if dropped > 0 {
         // Which entries a slow client lost is not known here, only how many.
-        vec![json!({"labels": {}, "timestamp": now_ns().to_string(), "count": dropped})]
+        vec![
+            json!({"labels": {}, "timestamp": vigil_model::now_ns().to_string(), "count": dropped}),
+        ]
     } else {
         Vec::new()
     };

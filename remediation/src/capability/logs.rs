@@ -53,10 +53,7 @@ impl LogQueryCapability {
         };
         let q = vigil_query::logql::parse(text)
             .map_err(|e| CallError::BadRequest(format!("query {text:?}: {e}")))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let now = vigil_model::now_ns();
         match q {
             Query::Logs(e) => {
                 let reader = self.reader.clone();
@@ -145,10 +142,7 @@ mod tests {
     async fn query_logql_reads_lines_and_metrics() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path(), Default::default(), LogsMetrics::default()).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as i64;
+        let now = vigil_model::now_ns();
         store
             .append(vec![LogStream {
                 labels: Labels::from_pairs([("app", "api")]),

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::metrics::counter::Counter;
@@ -224,6 +224,38 @@ pub trait LogsReader: Send + Sync + 'static {
 
     fn stats(&self, matchers: &[Matcher], start: i64, end: i64) -> LogStats;
 
+    /// Label names of streams matching `matchers` (all streams when empty) in `[start, end)`.
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        let sets = if matchers.is_empty() {
+            Vec::new()
+        } else {
+            vec![matchers.to_vec()]
+        };
+        let mut names = BTreeSet::new();
+        for l in self.streams(&sets, start, end) {
+            for p in &l {
+                names.insert(p.name.to_string());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Values of label `name` on streams matching `matchers` in `[start, end)`.
+    fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        let sets = if matchers.is_empty() {
+            Vec::new()
+        } else {
+            vec![matchers.to_vec()]
+        };
+        let mut values = BTreeSet::new();
+        for l in self.streams(&sets, start, end) {
+            if let Some(v) = l.get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        values.into_iter().collect()
+    }
+
     /// Every batch stored from now on, as pushed (a slow receiver loses the oldest and is told how
     /// many).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<LogStream>>>;
@@ -269,13 +301,6 @@ pub struct LogStore {
     metrics: LogsMetrics,
     /// Every stored batch, for live tails.
     tail: tokio::sync::broadcast::Sender<Arc<Vec<LogStream>>>,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> LogsError + '_ {
@@ -512,7 +537,7 @@ impl LogStore {
 
     fn retention_cutoff(&self) -> Option<i64> {
         let r = self.cfg.retention_period.0;
-        (!r.is_zero()).then(|| now_ns() - r.as_nanos() as i64)
+        (!r.is_zero()).then(|| vigil_model::now_ns() - r.as_nanos() as i64)
     }
 
     /// Deletes splits past retention.
@@ -602,44 +627,6 @@ impl LogStore {
         drop(sources);
         rows.sort_by_key(|r| r.ts);
         (rows, splits)
-    }
-
-    /// Label names of streams matching `matchers` in `[start, end)`.
-    pub fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
-        let ms = if matchers.is_empty() {
-            Vec::new()
-        } else {
-            vec![matchers.to_vec()]
-        };
-        let mut names = BTreeSet::new();
-        for l in self.streams(&ms, start, end) {
-            for p in &l {
-                names.insert(p.name.to_string());
-            }
-        }
-        names.into_iter().collect()
-    }
-
-    /// Values of label `name` on streams matching `matchers` in `[start, end)`.
-    pub fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        start: i64,
-        end: i64,
-    ) -> Vec<String> {
-        let ms = if matchers.is_empty() {
-            Vec::new()
-        } else {
-            vec![matchers.to_vec()]
-        };
-        let mut values = BTreeSet::new();
-        for l in self.streams(&ms, start, end) {
-            if let Some(v) = l.get(name) {
-                values.insert(v.to_string());
-            }
-        }
-        values.into_iter().collect()
     }
 }
 

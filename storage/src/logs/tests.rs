@@ -238,7 +238,7 @@ fn labels_series_and_retention() {
         LogsMetrics::default(),
     )
     .unwrap();
-    let now = now_ns();
+    let now = vigil_model::now_ns();
     s.append(vec![
         stream("old", vec![(now - 7200 * 1_000_000_000, "old line")]),
         stream("new", vec![(now, "new line")]),
