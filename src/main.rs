@@ -72,6 +72,36 @@ enum Command {
         #[command(subcommand)]
         what: RunbookWhat,
     },
+    /// Ship log files, the journal or stdin to a Vigil (or Loki) server through a disk buffer
+    /// (docs/agent.md). Either --config FILE, or --server with sources given as flags.
+    Agent {
+        /// The agent's YAML configuration.
+        #[arg(long, short = 'c', env = "VIGIL_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Push endpoint, e.g. http://127.0.0.1:9201/loki/api/v1/push (without --config).
+        #[arg(long, env = "VIGIL_AGENT_SERVER")]
+        server: Option<String>,
+        /// Disk buffer and positions (without --config).
+        #[arg(long, default_value = "./agent-data")]
+        data_dir: PathBuf,
+        /// A file glob to tail (repeatable; without --config).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Read stdin: `lines` or `journald_export` (without --config).
+        #[arg(long)]
+        stdin: Option<String>,
+        /// A label `name=value` for every stream (repeatable; without --config).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Serve the agent's own metrics at http://ADDR/metrics.
+        #[arg(long = "metrics.listen")]
+        metrics_listen: Option<String>,
+        /// How long to keep sending buffered batches after SIGTERM before exiting.
+        #[arg(long, default_value = "5s")]
+        shutdown_grace: vigil_model::PromDuration,
+        #[arg(long, env = "VIGIL_LOG", default_value = "info")]
+        log: String,
+    },
     /// Drive HTTP load at a service, inject the scenario's faults, and report the time to detect,
     /// to remediate and to recover (docs/loadtest.md).
     Loadtest {
@@ -184,6 +214,130 @@ fn tune_memory() {
     }
 }
 
+/// Logs to stderr, filtered by RUST_LOG or else `log`.
+fn init_logging(log: String) {
+    let filter = std::env::var("RUST_LOG").unwrap_or(log);
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The agent's configuration: the file, or one made of the command line's flags.
+fn agent_config(
+    config: Option<PathBuf>,
+    server: Option<String>,
+    data_dir: PathBuf,
+    files: Vec<String>,
+    stdin: Option<String>,
+    labels: Vec<String>,
+) -> Result<vigil_agent::AgentConfig, String> {
+    if let Some(path) = config {
+        if server.is_some() || !files.is_empty() || stdin.is_some() || !labels.is_empty() {
+            return Err("give either --config or --server/--file/--stdin/--label, not both".into());
+        }
+        return vigil_agent::AgentConfig::load(&path);
+    }
+    let Some(url) = server else {
+        return Err("give --config FILE, or --server URL with --file GLOB or --stdin".into());
+    };
+    let mut labels_yaml = serde_json::Map::new();
+    for l in labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| format!("--label {l:?}: expected name=value"))?;
+        labels_yaml.insert(k.into(), serde_json::Value::String(v.into()));
+    }
+    let mut sources = Vec::new();
+    if !files.is_empty() {
+        let abs: Vec<String> = files
+            .iter()
+            .map(|f| {
+                if f.starts_with('/') {
+                    f.clone()
+                } else {
+                    std::env::current_dir()
+                        .map(|d| d.join(f).to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| f.clone())
+                }
+            })
+            .collect();
+        sources.push(serde_json::json!({"files": abs}));
+    }
+    if let Some(fmt) = stdin {
+        sources.push(serde_json::json!({"stdin": {"format": fmt}}));
+    }
+    let doc = serde_json::json!({
+        "server": {"url": url},
+        "data_dir": data_dir,
+        "labels": labels_yaml,
+        "sources": sources,
+    });
+    let mut c: vigil_agent::AgentConfig = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+    c.validate()?;
+    Ok(c)
+}
+
+async fn agent_command(
+    cfg: vigil_agent::AgentConfig,
+    metrics_listen: Option<String>,
+    grace: std::time::Duration,
+) -> Result<(), String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let agent = vigil_agent::Agent::new(cfg);
+    if let Some(addr) = metrics_listen {
+        let m = agent.metrics();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("--metrics.listen {addr}: {e}"))?;
+        tracing::info!(addr = %listener.local_addr().map_err(|e| e.to_string())?, "agent metrics at /metrics");
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = m.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "agent metrics listener failed");
+            }
+        });
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!(
+                "stopping: buffering what was read, sending what the grace period allows"
+            );
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    agent.run(stop, grace).await
+}
+
 fn main() -> ExitCode {
     tune_memory();
     vigil_http::install_crypto_provider();
@@ -199,14 +353,7 @@ fn main() -> ExitCode {
             web_read_timeout,
             web_external_url,
         } => {
-            let filter = std::env::var("RUST_LOG").unwrap_or(log);
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            init_logging(log);
             alloc::init();
             let Some(rt) = runtime() else {
                 return ExitCode::FAILURE;
@@ -266,6 +413,36 @@ fn main() -> ExitCode {
             json,
             quiet,
         } => loadtest_command(&scenario, vigil, json, quiet),
+        Command::Agent {
+            config,
+            server,
+            data_dir,
+            files,
+            stdin,
+            labels,
+            metrics_listen,
+            shutdown_grace,
+            log,
+        } => {
+            init_logging(log);
+            let cfg = match agent_config(config, server, data_dir, files, stdin, labels) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("vigil agent: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            match rt.block_on(agent_command(cfg, metrics_listen, shutdown_grace.0)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vigil agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check {
             what: CheckWhat::Rules { files },
         } => {

@@ -2,6 +2,7 @@
 //! exposition fixture server). `scripts/test` installs the peers; see `harness` for how a missing peer is
 //! handled.
 
+mod agent;
 mod alertmanager;
 mod bad_input;
 mod blocks;

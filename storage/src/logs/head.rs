@@ -20,6 +20,32 @@ pub(crate) struct HeadStream {
     pub bytes: u64,
     pub min_ts: i64,
     pub max_ts: i64,
+    /// Whether `entries` are in time order (every append so far came at or after the last one).
+    pub sorted: bool,
+}
+
+impl HeadStream {
+    /// Whether the stream holds this exact entry (time and line). Found by binary search while the
+    /// stream is in time order; an out-of-order stream is only checked against its last entry.
+    fn holds(&self, ts: i64, line: &str) -> bool {
+        let Some(last) = self.entries.last() else {
+            return false;
+        };
+        if ts > last.ts {
+            return false;
+        }
+        if ts == last.ts && *last.line == *line {
+            return true;
+        }
+        if !self.sorted {
+            return false;
+        }
+        let from = self.entries.partition_point(|x| x.ts < ts);
+        self.entries[from..]
+            .iter()
+            .take_while(|x| x.ts == ts)
+            .any(|x| *x.line == *line)
+    }
 }
 
 #[derive(Default)]
@@ -36,8 +62,8 @@ pub(crate) struct Head {
 pub struct AppendStats {
     pub entries: u64,
     pub bytes: u64,
-    /// Entries dropped as exact repeats (same time and line) of the stream's previous entry, as Loki
-    /// drops them.
+    /// Entries dropped as exact repeats (same time and line) of an entry the head holds for the
+    /// stream (Loki drops repeats of the previous entry; a resent batch repeats earlier ones).
     pub duplicates: u64,
 }
 
@@ -55,14 +81,16 @@ impl Head {
                 bytes: 0,
                 min_ts: i64::MAX,
                 max_ts: i64::MIN,
+                sorted: true,
             });
             for e in s.entries {
-                if let Some(last) = hs.entries.last()
-                    && last.ts == e.ts
-                    && *last.line == *e.line
-                {
+                // An exact repeat (a client resending a batch it had no answer for) is dropped.
+                if hs.holds(e.ts, &e.line) {
                     st.duplicates += 1;
                     continue;
+                }
+                if hs.entries.last().is_some_and(|l| e.ts < l.ts) {
+                    hs.sorted = false;
                 }
                 let n = e.line.len() as u64;
                 hs.bytes += n;

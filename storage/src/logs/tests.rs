@@ -224,6 +224,17 @@ fn exact_repeats_are_dropped() {
         .unwrap();
     assert_eq!(st.entries, 3);
     assert_eq!(st.duplicates, 1);
+    // A client resending a batch it had no answer for: every entry is a repeat of an earlier one.
+    let st = s
+        .append(vec![stream("a", vec![(1, "x"), (1, "y"), (2, "x")])])
+        .unwrap();
+    assert_eq!((st.entries, st.duplicates), (0, 3));
+    // Out of order but new: kept; the same line at another time is not a repeat.
+    let st = s
+        .append(vec![stream("a", vec![(0, "x"), (1, "z"), (3, "x")])])
+        .unwrap();
+    assert_eq!((st.entries, st.duplicates), (3, 0));
+    assert_eq!(collect(&s, &sel("a"), Direction::Forward, 100).len(), 6);
 }
 
 #[test]
