@@ -69,6 +69,8 @@ struct AppState {
     probes: Arc<vigil_ingest::probe::api::ProbeService>,
     /// The runbook engine (the `runbooks:` section), if there is one.
     runbooks: Option<Arc<vigil_remediation::engine::Engine>>,
+    /// The log store, for LogQL rules.
+    logs: Arc<vigil_storage::logs::LogStore>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -155,7 +157,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await;
 
     let ext_url = external_url(&opts, &web, &self_addr);
-    let group_opts = group_options(&config, &ext_url);
+    let group_opts = group_options(&config, &ext_url, &logs);
     let rules: Rules =
         vigil_alerting::rules::RuleManager::new(tsdb.clone(), tsdb.clone(), group_opts.clone());
     rules.metrics().register(&mut registry);
@@ -226,6 +228,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         external_url: ext_url.clone(),
         probes: probes.clone(),
         runbooks: runbooks.as_ref().map(|b| b.engine.clone()),
+        logs: logs.clone(),
     });
 
     let loki_push = vigil_ingest::loki::LokiPush::new(
@@ -241,11 +244,26 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .route("/api/v1/otlp/v1/metrics", post(vigil_ingest::otlp::handle))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(push);
+    use vigil_ingest::loki::elastic as es;
     let log_push_routes = Router::new()
         .route("/loki/api/v1/push", post(vigil_ingest::loki::handle))
         .route("/api/prom/push", post(vigil_ingest::loki::handle))
         .route("/v1/logs", post(vigil_ingest::loki::handle_otlp))
         .route("/otlp/v1/logs", post(vigil_ingest::loki::handle_otlp))
+        // Elasticsearch shippers (Filebeat, Fluent Bit, Vector) point at http://vigil:9201/elastic.
+        .route("/elastic/", get(es::info).head(es::info))
+        .nest(
+            "/elastic",
+            Router::new()
+                .route("/", get(es::info).head(es::info))
+                .route("/_cluster/health", get(es::health))
+                .route("/_license", get(es::license))
+                .route("/_bulk", post(es::bulk).put(es::bulk))
+                .route("/{index}/_bulk", post(es::bulk_index).put(es::bulk_index))
+                .fallback(es::unsupported),
+        )
+        .route("/_bulk", post(es::bulk).put(es::bulk))
+        .route("/{index}/_bulk", post(es::bulk_index).put(es::bulk_index))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(loki_push);
     let logs_maintenance = tokio::spawn(logs.clone().run_maintenance(stop.clone()));
@@ -494,12 +512,23 @@ impl SelfScrape {
 }
 
 /// Settings of rule evaluation from the configuration.
-fn group_options(c: &Config, external_url: &str) -> vigil_alerting::rules::GroupOptions {
+fn group_options(
+    c: &Config,
+    external_url: &str,
+    logs: &Arc<vigil_storage::logs::LogStore>,
+) -> vigil_alerting::rules::GroupOptions {
     vigil_alerting::rules::GroupOptions {
         default_interval: c.global.evaluation_interval.0,
         external_labels: c.global.external_labels.clone(),
         external_url: external_url.to_string(),
         eval: c.eval_options(),
+        logs: Some(vigil_alerting::rules::group::LogQuerier {
+            reader: logs.clone(),
+            limits: vigil_query::logql::eval::LogqlLimits {
+                eval: c.eval_options(),
+                ..Default::default()
+            },
+        }),
     }
 }
 
@@ -620,7 +649,7 @@ async fn reload(st: &AppState) -> Result<(), String> {
             );
         }
     }
-    let group_opts = group_options(&new, &st.external_url);
+    let group_opts = group_options(&new, &st.external_url, &st.logs);
     let groups = load_rules(&st.opts, &new, &group_opts)?;
     let am_text = alertmanager_text(&st.opts, &new)?;
     let blackbox = load_blackbox(&st.opts, &new)?;

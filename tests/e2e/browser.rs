@@ -524,3 +524,134 @@ async fn the_pages_follow_the_web_configuration() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("<h1>Alerts</h1>"));
 }
+
+/// Explore with LogQL: a log query shows its lines (newest first) under a volume histogram, a metric
+/// query draws a graph, and Live streams a line pushed after it was switched on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explore_shows_logs_volume_and_live_tail() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let v = Vigil::start("scrape_configs: []\n").await;
+    let push = |lines: Vec<(i64, String)>| {
+        let v = &v;
+        async move {
+            let values: Vec<Value> = lines
+                .into_iter()
+                .map(|(t, l)| json!([t.to_string(), l]))
+                .collect();
+            let r = client()
+                .post(v.url("/loki/api/v1/push"))
+                .header("Content-Type", "application/json")
+                .body(
+                    json!({"streams": [{"stream": {"app": "ui-shop"}, "values": values}]})
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    };
+    let now = vigil_model::now_ns();
+    push(
+        (0..30)
+            .map(|i| {
+                (
+                    now - (30 - i) * 10_000_000_000,
+                    format!("level=info msg=\"order {i}\""),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", r#"{app="ui-shop"} |= "order""#)
+        .append_pair("lang", "logql")
+        .append_pair("range", "15m")
+        .finish();
+    b.c.goto(&v.url(&format!("/explore?{q}"))).await.unwrap();
+    b.until(
+        "document.querySelectorAll('#log-lines tr').length === 30",
+        Duration::from_secs(20),
+    )
+    .await;
+    let first = b.text("#log-lines tr:first-child td.line").await;
+    assert_eq!(first, "level=info msg=\"order 29\"", "newest first");
+    // The histogram: one line through every step of the range (steps without a line are 0).
+    b.until(
+        "document.querySelector('#volume svg path')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let d: Value = b
+        .c
+        .execute("return [...document.querySelectorAll('#volume svg path')].map(p => p.getAttribute('d')).sort((a, b) => b.length - a.length)[0]", vec![])
+        .await
+        .unwrap();
+    assert!(
+        d.as_str().unwrap().matches('L').count() >= 50,
+        "a line over the range: {d}"
+    );
+    let tabs_hidden: Value =
+        b.c.execute(
+            "return getComputedStyle(document.querySelector('.tabs')).display === 'none'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(tabs_hidden, true);
+    b.shot("explore-logs").await;
+
+    // Live: a line pushed now appears on top without a reload.
+    b.c.find(Locator::Id("live"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.until(
+        "document.getElementById('live-info').textContent.includes('waiting')",
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    push(vec![(
+        vigil_model::now_ns(),
+        "level=error msg=\"order live\"".into(),
+    )])
+    .await;
+    b.until(
+        "document.querySelector('#log-lines tr:first-child td.line').textContent.includes('order live')",
+        Duration::from_secs(15),
+    )
+    .await;
+    let info = b.text("#live-info").await;
+    assert_eq!(info, "Live: 1 new line");
+    b.c.find(Locator::Id("live"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // A metric query draws a graph through the Loki API.
+    let expr = b.c.find(Locator::Id("expr")).await.unwrap();
+    expr.clear().await.unwrap();
+    expr.send_keys(r#"sum(count_over_time({app="ui-shop"}[1m]))"#)
+        .await
+        .unwrap();
+    b.c.find(Locator::Id("run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.until(
+        "!document.getElementById('graph').hidden && document.querySelector('#graph svg path')",
+        Duration::from_secs(15),
+    )
+    .await;
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{errors:?}");
+}

@@ -898,3 +898,280 @@ async fn live_tail_over_websocket() {
     assert!(live["dropped_entries"].as_array().unwrap().is_empty());
     ws.close(None).await.unwrap();
 }
+
+/// Elasticsearch shippers: the official Elasticsearch Python client (version check, cluster health,
+/// `helpers.bulk` with item errors), then Filebeat's and Fluent Bit's `_bulk` requests as they send
+/// them (gzip, `filter_path`, `create` actions, `log` as the message field), a malformed body, and
+/// an API that is not served.
+#[tokio::test]
+async fn elasticsearch_bulk_from_shippers() {
+    let have_client = std::process::Command::new("python3")
+        .args(["-c", "import elasticsearch"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_client {
+        assert!(!in_ci(), "python3 with the elasticsearch client is missing");
+        eprintln!("skipping: no python3 elasticsearch client");
+        return;
+    }
+    let v = Vigil::start(CONFIG).await;
+    let t0_ms = now_ns() / 1_000_000 - 60_000;
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures/es_bulk.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(v.url("/elastic"))
+        .arg(t0_ms.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        v.log()
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["version"], "8.11.0");
+    assert_eq!(r["health"], "green");
+    assert_eq!(r["ok"], 120, "{r}");
+    assert_eq!(r["errors"], json!([]), "{r}");
+    assert_eq!(r["ok2"], 1, "{r}");
+    let errs = r["errors2"].as_array().unwrap();
+    assert_eq!(errs.len(), 3, "{r}");
+    let reasons: Vec<String> = errs
+        .iter()
+        .map(|e| {
+            let (op, body) = e.as_object().unwrap().iter().next().unwrap();
+            assert_eq!(body["status"], 400, "{e}");
+            format!("{op}: {}", body["error"]["reason"].as_str().unwrap())
+        })
+        .collect();
+    assert!(reasons[0].contains("[@timestamp]"), "{reasons:?}");
+    assert!(reasons[1].contains("max_line_size"), "{reasons:?}");
+    assert!(
+        reasons[2].starts_with("delete: ") && reasons[2].contains("append-only"),
+        "{reasons:?}"
+    );
+
+    // Stored as log entries: labels from `index` and the label fields, the documents' times.
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"{index="shop-logs", host_name="web-0", service_name="shop"}"#.into(),
+            ),
+            ("limit", "1000".into()),
+            ("direction", "forward".into()),
+            ("start", ((t0_ms - 1) * 1_000_000).to_string()),
+            ("end", (now_ns() + 1_000_000_000).to_string()),
+        ],
+    )
+    .await;
+    let lines = stream_lines(&b);
+    assert_eq!(lines.len(), 40, "{b}");
+    assert_eq!(
+        lines[0],
+        ((t0_ms * 1_000_000).to_string(), "order 0 placed".into())
+    );
+    assert_eq!(lines[1].1, "order 3 placed");
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"sum(count_over_time({index="shop-logs"}[1h]))"#.into(),
+            ),
+            ("time", (now_ns() + 1_000_000_000).to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(b["data"]["result"][0]["value"][1], "121", "{b}");
+
+    // Filebeat: gzip, create actions into its data stream, filter_path, ECS documents.
+    let ts = vigil_model::rfc3339_ms(now_ns() / 1_000_000 - 1000);
+    let mut body = String::new();
+    for i in 0..2 {
+        body.push_str("{\"create\":{\"_index\":\"filebeat-8.11.0\"}}\n");
+        body.push_str(
+            &json!({"@timestamp": ts, "message": format!("filebeat line {i}"),
+            "log": {"file": {"path": "/var/log/app.log"}, "offset": i * 16},
+            "input": {"type": "filestream"}, "host": {"name": "box"},
+            "agent": {"type": "filebeat", "version": "8.11.0"}, "ecs": {"version": "8.0.0"}})
+            .to_string(),
+        );
+        body.push('\n');
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let r = client()
+        .post(v.url("/elastic/_bulk?filter_path=errors,items.*.error,items.*.status"))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["X-Elastic-Product"], "Elasticsearch");
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(
+        j,
+        json!({"errors": false, "items": [{"create": {"status": 201}}, {"create": {"status": 201}}]})
+    );
+
+    // Fluent Bit's es output (Suppress_Type_Name On): the line is in `log`; the index in the path.
+    let body = "{\"create\":{}}\n{\"@timestamp\":\"".to_string()
+        + &ts
+        + "\",\"log\":\"kube line\",\"stream\":\"stdout\"}\n";
+    let r = client()
+        .post(v.url("/elastic/fluent-bit/_bulk"))
+        .header("Content-Type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["errors"], false, "{j}");
+    assert_eq!(j["items"][0]["create"]["_index"], "fluent-bit");
+    assert_eq!(j["items"][0]["create"]["result"], "created");
+    assert_eq!(j["items"][0]["create"]["_id"].as_str().unwrap().len(), 20);
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{index=~"filebeat.*|fluent-bit"}"#.into()),
+            ("limit", "10".into()),
+            ("direction", "forward".into()),
+            (
+                "start",
+                ((now_ns() / 1_000_000 - 5000) * 1_000_000).to_string(),
+            ),
+            ("end", (now_ns() + 1_000_000_000).to_string()),
+        ],
+    )
+    .await;
+    let mut got: Vec<String> = stream_lines(&b).into_iter().map(|(_, l)| l).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["filebeat line 0", "filebeat line 1", "kube line"],
+        "{b}"
+    );
+
+    // A body that is not NDJSON: 400 with Elasticsearch's error shape, nothing stored.
+    let r = client()
+        .post(v.url("/elastic/_bulk"))
+        .body("{\"index\":{\"_index\":\"x\"}}\n{\"message\":\"fine\"}\nnot json\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(j["error"]["type"], "illegal_argument_exception", "{j}");
+    assert!(
+        j["error"]["reason"].as_str().unwrap().contains("line [3]"),
+        "{j}"
+    );
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{index="x"}"#.into()),
+            (
+                "start",
+                ((now_ns() / 1_000_000 - 600_000) * 1_000_000).to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(b["data"]["result"], json!([]), "{b}");
+
+    // Template and ILM set-up are not served: an Elasticsearch-shaped 404 that says so.
+    let r = client()
+        .put(v.url("/elastic/_index_template/filebeat-8.11.0"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let j: Value = r.json().await.unwrap();
+    assert!(
+        j["error"]["reason"].as_str().unwrap().contains("_bulk"),
+        "{j}"
+    );
+}
+
+/// LogQL rules in an ordinary rule file (Loki ruler format): a recording rule whose series PromQL
+/// then reads, and an alerting rule that fires on error lines with its value in the annotation;
+/// a PromQL rule in the same group goes on working.
+#[tokio::test(flavor = "multi_thread")]
+async fn logql_recording_and_alerting_rules() {
+    const RULES: &str = r#"groups:
+  - name: shop-logs
+    interval: 1s
+    rules:
+      - record: app:log_errors:count1m
+        expr: sum by (app) (count_over_time({app="shop"} |= "error" [1m]))
+      - alert: ShopLogErrors
+        expr: sum by (app) (count_over_time({app="shop"} | logfmt | level="error" [1m])) > 3
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $value }} error lines from {{ $labels.app }}"
+      - record: promql:still:works
+        expr: vector(7)
+"#;
+    let v = Vigil::start_with_files(
+        "scrape_configs: []\nglobal:\n  evaluation_interval: 1s\nrule_files: ['rules.yml']\n",
+        &[("rules.yml", RULES)],
+    )
+    .await;
+    let t0 = now_ns() - 20_000_000_000;
+    let values: Vec<Value> = (0..10)
+        .map(|i| {
+            let level = if i % 2 == 0 { "error" } else { "info" };
+            json!([
+                (t0 + i * 1_000_000_000).to_string(),
+                format!("level={level} msg=\"order {i}\"")
+            ])
+        })
+        .collect();
+    let (s, b) = push_json(
+        &v,
+        &json!({"streams": [{"stream": {"app": "shop"}, "values": values}]}),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+
+    let alert = eventually(Duration::from_secs(20), "ShopLogErrors to fire", || async {
+        let a = v.get_json("/api/v1/alerts").await;
+        a["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["labels"]["alertname"] == "ShopLogErrors" && x["state"] == "firing")
+            .cloned()
+    })
+    .await;
+    assert_eq!(alert["labels"]["app"], "shop");
+    assert_eq!(alert["labels"]["severity"], "page");
+    assert_eq!(alert["annotations"]["summary"], "5 error lines from shop");
+    let rec = eventually(Duration::from_secs(20), "the recorded series", || async {
+        let r = v.query("app:log_errors:count1m", now_secs()).await;
+        r.as_array().and_then(|a| a.first().cloned())
+    })
+    .await;
+    assert_eq!(rec["metric"]["app"], "shop");
+    assert_eq!(rec["value"][1], "5");
+    let r = v.query("promql:still:works", now_secs()).await;
+    assert_eq!(r[0]["value"][1], "7", "{r}");
+    // The rules API lists them healthy.
+    let rules = v.get_json("/api/v1/rules").await;
+    for r in rules["data"]["groups"][0]["rules"].as_array().unwrap() {
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+}

@@ -52,16 +52,20 @@ pub const PAGES: &[Page] = &[
         body: r##"<h1>Explore</h1>
 <form id="query-form" class="query" autocomplete="off">
   <div class="expr-wrap">
-    <textarea id="expr" name="q" rows="2" spellcheck="false" placeholder="PromQL, e.g. rate(vigil_ingest_samples_total[1m])" aria-label="PromQL expression"></textarea>
+    <textarea id="expr" name="q" rows="2" spellcheck="false" placeholder="PromQL, e.g. rate(vigil_ingest_samples_total[1m]); LogQL, e.g. {job=&quot;nginx&quot;} |= &quot;error&quot;" aria-label="Query expression"></textarea>
     <ul id="suggest" class="suggest" role="listbox" hidden></ul>
   </div>
   <div class="controls">
+    <label>Language <select id="lang" name="lang">
+      <option value="promql" selected>PromQL</option><option value="logql">LogQL</option>
+    </select></label>
     <label>Range <select id="range" name="range">
       <option>5m</option><option>15m</option><option selected>1h</option><option>3h</option><option>6h</option><option>12h</option><option>1d</option><option>2d</option><option>7d</option>
     </select></label>
     <label>End <input id="end" name="end" type="datetime-local" step="1"></label>
     <label>Step <input id="step" name="step" size="5" placeholder="auto"></label>
     <button type="submit" id="run">Run</button>
+    <button type="button" id="live" hidden title="Stream new lines as they arrive (live tail)">Live</button>
     <a id="share" href="#" title="This query's address">Link</a>
   </div>
 </form>
@@ -72,7 +76,12 @@ pub const PAGES: &[Page] = &[
 <p id="query-error" class="error" hidden></p>
 <p id="query-info" class="muted"></p>
 <div id="graph" class="chart-box"></div>
-<div id="table" hidden><table class="list"><thead><tr><th>Series</th><th>Value</th></tr></thead><tbody id="table-body"></tbody></table></div>"##,
+<div id="table" hidden><table class="list"><thead><tr><th>Series</th><th>Value</th></tr></thead><tbody id="table-body"></tbody></table></div>
+<div id="logs" hidden>
+  <div id="volume" class="chart-box small"></div>
+  <p id="live-info" class="muted" hidden></p>
+  <table class="list logs"><thead><tr><th>Time</th><th>Labels</th><th>Line</th></tr></thead><tbody id="log-lines"></tbody></table>
+</div>"##,
     },
     Page {
         path: "/alerts",

@@ -164,7 +164,7 @@ impl RuleFile {
                 if r.expr.trim().is_empty() {
                     return Err(rerr("field 'expr' must be set in rule".into()));
                 }
-                vigil_query::eval::parse(&r.expr)
+                super::expr::parse(&r.expr)
                     .map_err(|e| rerr(format!("could not parse expression: {e}")))?;
                 for (k, v) in &r.labels {
                     if !is_valid_label_name(k) || k == "__name__" {

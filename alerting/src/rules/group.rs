@@ -12,6 +12,8 @@ use vigil_query::eval::{self, EvalOptions, Value};
 use vigil_storage::{MetricsAppender, MetricsReader, SeriesBatch};
 
 use super::config::{RuleConfig, RuleGroupConfig};
+pub use super::expr::LogQuerier;
+use super::expr::RuleExpr;
 use super::template;
 
 /// How long a resolved alert is still reported (Prometheus: 15m), so notifiers see it resolve.
@@ -62,7 +64,7 @@ pub struct RuleStatus {
 pub struct Rule {
     pub config: RuleConfig,
     /// The expression, parsed once when the rule is loaded (not at every evaluation).
-    expr: Result<promql_parser::parser::Expr, String>,
+    expr: Result<RuleExpr, String>,
     /// Labels of the rule (group labels overridden by the rule's own).
     pub labels: BTreeMap<String, String>,
     pub status: Mutex<RuleStatus>,
@@ -93,6 +95,8 @@ pub struct GroupOptions {
     pub external_labels: BTreeMap<String, String>,
     pub external_url: String,
     pub eval: EvalOptions,
+    /// The log store, for LogQL rules (none: they fail with an error saying so).
+    pub logs: Option<LogQuerier>,
 }
 
 /// A rule group, as loaded from a file.
@@ -120,7 +124,7 @@ impl Group {
                 let mut labels = config.labels.clone();
                 labels.extend(r.labels.clone());
                 Rule {
-                    expr: eval::parse(&r.expr).map_err(|e| e.to_string()),
+                    expr: super::expr::parse(&r.expr),
                     config: r.clone(),
                     labels,
                     status: Mutex::new(RuleStatus {
@@ -447,12 +451,36 @@ async fn query<R: MetricsReader>(
     ts: i64,
     opts: &GroupOptions,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let e = rule.expr.clone()?;
-    match eval::instant(reader, e, ts, &opts.eval)
-        .await
-        .map_err(|e| e.to_string())?
-        .0
-    {
+    let v = match rule.expr.clone()? {
+        RuleExpr::PromQL(e) => {
+            eval::instant(reader, e, ts, &opts.eval)
+                .await
+                .map_err(|e| e.to_string())?
+                .0
+        }
+        RuleExpr::LogQL { promql, aggs } => {
+            let Some(l) = &opts.logs else {
+                return Err(
+                    "a LogQL rule needs the log store, which this evaluation has not".into(),
+                );
+            };
+            let ns = ts.saturating_mul(1_000_000);
+            vigil_query::logql::eval::metric(
+                l.reader.clone(),
+                promql,
+                aggs,
+                ns,
+                ns,
+                1_000_000_000,
+                true,
+                &l.limits,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .0
+        }
+    };
+    match v {
         Value::Vector(v) => Ok(v.into_iter().map(|(l, _, x)| (l, x)).collect()),
         Value::Scalar(_, x) => Ok(vec![(Labels::empty(), x)]),
         _ => Err("rule expression must be a scalar or an instant vector".into()),

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod expr;
 pub mod group;
 pub mod manager;
 pub mod metrics;

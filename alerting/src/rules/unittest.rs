@@ -192,6 +192,7 @@ pub async fn run_file(path: &Path) -> Result<Vec<String>, String> {
             external_labels: t.external_labels.clone(),
             external_url: t.external_url.clone(),
             eval: Default::default(),
+            logs: None,
         };
         let mut groups = load_groups(&files, &opts).map_err(|e| e.to_string())?;
         if !tf.group_eval_order.is_empty() {

@@ -161,7 +161,7 @@ fn json_ts(v: &serde_json::Value) -> Result<i64, String> {
     }
 }
 
-fn rfc3339_ns(s: &str) -> Option<i64> {
+pub(crate) fn rfc3339_ns(s: &str) -> Option<i64> {
     let ms = vigil_model::parse_api_time(s).ok()?;
     // parse_api_time keeps milliseconds; recover the sub-millisecond digits for exact nanoseconds.
     let frac_ns = s

@@ -8,6 +8,7 @@
 //! header `X-Scope-OrgID` is accepted and ignored: Vigil has one tenant.
 
 pub mod decode;
+pub mod elastic;
 pub mod otlp;
 
 use std::io::Read;
@@ -50,6 +51,8 @@ pub struct LogLimits {
     /// Sustained bytes of lines per second (0 = unlimited) and the burst above it.
     pub ingestion_rate: ByteSize,
     pub ingestion_burst_size: ByteSize,
+    /// How Elasticsearch `_bulk` documents become entries.
+    pub elasticsearch: elastic::ElasticConfig,
 }
 
 impl Default for LogLimits {
@@ -66,6 +69,7 @@ impl Default for LogLimits {
             max_streams: 100_000,
             ingestion_rate: ByteSize(256 << 20),
             ingestion_burst_size: ByteSize(512 << 20),
+            elasticsearch: elastic::ElasticConfig::default(),
         }
     }
 }
@@ -550,6 +554,26 @@ pub async fn handle_otlp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    run_blocking(
+        state,
+        OTLP_PROTOCOL,
+        move |st| otlp_request(st, &headers, &body),
+        |e| text(StatusCode::INTERNAL_SERVER_ERROR, e),
+    )
+    .await
+}
+
+/// Runs a push's work on a blocking thread (the WAL fsync) once a processing slot is free, and
+/// records the request; `internal` answers a panic of `work`.
+pub(crate) async fn run_blocking<F>(
+    state: LokiPush,
+    protocol: &'static str,
+    work: F,
+    internal: fn(String) -> Response,
+) -> Response
+where
+    F: FnOnce(&LokiPush) -> Response + Send + 'static,
+{
     let t0 = Instant::now();
     let resp = match slot(&state).await {
         Err(r) => r,
@@ -557,18 +581,13 @@ pub async fn handle_otlp(
             let st = state.clone();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                otlp_request(&st, &headers, &body)
+                work(&st)
             })
             .await
-            .unwrap_or_else(|e| {
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("internal error: {e}"),
-                )
-            })
+            .unwrap_or_else(|e| internal(format!("internal error: {e}")))
         }
     };
-    observe(&state, OTLP_PROTOCOL, t0, &resp);
+    observe(&state, protocol, t0, &resp);
     resp
 }
 
