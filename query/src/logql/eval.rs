@@ -260,6 +260,7 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     let need_line = !p.fully_pushed() || agg.unwrap.is_some();
     let bytes_op = matches!(agg.op, RangeOp::BytesOverTime | RangeOp::BytesRate);
     let mut series: SeriesMap = HashMap::new();
+    let mut by_stream: HashMap<u64, Vec<(String, String)>> = HashMap::new();
     let mut error: Option<LogqlError> = None;
     let mut count = 0usize;
     let mut scanned = 0u64;
@@ -321,11 +322,22 @@ pub fn range_agg<R: LogsReader + ?Sized>(
                     (group(l, agg), v)
                 }
                 _ => {
+                    let v = if bytes_op { len as f64 } else { 1.0 };
+                    // Without a line the series depends on the stream alone: found once per
+                    // stream, not built again for every entry.
+                    let fp = labels.stable_hash();
+                    if let Some(e) = by_stream.get(&fp).and_then(|k| series.get_mut(k)) {
+                        e.1.ts.push(ts);
+                        e.1.vals.push(v);
+                        return;
+                    }
                     let l: BTreeMap<String, String> = labels
                         .iter()
                         .map(|x| (x.name.to_string(), x.value.to_string()))
                         .collect();
-                    (group(l, agg), if bytes_op { len as f64 } else { 1.0 })
+                    let g = group(l, agg);
+                    by_stream.insert(fp, g.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+                    (g, v)
                 }
             };
             let key: Vec<(String, String)> =

@@ -551,7 +551,8 @@ impl Collector for KeyCollector {
 /// Each token of the needle that is bounded by non-alphanumeric characters inside the needle on both
 /// sides must be a whole token of the line; a token touching the needle's start may be the end of a
 /// longer token (suffix), one touching its end the start of one (prefix), and a needle of one token
-/// may sit anywhere inside a token. Lines with tokens too long to index are always candidates.
+/// may sit anywhere inside a token. Only the cheapest of these kinds is queried (see below). Lines
+/// with tokens too long to index are always candidates.
 pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box<dyn Query>> {
     let mut a = analyzer();
     let mut stream = a.token_stream(needle);
@@ -562,31 +563,47 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
             IndexRecordOption::Basic,
         ))
     };
+    // Tokens by how they sit in the needle: whole (bounded inside the needle on both sides), the
+    // start of a token (open to the right), the end of one (open to the left), or any part.
+    let mut whole = Vec::new();
+    let mut starts = Vec::new();
+    let mut rest = Vec::new();
     while stream.advance() {
         let t = stream.token();
-        let open_left = t.offset_from == 0;
-        let open_right = t.offset_to == needle.len();
         if t.text.len() >= LONG_TOKEN {
             continue;
         }
-        let q: Box<dyn Query> = if !open_left && !open_right {
-            Box::new(TermQuery::new(
-                Term::from_field_text(line, &t.text),
+        let open_left = t.offset_from == 0;
+        let open_right = t.offset_to == needle.len();
+        let esc = regex_syntax_escape(&t.text);
+        match (open_left, open_right) {
+            (false, false) => whole.push(t.text.clone()),
+            (false, true) => starts.push(format!("{esc}.*")),
+            (true, false) => rest.push(format!(".*{esc}")),
+            (true, true) => rest.push(format!(".*{esc}.*")),
+        }
+    }
+    // Every candidate is checked against the needle afterwards, so the index only has to narrow:
+    // whole tokens are exact term lookups and enough on their own; prefixes walk only the terms
+    // that share them; a pattern open to the left walks the whole term dictionary of every split,
+    // so it is used only when nothing cheaper is there.
+    let mut queries: Vec<Box<dyn Query>> = Vec::new();
+    if !whole.is_empty() {
+        for w in whole {
+            queries.push(Box::new(TermQuery::new(
+                Term::from_field_text(line, &w),
                 IndexRecordOption::Basic,
-            ))
-        } else {
-            let esc = regex_syntax_escape(&t.text);
-            let pat = match (open_left, open_right) {
-                (true, true) => format!(".*{esc}.*"),
-                (true, false) => format!(".*{esc}"),
-                (false, true) => format!("{esc}.*"),
-                (false, false) => esc,
-            };
-            match RegexQuery::from_pattern(&pat, line) {
-                Ok(r) => Box::new(r),
-                Err(_) => continue,
+            )));
+        }
+    } else {
+        let pats = if starts.is_empty() { rest } else { starts };
+        for p in pats {
+            if let Ok(r) = RegexQuery::from_pattern(&p, line) {
+                queries.push(Box::new(r));
             }
-        };
+        }
+    }
+    for q in queries {
         out.push(Box::new(BooleanQuery::new(vec![
             (Occur::Should, q),
             (Occur::Should, long()),

@@ -139,6 +139,10 @@ fn contains_pushdown_is_exact() {
         "",
         "zzz",
         "status=200",
+        // Open at both ends with a whole token inside; open at both ends without one.
+        "r=alice request_id=7f",
+        "d=7f3a",
+        "ce req",
     ];
     for n in needles {
         check(&s, n);
