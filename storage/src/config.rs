@@ -128,6 +128,9 @@ pub struct LogsConfig {
     pub docstore_zstd_level: i32,
     /// How often the head is checked for a cut, and compaction and retention run.
     pub maintenance_interval: PromDuration,
+    /// Refuse appends (429 to pushers) while this many bytes of lines wait to be indexed (the head
+    /// and heads being cut), so memory stays bounded when pushes outrun indexing (0 = no limit).
+    pub max_unindexed_bytes: ByteSize,
 }
 
 impl Default for LogsConfig {
@@ -140,6 +143,7 @@ impl Default for LogsConfig {
             wal_segment_size: ByteSize(128 << 20),
             docstore_zstd_level: 9,
             maintenance_interval: PromDuration::from_secs(10),
+            max_unindexed_bytes: ByteSize(1 << 30),
         }
     }
 }

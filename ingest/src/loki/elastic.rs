@@ -582,6 +582,16 @@ fn bulk_request(
                     .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
                     .inc_by(a.bytes);
             }
+            Err(e @ vigil_storage::logs::LogsError::Backlog { .. }) => {
+                let mut r = es_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "es_rejected_execution_exception",
+                    &e.to_string(),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                return r;
+            }
             Err(e) => {
                 return es_error(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -435,6 +435,10 @@ pub fn store_push(st: &LokiPush, push: RawPush, protocol: &'static str) -> Outco
                     .get_or_create(&ProtocolLabel { protocol })
                     .inc_by(a.bytes);
             }
+            Err(e @ vigil_storage::logs::LogsError::Backlog { .. }) => {
+                reject("indexing_backlog", entries);
+                return Outcome::RateLimited(Duration::from_secs(2), e.to_string());
+            }
             Err(e) => {
                 return Outcome::StoreFailed(format!("the log store cannot take writes: {e}"));
             }

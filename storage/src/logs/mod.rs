@@ -50,6 +50,11 @@ pub enum LogsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// More lines wait for indexing than `max_unindexed_bytes`: nothing was stored; retry later.
+    #[error(
+        "indexing is behind: {pending} bytes of lines wait to be written into splits, over the limit of {limit} (storage.logs.max_unindexed_bytes); retry later"
+    )]
+    Backlog { pending: u64, limit: u64 },
 }
 
 /// The log store's own metrics (`vigil_logs_*`).
@@ -68,6 +73,7 @@ pub struct LogsMetrics {
     pub cut_failures: Counter,
     pub cut_seconds: Histogram,
     pub retention_deleted_splits: Counter,
+    pub backlog_refusals: Counter,
     pub wal: WalMetrics,
 }
 
@@ -87,6 +93,7 @@ impl Default for LogsMetrics {
             cut_failures: Counter::default(),
             cut_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             retention_deleted_splits: Counter::default(),
+            backlog_refusals: Counter::default(),
             wal: WalMetrics::default(),
         }
     }
@@ -108,8 +115,13 @@ impl LogsMetrics {
         );
         r.register(
             "duplicates_dropped",
-            "Entries dropped as exact repeats (same time and line) of their stream's previous entry",
+            "Entries dropped as exact repeats (same time and line) of an entry the head holds for their stream",
             self.duplicates_dropped.clone(),
+        );
+        r.register(
+            "backlog_refused_appends",
+            "Appends refused because more lines waited for indexing than storage.logs.max_unindexed_bytes",
+            self.backlog_refusals.clone(),
         );
         r.register(
             "head_entries",
@@ -414,6 +426,24 @@ impl LogStore {
 
     /// Stores a batch durably (WAL fsync), then makes it readable. Blocks on the fsync.
     pub fn append(&self, batch: Vec<LogStream>) -> Result<AppendStats, LogsError> {
+        let limit = self.cfg.max_unindexed_bytes.0;
+        if limit > 0 {
+            // Each lock alone (the cut takes sources, then head): the head being filled and the
+            // frozen heads still being written into splits.
+            let head = self.head.read().bytes;
+            let frozen: u64 = self
+                .sources
+                .read()
+                .frozen
+                .iter()
+                .map(|(h, _)| h.bytes)
+                .sum();
+            let pending = head + frozen;
+            if pending >= limit {
+                self.metrics.backlog_refusals.inc();
+                return Err(LogsError::Backlog { pending, limit });
+            }
+        }
         let _g = self.gate.read();
         let payload = record::encode(&batch);
         let seq = self.wal.log(&payload)?;

@@ -217,6 +217,39 @@ fn unfinished_cut_is_replayed_not_doubled() {
 }
 
 #[test]
+fn appends_wait_while_indexing_is_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let s = LogStore::open(
+        d.path(),
+        LogsConfig {
+            max_unindexed_bytes: crate::ByteSize(10),
+            ..cfg()
+        },
+        LogsMetrics::default(),
+    )
+    .unwrap();
+    s.append(vec![stream("a", vec![(1, "0123456789")])])
+        .unwrap();
+    let e = s.append(vec![stream("a", vec![(2, "x")])]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LogsError::Backlog {
+                pending: 10,
+                limit: 10
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("max_unindexed_bytes"));
+    // Once indexed, appends are taken again; the refused one was not stored.
+    s.cut().unwrap();
+    s.append(vec![stream("a", vec![(3, "y")])]).unwrap();
+    let got = collect(&s, &sel("a"), Direction::Forward, 10);
+    assert_eq!(got, vec![(1, "0123456789".into()), (3, "y".into())]);
+}
+
+#[test]
 fn exact_repeats_are_dropped() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
