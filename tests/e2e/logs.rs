@@ -516,6 +516,54 @@ async fn grafana_loki_data_source() {
         assert_eq!(s, 404, "{p}");
     }
 
+    // Logs Drilldown's detected fields: what json finds in the JSON app lines, typed.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/detected_fields",
+        &[
+            ("query", r#"{app="api"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+            ("limit", "1000".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["fields"],
+        json!([
+            {"label": "duration", "type": "duration", "cardinality": 60, "parsers": ["json"]},
+            {"label": "level", "type": "string", "cardinality": 3, "parsers": ["json"]},
+            {"label": "msg", "type": "string", "cardinality": 60, "parsers": ["json"]},
+            {"label": "status", "type": "int", "cardinality": 3, "parsers": ["json"]},
+        ]),
+        "{b}"
+    );
+    // logfmt lines, and structured metadata (no parser).
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/detected_fields",
+        &[
+            ("query", r#"{app=~"db|web"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    let f: Vec<(String, String)> = b["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["label"].as_str().unwrap().to_string(),
+                x["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(f.contains(&("rows".into(), "int".into())), "{b}");
+    assert!(f.contains(&("trace_id".into(), "string".into())), "{b}");
+
     // Errors: a bad query is a 400 with the position; log queries are not instant queries.
     let (s, b) = get(
         &v,

@@ -50,6 +50,7 @@ pub fn router(api: LokiApi) -> Router {
         )
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route("/loki/api/v1/tail", get(tail))
+        .route("/loki/api/v1/detected_fields", get(detected_fields))
         .route("/loki/api/v1/index/volume", get(volume).post(volume))
         .route(
             "/loki/api/v1/index/volume_range",
@@ -792,6 +793,121 @@ async fn not_served(Path(rest): Path<String>) -> Response {
         format!("/loki/{rest} is not served by Vigil"),
     )
     .into_response()
+}
+
+/// The type Grafana's Logs Drilldown shows for a detected field, from every value seen.
+fn field_type(values: &std::collections::HashSet<String>) -> &'static str {
+    let all = |f: &dyn Fn(&str) -> bool| values.iter().all(|v| f(v));
+    if all(&|v| v.parse::<i64>().is_ok()) {
+        "int"
+    } else if all(&|v| v.parse::<f64>().is_ok()) {
+        "float"
+    } else if all(&|v| v == "true" || v == "false") {
+        "boolean"
+    } else if all(&|v| super::parser::parse_duration(v).is_some()) {
+        "duration"
+    } else if all(&|v| super::parser::parse_bytes(v).is_some()) {
+        "bytes"
+    } else {
+        "string"
+    }
+}
+
+/// `GET /loki/api/v1/detected_fields?query&start&end&limit&field_limit`: the fields found in the
+/// newest `limit` (default 1000) lines of a log query: what `json` or `logfmt` would extract from
+/// each line, and structured metadata; with their type, number of distinct values and parser.
+async fn detected_fields(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    use super::ast::Stage;
+    use super::pipeline::Pipeline;
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
+    let p = Params::from(q, &headers, &body);
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let (start, end) = meta_span(&p)?;
+    let lines = match p.get("line_limit").or(p.get("limit")) {
+        None => 1000,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad(format!("invalid parameter \"limit\": {s:?}")))?,
+    }
+    .min(st.limits.max_entries.max(1000));
+    let field_limit = match p.get("field_limit") {
+        None => 1000,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad(format!("invalid parameter \"field_limit\": {s:?}")))?,
+    };
+    let e = parse_log_query(text).map_err(|e| bad(e.to_string()))?;
+    let st2 = st.clone();
+    let deadline = Instant::now() + st.limits.eval.timeout;
+    let streams = tokio::task::spawn_blocking(move || {
+        let mut stats = LogqlStats::default();
+        super::eval::logs(
+            &*st2.reader,
+            &e,
+            start,
+            end,
+            lines,
+            Direction::Backward,
+            true,
+            deadline,
+            &mut stats,
+        )
+    })
+    .await
+    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let json_p = Pipeline::new(&[Stage::Json(Vec::new())]).map_err(bad)?;
+    let logfmt_p = Pipeline::new(&[Stage::Logfmt {
+        strict: false,
+        keep_empty: false,
+        params: Vec::new(),
+    }])
+    .map_err(bad)?;
+    let none = vigil_model::Labels::empty();
+    // name -> (distinct values, parsers)
+    let mut fields: BTreeMap<String, (HashSet<String>, BTreeSet<&'static str>)> = BTreeMap::new();
+    for s in &streams {
+        for en in &s.entries {
+            for (k, v) in &en.metadata {
+                fields.entry(k.clone()).or_default().0.insert(v.clone());
+            }
+            let (pl, parser) = if en.line.trim_start().starts_with('{') {
+                (&json_p, "json")
+            } else {
+                (&logfmt_p, "logfmt")
+            };
+            let Some(out) = pl.process(&none, &[], en.ts, &en.line) else {
+                continue;
+            };
+            if out.labels.contains_key("__error__") {
+                continue;
+            }
+            for (k, v) in out.labels {
+                let f = fields.entry(k).or_default();
+                f.0.insert(v);
+                f.1.insert(parser);
+            }
+        }
+    }
+    let out: Vec<serde_json::Value> = fields
+        .into_iter()
+        .take(field_limit)
+        .map(|(label, (values, parsers))| {
+            json!({
+                "label": label,
+                "type": field_type(&values),
+                "cardinality": values.len(),
+                "parsers": if parsers.is_empty() { serde_json::Value::Null } else { json!(parsers) },
+            })
+        })
+        .collect();
+    Ok(ok_json(json!({"fields": out, "limit": lines}).to_string()))
 }
 
 #[cfg(test)]
