@@ -322,6 +322,15 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> LogsError + '_ {
     }
 }
 
+/// Candidates of a scan round in the direction's order: (time, source, doc, stream).
+fn sort_cands(cands: &mut [(i64, usize, u64, u64)], backward: bool) {
+    if backward {
+        cands.sort_unstable_by_key(|b| std::cmp::Reverse((b.0, b.1, b.2)));
+    } else {
+        cands.sort_unstable_by_key(|a| (a.0, a.1, a.2));
+    }
+}
+
 fn read_covered(dir: &Path) -> u64 {
     fs::read_to_string(dir.join("wal_covered"))
         .ok()
@@ -728,9 +737,36 @@ impl LogsReader for LogStore {
             };
             more |= hs.len() > k;
             cands.extend(hs.into_iter().take(k));
-            for (i, s) in splits.iter().enumerate() {
+            // Splits nearest the direction's start first: once k candidates are in hand, a split
+            // wholly beyond the k-th (older, going backward) cannot add one to this round.
+            let mut order: Vec<usize> = (0..splits.len()).collect();
+            if backward {
+                order.sort_by_key(|&i| std::cmp::Reverse(splits[i].meta.max_ts));
+            } else {
+                order.sort_by_key(|&i| splits[i].meta.min_ts);
+            }
+            for i in order {
+                let s = &splits[i];
                 if fps[i].is_empty() {
                     continue;
+                }
+                if cands.len() >= k {
+                    sort_cands(&mut cands, backward);
+                    if cands.len() > k {
+                        cands.truncate(k);
+                        more = true;
+                    }
+                    let kth = cands[k - 1].0;
+                    let beyond = if backward {
+                        s.meta.max_ts < kth
+                    } else {
+                        s.meta.min_ts > kth
+                    };
+                    if beyond {
+                        // Its entries come in a later round, if the caller wants more.
+                        more = true;
+                        continue;
+                    }
                 }
                 let keys = s.keys(
                     &fps[i],
@@ -746,11 +782,7 @@ impl LogsReader for LogStore {
                         .map(|key| (key.ts, i + 1, key.segdoc, key.fp)),
                 );
             }
-            if backward {
-                cands.sort_unstable_by_key(|b| std::cmp::Reverse((b.0, b.1, b.2)));
-            } else {
-                cands.sort_unstable_by_key(|a| (a.0, a.1, a.2));
-            }
+            sort_cands(&mut cands, backward);
             if cands.len() > k {
                 cands.truncate(k);
                 more = true;
