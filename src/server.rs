@@ -319,10 +319,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let router_task = tokio::spawn(router.clone().run(stop.clone()));
     let loki_api = vigil_query::logql::api::router(vigil_query::logql::api::LokiApi {
         reader: logs.clone(),
-        limits: vigil_query::logql::eval::LogqlLimits {
-            eval: cfg_now.eval_options(),
-            ..Default::default()
-        },
+        limits: logql_limits(&cfg_now),
         version: option_env!("VIGIL_REVISION").unwrap_or("unknown").into(),
     });
     let app = Router::new()
@@ -512,6 +509,15 @@ impl SelfScrape {
 }
 
 /// Settings of rule evaluation from the configuration.
+/// LogQL's limits: the query section's evaluation options, Loki's defaults for the rest (the Loki
+/// API and LogQL rules use the same).
+fn logql_limits(c: &Config) -> vigil_query::logql::eval::LogqlLimits {
+    vigil_query::logql::eval::LogqlLimits {
+        eval: c.eval_options(),
+        ..Default::default()
+    }
+}
+
 fn group_options(
     c: &Config,
     external_url: &str,
@@ -524,10 +530,7 @@ fn group_options(
         eval: c.eval_options(),
         logs: Some(vigil_alerting::rules::group::LogQuerier {
             reader: logs.clone(),
-            limits: vigil_query::logql::eval::LogqlLimits {
-                eval: c.eval_options(),
-                ..Default::default()
-            },
+            limits: logql_limits(c),
         }),
     }
 }

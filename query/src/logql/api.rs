@@ -289,10 +289,25 @@ async fn run_logs(
     dir: Direction,
     cat: bool,
 ) -> Result<Response, LokiError> {
+    let t0 = Instant::now();
+    let (streams, mut stats) = fetch_logs(st, e, start, end, limit, dir, cat).await?;
+    stats.exec_seconds = t0.elapsed().as_secs_f64();
+    Ok(ok_json(streams_json(&streams, cat, &stats)))
+}
+
+/// Runs a log query on a blocking thread within the query timeout.
+async fn fetch_logs(
+    st: &St,
+    e: super::ast::LogExpr,
+    start: i64,
+    end: i64,
+    limit: usize,
+    dir: Direction,
+    cat: bool,
+) -> Result<(Vec<OutStream>, LogqlStats), LokiError> {
     let st2 = st.clone();
     let deadline = Instant::now() + st.limits.eval.timeout;
-    let t0 = Instant::now();
-    let (streams, mut stats) = tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::spawn_blocking(move || {
         let mut stats = LogqlStats::default();
         super::eval::logs(
             &*st2.reader,
@@ -308,9 +323,17 @@ async fn run_logs(
         .map(|s| (s, stats))
     })
     .await
-    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    stats.exec_seconds = t0.elapsed().as_secs_f64();
-    Ok(ok_json(streams_json(&streams, cat, &stats)))
+    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
+}
+
+/// A non-negative integer parameter, or `default` when absent.
+fn usize_param(p: &Params, key: &str, default: usize) -> Result<usize, LokiError> {
+    match p.get(key) {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad(format!("invalid parameter {key:?}: {s:?}"))),
+    }
 }
 
 async fn query(
@@ -830,38 +853,15 @@ async fn detected_fields(
         .get("query")
         .ok_or_else(|| bad("missing parameter \"query\""))?;
     let (start, end) = meta_span(&p)?;
-    let lines = match p.get("line_limit").or(p.get("limit")) {
-        None => 1000,
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| bad(format!("invalid parameter \"limit\": {s:?}")))?,
-    }
-    .min(st.limits.max_entries.max(1000));
-    let field_limit = match p.get("field_limit") {
-        None => 1000,
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| bad(format!("invalid parameter \"field_limit\": {s:?}")))?,
+    let key = if p.get("line_limit").is_some() {
+        "line_limit"
+    } else {
+        "limit"
     };
+    let lines = usize_param(&p, key, 1000)?.min(st.limits.max_entries.max(1000));
+    let field_limit = usize_param(&p, "field_limit", 1000)?;
     let e = parse_log_query(text).map_err(|e| bad(e.to_string()))?;
-    let st2 = st.clone();
-    let deadline = Instant::now() + st.limits.eval.timeout;
-    let streams = tokio::task::spawn_blocking(move || {
-        let mut stats = LogqlStats::default();
-        super::eval::logs(
-            &*st2.reader,
-            &e,
-            start,
-            end,
-            lines,
-            Direction::Backward,
-            true,
-            deadline,
-            &mut stats,
-        )
-    })
-    .await
-    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let (streams, _) = fetch_logs(&st, e, start, end, lines, Direction::Backward, true).await?;
     let json_p = Pipeline::new(&[Stage::Json(Vec::new())]).map_err(bad)?;
     let logfmt_p = Pipeline::new(&[Stage::Logfmt {
         strict: false,
