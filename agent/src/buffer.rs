@@ -325,16 +325,6 @@ impl Buffer {
     pub fn pending_records(&self) -> usize {
         self.inner.lock().pending.len()
     }
-
-    /// Bytes the buffer's files take.
-    pub fn disk_bytes(&self) -> u64 {
-        let g = self.inner.lock();
-        g.segments
-            .iter()
-            .filter_map(|s| fs::metadata(&s.path).ok())
-            .map(|m| m.len())
-            .sum()
-    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,6 @@ pub struct JournalEntry {
     pub cursor: Option<String>,
     pub unit: Option<String>,
     pub priority: Option<u8>,
-    pub identifier: Option<String>,
-    pub hostname: Option<String>,
 }
 
 /// The keyword Promtail's `__journal_priority_keyword` gives a syslog priority.
@@ -89,8 +87,6 @@ pub fn next_entry<R: BufRead>(r: &mut R) -> std::io::Result<Option<JournalEntry>
             "__CURSOR" => e.cursor = Some(text()),
             "_SYSTEMD_UNIT" => e.unit = Some(text()),
             "PRIORITY" => e.priority = text().parse().ok(),
-            "SYSLOG_IDENTIFIER" => e.identifier = Some(text()),
-            "_HOSTNAME" => e.hostname = Some(text()),
             _ => {}
         }
     }

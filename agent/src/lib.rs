@@ -149,7 +149,9 @@ fn merged(
     m.into_iter().collect()
 }
 
-fn journal_stream(base: &[(String, String)], e: &journal::JournalEntry) -> String {
+/// A journal entry as an input: `unit` and `level` labels beside the source's, the journal's time;
+/// the cursor kept when the source can resume from it.
+fn journal_input(base: &[(String, String)], e: journal::JournalEntry, resumable: bool) -> Input {
     let mut l = base.to_vec();
     if let Some(u) = &e.unit {
         l.push(("unit".into(), u.clone()));
@@ -159,7 +161,12 @@ fn journal_stream(base: &[(String, String)], e: &journal::JournalEntry) -> Strin
     }
     l.sort();
     l.dedup_by(|a, b| a.0 == b.0);
-    selector(&l)
+    Input::Entry {
+        stream: selector(&l),
+        line: e.message.into_bytes(),
+        ts: e.ts_ns,
+        cursor: if resumable { e.cursor } else { None },
+    }
 }
 
 fn read_stdin(src: StdinSource, base: Vec<(String, String)>, tx: mpsc::SyncSender<Input>) {
@@ -200,14 +207,7 @@ fn read_stdin(src: StdinSource, base: Vec<(String, String)>, tx: mpsc::SyncSende
         StdinFormat::JournaldExport => loop {
             match journal::next_entry(&mut r) {
                 Ok(Some(e)) => {
-                    let s = journal_stream(&base, &e);
-                    let msg = Input::Entry {
-                        stream: s,
-                        line: e.message.into_bytes(),
-                        ts: e.ts_ns,
-                        cursor: None,
-                    };
-                    if tx.send(msg).is_err() {
+                    if tx.send(journal_input(&base, e, false)).is_err() {
                         return;
                     }
                 }
@@ -252,15 +252,8 @@ fn read_journal(
             match journal::next_entry(&mut out) {
                 Ok(Some(e)) => {
                     backoff = Duration::from_millis(500);
-                    let s = journal_stream(&base, &e);
                     cursor = e.cursor.clone().or(cursor);
-                    let msg = Input::Entry {
-                        stream: s,
-                        line: e.message.into_bytes(),
-                        ts: e.ts_ns,
-                        cursor: e.cursor,
-                    };
-                    if tx.send(msg).is_err() {
+                    if tx.send(journal_input(&base, e, true)).is_err() {
                         let _ = child.kill();
                         return;
                     }
@@ -462,16 +455,15 @@ fn read_loop(
     let mut last_stats = tailer.stats;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        metrics
-            .buffer_pending_bytes
-            .set(buffer.pending_bytes() as i64);
+        let pending = buffer.pending_bytes();
+        metrics.buffer_pending_bytes.set(pending as i64);
         metrics
             .buffer_pending_batches
             .set(buffer.pending_records() as i64);
-        if !stopping && buffer.pending_bytes() >= cfg.buffer.max_size.0 {
+        if !stopping && pending >= cfg.buffer.max_size.0 {
             if !paused {
                 tracing::warn!(
-                    bytes = buffer.pending_bytes(),
+                    bytes = pending,
                     "the disk buffer is full (buffer.max_size); reading pauses until the server takes batches"
                 );
                 paused = true;

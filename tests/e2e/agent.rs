@@ -74,24 +74,7 @@ async fn all_lines(v: &Vigil, job: &str, since: i64) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut start = since;
     loop {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("query", &format!(r#"{{job="{job}"}}"#))
-            .append_pair("limit", "5000")
-            .append_pair("direction", "forward")
-            .append_pair("start", &start.to_string())
-            .append_pair("end", &(now_ns() + 60_000_000_000).to_string());
-        let r: Value = client()
-            .get(format!(
-                "{}?{}",
-                v.url("/loki/api/v1/query_range"),
-                q.finish()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = query_range(v, &format!(r#"{{job="{job}"}}"#), &start.to_string(), 5000).await;
         let mut page: Vec<(i64, String, String)> = Vec::new();
         for s in r["data"]["result"].as_array().unwrap() {
             let file = s["stream"]["filename"].as_str().unwrap_or("").to_string();
@@ -288,14 +271,14 @@ async fn files_rotated_and_truncated_arrive_exactly_once_across_restarts_and_out
     assert!(st.success(), "agent exit: {st:?}\n{}", agent.logs());
 }
 
-/// A log query_range, forward, from `start` (ns) to now.
-async fn query_range(v: &Vigil, query: &str, start: &str) -> Value {
+/// A log query_range, forward, from `start` (ns) to a minute from now, at most `limit` lines.
+async fn query_range(v: &Vigil, query: &str, start: &str, limit: usize) -> Value {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("query", query)
-        .append_pair("limit", "100")
+        .append_pair("limit", &limit.to_string())
         .append_pair("direction", "forward")
         .append_pair("start", start)
-        .append_pair("end", &now_ns().to_string());
+        .append_pair("end", &(now_ns() + 60_000_000_000).to_string());
     client()
         .get(format!(
             "{}?{}",
@@ -366,6 +349,7 @@ async fn journald_export_on_stdin() {
         &v,
         r#"{job="journal", unit="nginx.service", level="error"}"#,
         &since,
+        100,
     )
     .await;
     let res = r["data"]["result"].as_array().unwrap();
@@ -386,7 +370,7 @@ async fn journald_export_on_stdin() {
             ))
             .collect::<Vec<_>>()
     );
-    let r = query_range(&v, r#"{job="journal"} |= "multi""#, &since).await;
+    let r = query_range(&v, r#"{job="journal"} |= "multi""#, &since, 100).await;
     assert_eq!(
         r["data"]["result"][0]["values"][0][1], "multi\nline message",
         "{r}"
