@@ -500,55 +500,46 @@ async fn slot(st: &LokiPush) -> Result<tokio::sync::OwnedSemaphorePermit, Respon
 
 /// `POST /loki/api/v1/push`, `POST /api/prom/push`.
 pub async fn handle(State(state): State<LokiPush>, headers: HeaderMap, body: Bytes) -> Response {
-    let t0 = Instant::now();
-    let resp = match slot(&state).await {
-        Err(r) => r,
-        Ok(permit) => {
-            let st = state.clone();
-            tokio::task::spawn_blocking(move || -> Response {
-                let _permit = permit;
-                let push = match decode_body(&headers, &body, st.max_decoded_bytes) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return text(
-                            StatusCode::BAD_REQUEST,
-                            format!("cannot decode the push: {e}"),
-                        );
-                    }
-                };
-                match store_push(&st, push, PROTOCOL) {
-                    Outcome::Stored => StatusCode::NO_CONTENT.into_response(),
-                    Outcome::Invalid(p, _) => text(
-                        StatusCode::BAD_REQUEST,
-                        summarize(p, "\nevery valid entry was stored"),
-                    ),
-                    Outcome::RateLimited(wait, msg) => {
-                        let mut r = text(StatusCode::TOO_MANY_REQUESTS, msg);
-                        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                            r.headers_mut().insert(header::RETRY_AFTER, v);
-                        }
-                        r
-                    }
-                    Outcome::StreamLimited(p, _) => {
-                        let mut r = text(StatusCode::TOO_MANY_REQUESTS, summarize(p, ""));
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-                        r
-                    }
-                    Outcome::StoreFailed(m) => text(StatusCode::SERVICE_UNAVAILABLE, m),
-                }
-            })
-            .await
-            .unwrap_or_else(|e| {
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("internal error: {e}"),
-                )
-            })
+    run_blocking(
+        state,
+        PROTOCOL,
+        move |st| loki_request(st, &headers, &body),
+        |e| text(StatusCode::INTERNAL_SERVER_ERROR, e),
+    )
+    .await
+}
+
+fn loki_request(st: &LokiPush, headers: &HeaderMap, body: &[u8]) -> Response {
+    let push = match decode_body(headers, body, st.max_decoded_bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot decode the push: {e}"),
+            );
         }
     };
-    observe(&state, PROTOCOL, t0, &resp);
-    resp
+    match store_push(st, push, PROTOCOL) {
+        Outcome::Stored => StatusCode::NO_CONTENT.into_response(),
+        Outcome::Invalid(p, _) => text(
+            StatusCode::BAD_REQUEST,
+            summarize(p, "\nevery valid entry was stored"),
+        ),
+        Outcome::RateLimited(wait, msg) => {
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, msg);
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Outcome::StreamLimited(p, _) => {
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, summarize(p, ""));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            r
+        }
+        Outcome::StoreFailed(m) => text(StatusCode::SERVICE_UNAVAILABLE, m),
+    }
 }
 
 /// `POST /v1/logs`, `POST /otlp/v1/logs`: OTLP/HTTP logs, protobuf or JSON, answered in the request's
