@@ -38,14 +38,39 @@ def nginx_lines(rng, n, t0):
     return out
 
 
-def bodies(total_bytes, batch_lines, streams, seed=7):
+REFERERS = ["-", "-", "-", "https://example.com/", "https://example.com/shop", "https://www.google.com/"]
+
+
+def combined_lines(rng, n, t0, clients):
+    """nginx's default `combined` format, as access logs are: clients from a pool (they come back),
+    no request id or timing field."""
+    out = []
+    for i in range(n):
+        ts = t0 + i
+        sec = ts // 1_000_000_000
+        path = rng.choice(PATHS)
+        if rng.random() < 0.5:
+            path += f"?id={rng.randrange(100000)}&page={rng.randrange(20)}"
+        c = clients[int(rng.paretovariate(1.2)) % len(clients)]
+        out.append((ts, '{} - - [{}] "{} {} HTTP/1.1" {} {} "{}" "{}"'.format(
+            c, time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec)),
+            rng.choice(METHODS), path, rng.choice(STATUS), rng.randrange(200, 60000),
+            rng.choice(REFERERS), rng.choice(AGENTS))))
+    return out
+
+
+def bodies(total_bytes, batch_lines, streams, seed=7, fmt="reqid"):
     """JSON push bodies of `batch_lines` lines each, round-robin over `streams` streams."""
     rng = random.Random(seed)
+    crng = random.Random(seed + 1)
+    clients = ["{}.{}.{}.{}".format(crng.randrange(10, 223), crng.randrange(256), crng.randrange(256),
+                                    crng.randrange(256)) for _ in range(5000)]
     now = time.time_ns()
     out, raw, k = [], 0, 0
     t = now - 3600 * 1_000_000_000
     while raw < total_bytes:
-        lines = nginx_lines(rng, batch_lines, t)
+        lines = (nginx_lines(rng, batch_lines, t) if fmt == "reqid"
+                 else combined_lines(rng, batch_lines, t, clients))
         t += batch_lines * 1000
         raw += sum(len(l) for _, l in lines)
         body = json.dumps({"streams": [{
@@ -94,6 +119,19 @@ def du(path):
     return total
 
 
+def by_component(splits_dir):
+    """Bytes of the splits by Tantivy file kind (.store doc store, .term dictionary, .idx postings,
+    .fast columns, .fieldnorm, other)."""
+    out = {}
+    for d, _, files in os.walk(splits_dir):
+        for f in files:
+            ext = f.rsplit(".", 1)[-1] if "." in f else f
+            if ext not in ("store", "term", "idx", "fast", "fieldnorm", "pos"):
+                ext = "other"
+            out[ext] = out.get(ext, 0) + os.path.getsize(os.path.join(d, f))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=1024, help="raw log megabytes to push")
@@ -102,10 +140,14 @@ def main():
     ap.add_argument("--streams", type=int, default=16)
     ap.add_argument("--vigil", default=os.path.join(ROOT, "target", "release", "vigil"))
     ap.add_argument("--zstd", type=int, help="storage.logs.docstore_zstd_level (default: Vigil's)")
+    ap.add_argument("--format", choices=["reqid", "combined"], default="reqid",
+                    help="reqid: nginx-like lines with a random 64-bit request id and a response time each "
+                         "(every line has a unique token); combined: nginx's default combined format")
+    ap.add_argument("--keep", action="store_true", help="keep the data directory")
     ap.add_argument("--json")
     a = ap.parse_args()
     print(f"generating {a.mb} MB of nginx-like lines…", flush=True)
-    chunks, raw = bodies(a.mb << 20, a.batch_lines, a.streams)
+    chunks, raw = bodies(a.mb << 20, a.batch_lines, a.streams, fmt=a.format)
     print(f"{len(chunks)} requests, {raw / 1e6:.0f} MB of lines, {sum(map(len, chunks)) / 1e6:.0f} MB of JSON",
           flush=True)
     tmp = tempfile.mkdtemp(prefix="vigil-logs-bench-")
@@ -138,7 +180,9 @@ def main():
         split_raw = metric(m, "vigil_logs_split_raw_bytes")
         cut_s = metric(m, "vigil_logs_cut_duration_seconds_sum")
         logs_dir = du(os.path.join(tmp, "data", "logs"))
+        parts = by_component(os.path.join(tmp, "data", "logs", "splits"))
         res = {
+            "format": a.format,
             "raw_mb": raw / 1e6,
             "requests": len(chunks),
             "workers": a.workers,
@@ -149,6 +193,8 @@ def main():
             "disk_per_raw_byte": split_disk / split_raw if split_raw else None,
             "logs_dir_per_raw_byte": logs_dir / raw,
             "errors": len(errors),
+            "disk_per_raw_byte_by_file_kind": {k: round(v / split_raw, 4) for k, v in sorted(parts.items())}
+            if split_raw else None,
         }
         print(json.dumps(res, indent=2))
         if a.json:
@@ -157,7 +203,10 @@ def main():
     finally:
         p.terminate()
         p.wait(60)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if a.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

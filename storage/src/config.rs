@@ -131,6 +131,9 @@ pub struct LogsConfig {
     /// Refuse appends (429 to pushers) while this many bytes of lines wait to be indexed (the head
     /// and heads being cut), so memory stays bounded when pushes outrun indexing (0 = no limit).
     pub max_unindexed_bytes: ByteSize,
+    /// Compaction merges splits of one window holding fewer bytes of lines than this into splits of
+    /// at most this many (0 = no compaction).
+    pub compaction_target_bytes: ByteSize,
 }
 
 impl Default for LogsConfig {
@@ -144,6 +147,7 @@ impl Default for LogsConfig {
             docstore_zstd_level: 9,
             maintenance_interval: PromDuration::from_secs(10),
             max_unindexed_bytes: ByteSize(1 << 30),
+            compaction_target_bytes: ByteSize(2 << 30),
         }
     }
 }

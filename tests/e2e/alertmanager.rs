@@ -253,6 +253,24 @@ async fn kill_9_while_firing_sends_no_duplicate_page() {
         (pages(&got) == 1).then_some(())
     })
     .await;
+    // The notification log is written (fsynced) right after the webhook answers: a kill -9 between
+    // the two is the at-least-once window every notifier has (Alertmanager itself snapshots its log
+    // only every 15 minutes). The test kills after the write, which is what it is about.
+    let nflog = v.data_dir().join("alerting/nflog.json");
+    eventually(
+        Duration::from_secs(30),
+        "the notification log on disk",
+        || {
+            let nflog = nflog.clone();
+            async move {
+                std::fs::read_to_string(&nflog)
+                    .ok()
+                    .filter(|t| t.contains("StillBroken"))
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
 
     // kill -9 while the alert fires; after the restart it is firing again at once (its activeAt is
     // restored) and its group is flushed, but the notification log says it was already sent.

@@ -507,14 +507,59 @@ async fn grafana_loki_data_source() {
     assert!(lines[0].1.contains("/item/4 "));
 
     // What is not served: 404 (Grafana falls back); the v2alpha tail probe too.
-    for p in [
-        "/loki/api/v2alpha/tail",
-        "/loki/api/v1/patterns",
-        "/loki/api/v1/detected_labels",
-    ] {
+    for p in ["/loki/api/v2alpha/tail", "/loki/api/v1/patterns"] {
         let (s, _) = get(&v, p, &[]).await;
         assert_eq!(s, 404, "{p}");
     }
+
+    // Logs Drilldown's detected labels: stream labels with their number of values; labels whose
+    // values are all numbers or UUIDs are left out, except Loki's static ones (`pod`).
+    let batch = |pod: &str, run: &str| {
+        json!({"stream": {"app": "batch", "pod": pod, "run_id": run, "env": "prod"},
+               "values": [[(t0 + 1).to_string(), "batch done"]]})
+    };
+    let (s, _) = push_json(
+        &v,
+        &json!({"streams": [
+            batch("101", "0f8fa7a2-3c4b-4d6e-9f10-1a2b3c4d5e6f"),
+            batch("102", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+        ]}),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/detected_labels",
+        &[("start", start.clone()), ("end", end.clone())],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b,
+        json!({"detectedLabels": [
+            {"label": "app", "cardinality": 4},
+            {"label": "env", "cardinality": 2},
+            {"label": "pod", "cardinality": 2},
+        ]})
+    );
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/detected_labels",
+        &[
+            ("query", r#"{env="prod"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        b["detectedLabels"],
+        json!([
+            {"label": "app", "cardinality": 3},
+            {"label": "env", "cardinality": 1},
+            {"label": "pod", "cardinality": 2},
+        ])
+    );
 
     // Logs Drilldown's detected fields: what json finds in the JSON app lines, typed.
     let (s, b) = get(

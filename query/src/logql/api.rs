@@ -51,6 +51,7 @@ pub fn router(api: LokiApi) -> Router {
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
         .route("/loki/api/v1/tail", get(tail))
         .route("/loki/api/v1/detected_fields", get(detected_fields))
+        .route("/loki/api/v1/detected_labels", get(detected_labels))
         .route("/loki/api/v1/index/volume", get(volume).post(volume))
         .route(
             "/loki/api/v1/index/volume_range",
@@ -834,6 +835,66 @@ fn field_type(values: &std::collections::HashSet<String>) -> &'static str {
     } else {
         "string"
     }
+}
+
+/// Labels Loki's `detected_labels` keeps even when every value looks like an id or a number.
+const STATIC_LABELS: [&str; 4] = ["cluster", "namespace", "instance", "pod"];
+
+/// True when `v` is a number or a UUID (with or without dashes, braces or a `urn:uuid:` prefix, as
+/// Go's `uuid.Parse` reads them).
+fn id_like(v: &str) -> bool {
+    if v.trim().parse::<f64>().is_ok() {
+        return true;
+    }
+    let v = v.strip_prefix("urn:uuid:").unwrap_or(v);
+    let v = v
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .unwrap_or(v);
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    match v.len() {
+        32 => hex(v),
+        36 => {
+            let b = v.as_bytes();
+            [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+                && hex(&v.replace('-', ""))
+                && v.replace('-', "").len() == 32
+        }
+        _ => false,
+    }
+}
+
+/// `GET /loki/api/v1/detected_labels?query&start&end` (Grafana's Logs Drilldown): the stream labels of
+/// the streams a selector matches (all streams without one), each with its number of distinct values.
+/// As Loki: a label whose values are all numbers or UUIDs is left out, except `cluster`, `namespace`,
+/// `instance` and `pod`.
+async fn detected_labels(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let p = Params::from(q, &headers, &body);
+    let (start, end) = meta_span(&p)?;
+    let ms = selector(&p, "query")?;
+    let st2 = st.clone();
+    let sets = if ms.is_empty() { Vec::new() } else { vec![ms] };
+    let streams = tokio::task::spawn_blocking(move || st2.reader.streams(&sets, start, end))
+        .await
+        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for l in &streams {
+        for (k, v) in l.to_map() {
+            values.entry(k).or_default().insert(v);
+        }
+    }
+    let out: Vec<_> = values
+        .into_iter()
+        .filter(|(k, vs)| STATIC_LABELS.contains(&k.as_str()) || !vs.iter().all(|v| id_like(v)))
+        .map(|(k, vs)| json!({"label": k, "cardinality": vs.len()}))
+        .collect();
+    Ok(ok_json(json!({"detectedLabels": out}).to_string()))
 }
 
 /// `GET /loki/api/v1/detected_fields?query&start&end&limit&field_limit`: the fields found in the

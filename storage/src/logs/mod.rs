@@ -8,7 +8,9 @@
 //! `wal_covered` (a cut that did not finish) are deleted and the WAL is replayed into the head.
 //!
 //! Reads see the head, heads being cut and splits as one consistent snapshot. Retention deletes whole
-//! splits.
+//! splits. Compaction merges the small splits of a window into one (segments merged, nothing
+//! tokenized again): the merged split names its inputs in `replaces`, is published, then the inputs
+//! are deleted; a start-up after a crash in between deletes inputs that a split replaces.
 //!
 //! Layout under the data directory: `logs/wal/`, `logs/splits/<ulid>/`, `logs/wal_covered`.
 
@@ -74,6 +76,10 @@ pub struct LogsMetrics {
     pub cut_seconds: Histogram,
     pub retention_deleted_splits: Counter,
     pub backlog_refusals: Counter,
+    pub compactions: Counter,
+    pub compacted_splits: Counter,
+    pub compaction_failures: Counter,
+    pub compaction_seconds: Histogram,
     pub wal: WalMetrics,
 }
 
@@ -94,6 +100,10 @@ impl Default for LogsMetrics {
             cut_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             retention_deleted_splits: Counter::default(),
             backlog_refusals: Counter::default(),
+            compactions: Counter::default(),
+            compacted_splits: Counter::default(),
+            compaction_failures: Counter::default(),
+            compaction_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             wal: WalMetrics::default(),
         }
     }
@@ -164,6 +174,26 @@ impl LogsMetrics {
             "retention_deleted_splits",
             "Splits deleted by retention",
             self.retention_deleted_splits.clone(),
+        );
+        r.register(
+            "compactions",
+            "Compactions: small splits of one window merged into one",
+            self.compactions.clone(),
+        );
+        r.register(
+            "compacted_splits",
+            "Splits merged into others by compaction (and deleted)",
+            self.compacted_splits.clone(),
+        );
+        r.register(
+            "compaction_failures",
+            "Compactions that failed (the small splits stay as they were)",
+            self.compaction_failures.clone(),
+        );
+        r.register(
+            "compaction_duration_seconds",
+            "Time to merge the splits of one compaction",
+            self.compaction_seconds.clone(),
         );
         self.wal.register(r);
     }
@@ -293,6 +323,9 @@ impl LogsAppender for LogStore {
     }
 }
 
+/// A window still open for regular cuts is compacted once it holds this many small splits.
+const OPEN_WINDOW_SPLITS: usize = 8;
+
 /// Frozen heads being written as splits, and the published splits: replaced together.
 #[derive(Default, Clone)]
 struct Sources {
@@ -386,6 +419,21 @@ impl LogStore {
                 }
             }
         }
+        // A compaction that published its split but stopped before deleting its inputs.
+        let replaced: BTreeSet<String> = splits
+            .iter()
+            .flat_map(|s: &Arc<Split>| s.meta.replaces.iter().cloned())
+            .collect();
+        splits.retain(|s| {
+            if !replaced.contains(&s.meta.id) {
+                return true;
+            }
+            info!(split = %s.dir.display(), "removing a split that a finished compaction replaced");
+            if let Err(e) = s.delete() {
+                warn!(split = %s.dir.display(), error = %e, "cannot remove a compacted split");
+            }
+            false
+        });
         splits.sort_by_key(|s| (s.meta.min_ts, s.meta.id.clone()));
         // Segments a finished cut covers may survive a crash between `wal_covered` and their removal.
         for e in fs::read_dir(&wal_dir).map_err(io_err(&wal_dir))?.flatten() {
@@ -602,12 +650,120 @@ impl LogStore {
         Ok(doomed.len())
     }
 
-    /// One maintenance pass: a cut when due, then retention.
+    /// Groups of small splits due for compaction, oldest window first. Per window, splits under
+    /// `compaction_target_bytes` of lines are taken in time order into groups of at most that many
+    /// bytes; a group of two or more is due once the window is closed (its end is `head_max_age` in
+    /// the past, so no regular cut adds to it), or while it is open once it holds
+    /// [`OPEN_WINDOW_SPLITS`] splits (fast ingest cuts often).
+    fn compaction_plan(&self, now: i64) -> Vec<Vec<Arc<Split>>> {
+        let target = self.cfg.compaction_target_bytes.0;
+        if target == 0 {
+            return Vec::new();
+        }
+        let window = self.cfg.split_window.0.as_nanos().max(1) as i64;
+        let settle = self.cfg.head_max_age.0.as_nanos() as i64;
+        let mut by_window: BTreeMap<i64, Vec<Arc<Split>>> = BTreeMap::new();
+        for s in &self.sources.read().splits {
+            if s.meta.bytes < target {
+                by_window.entry(s.meta.window).or_default().push(s.clone());
+            }
+        }
+        let mut plan = Vec::new();
+        for (w, mut small) in by_window {
+            let closed = w.saturating_add(window).saturating_add(settle) <= now;
+            small.sort_by_key(|s| (s.meta.min_ts, s.meta.id.clone()));
+            let settings = small.iter().map(|s| s.merge_key()).collect::<Vec<_>>();
+            let mut group: Vec<Arc<Split>> = Vec::new();
+            let mut group_settings = None;
+            let mut bytes = 0u64;
+            let mut flush = |group: &mut Vec<Arc<Split>>| {
+                if group.len() >= 2 && (closed || group.len() >= OPEN_WINDOW_SPLITS) {
+                    plan.push(std::mem::take(group));
+                }
+                group.clear();
+            };
+            for (s, st) in small.into_iter().zip(settings) {
+                if !group.is_empty()
+                    && (bytes + s.meta.bytes > target || group_settings.as_ref() != Some(&st))
+                {
+                    flush(&mut group);
+                    bytes = 0;
+                }
+                bytes += s.meta.bytes;
+                group_settings = Some(st);
+                group.push(s);
+            }
+            flush(&mut group);
+        }
+        plan
+    }
+
+    /// Merges small splits of each window (see [`Self::compaction_plan`]); stops early when a cut is
+    /// due so that indexing is not held up. Returns the number of splits merged away.
+    pub fn compact(&self) -> Result<usize, LogsError> {
+        let mut merged = 0;
+        for group in self.compaction_plan(vigil_model::now_ns()) {
+            if self.cut_due() {
+                break;
+            }
+            let _one = self.cut_lock.lock();
+            let t0 = Instant::now();
+            let new = match Split::merge(&self.dir.join("splits"), &group) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    self.metrics.compaction_failures.inc();
+                    return Err(e);
+                }
+            };
+            let published = {
+                let mut s = self.sources.write();
+                // Retention may have taken an input meanwhile: then the merged split is dropped.
+                let all_there = group
+                    .iter()
+                    .all(|g| s.splits.iter().any(|x| Arc::ptr_eq(x, g)));
+                if all_there {
+                    s.splits
+                        .retain(|x| !group.iter().any(|g| Arc::ptr_eq(x, g)));
+                    s.splits.push(new.clone());
+                    s.splits.sort_by_key(|s| (s.meta.min_ts, s.meta.id.clone()));
+                }
+                all_there
+            };
+            if !published {
+                new.delete()?;
+                continue;
+            }
+            // Readers holding an input keep reading it (open files outlive their directory entry).
+            for g in &group {
+                if let Err(e) = g.delete() {
+                    warn!(split = %g.dir.display(), error = %e, "cannot remove a compacted split; it is removed at the next start");
+                }
+            }
+            info!(
+                split = %new.dir.display(),
+                inputs = group.len(),
+                entries = new.meta.entries,
+                seconds = t0.elapsed().as_secs_f64(),
+                "compacted log splits"
+            );
+            self.metrics.compactions.inc();
+            self.metrics.compacted_splits.inc_by(group.len() as u64);
+            self.metrics
+                .compaction_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            merged += group.len();
+            self.refresh_metrics();
+        }
+        Ok(merged)
+    }
+
+    /// One maintenance pass: a cut when due, retention, then compaction.
     pub fn maintain(&self) -> Result<(), LogsError> {
         if self.cut_due() {
             self.cut()?;
         }
         self.apply_retention()?;
+        self.compact()?;
         self.refresh_metrics();
         Ok(())
     }
