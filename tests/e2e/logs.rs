@@ -507,10 +507,52 @@ async fn grafana_loki_data_source() {
     assert!(lines[0].1.contains("/item/4 "));
 
     // What is not served: 404 (Grafana falls back); the v2alpha tail probe too.
-    for p in ["/loki/api/v2alpha/tail", "/loki/api/v1/patterns"] {
-        let (s, _) = get(&v, p, &[]).await;
-        assert_eq!(s, 404, "{p}");
+    let (s, _) = get(&v, "/loki/api/v2alpha/tail", &[]).await;
+    assert_eq!(s, 404);
+
+    // Logs Drilldown's patterns: the 60 JSON lines make one template per level (the request number
+    // and duration are variables), 20 lines each, counted per step.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/patterns",
+        &[
+            ("query", r#"{app="api"}"#.into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+            ("step", "10s".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "success");
+    let pats = b["data"].as_array().unwrap();
+    let mut got: Vec<(String, String, i64)> = pats
+        .iter()
+        .map(|p| {
+            let samples = p["samples"].as_array().unwrap();
+            // Steps are whole seconds, aligned to the step, in time order.
+            let ts: Vec<i64> = samples.iter().map(|x| x[0].as_i64().unwrap()).collect();
+            assert!(
+                ts.windows(2).all(|w| w[0] < w[1]) && ts.iter().all(|t| t % 10 == 0),
+                "{p}"
+            );
+            (
+                p["pattern"].as_str().unwrap().to_string(),
+                p["level"].as_str().unwrap().to_string(),
+                samples.iter().map(|x| x[1].as_i64().unwrap()).sum(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(got.len(), 3, "{b}");
+    for ((pattern, level, n), l) in got.iter().zip(["error", "info", "warn"]) {
+        assert_eq!((level.as_str(), *n), (l, 20), "{b}");
+        assert!(pattern.contains(&format!(r#""level":"{l}""#)), "{pattern}");
+        assert!(pattern.contains("request <_>"), "{pattern}");
+        assert!(!pattern.bytes().any(|c| c.is_ascii_digit()), "{pattern}");
     }
+    let (s, _) = get(&v, "/loki/api/v1/patterns", &[]).await;
+    assert_eq!(s, 400);
 
     // Logs Drilldown's detected labels: stream labels with their number of values; labels whose
     // values are all numbers or UUIDs are left out, except Loki's static ones (`pod`).

@@ -52,6 +52,7 @@ pub fn router(api: LokiApi) -> Router {
         .route("/loki/api/v1/tail", get(tail))
         .route("/loki/api/v1/detected_fields", get(detected_fields))
         .route("/loki/api/v1/detected_labels", get(detected_labels))
+        .route("/loki/api/v1/patterns", get(patterns).post(patterns))
         .route("/loki/api/v1/index/volume", get(volume).post(volume))
         .route(
             "/loki/api/v1/index/volume_range",
@@ -835,6 +836,70 @@ fn field_type(values: &std::collections::HashSet<String>) -> &'static str {
     } else {
         "string"
     }
+}
+
+/// Lines a `patterns` request reads at most (the newest ones).
+const PATTERN_LINES: usize = 100_000;
+
+/// `GET /loki/api/v1/patterns?query&start&end&step` (Grafana's Logs Drilldown): the newest
+/// [`PATTERN_LINES`] lines of a log query grouped into templates (see [`super::patterns`]), each with
+/// its level and its line count per step: `{"status":"success","data":[{"pattern","level",
+/// "samples":[[<unix seconds>, <count>]]}]}`, most lines first.
+async fn patterns(
+    State(st): State<St>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = Params::from(q, &headers, &body);
+    let text = p
+        .get("query")
+        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let (start, end) = meta_span(&p)?;
+    // Loki's default step for a range: about 250 points, at least a second.
+    let step = duration_param(&p, "step")?
+        .filter(|s| *s > 0)
+        .unwrap_or_else(|| ((end - start) / 250).max(1_000_000_000));
+    let e = parse_log_query(text).map_err(|e| bad(e.to_string()))?;
+    let (streams, _) = fetch_logs(
+        &st,
+        e,
+        start,
+        end,
+        PATTERN_LINES,
+        Direction::Backward,
+        false,
+    )
+    .await?;
+    let mut miner = super::patterns::Miner::default();
+    for s in &streams {
+        let stream_level = s
+            .labels
+            .get("detected_level")
+            .or_else(|| s.labels.get("level"))
+            .cloned();
+        for e in &s.entries {
+            let level = match &stream_level {
+                Some(l) => l.clone(),
+                None => super::patterns::detect_level(&e.line, &e.metadata),
+            };
+            miner.add(&e.line, &level, e.ts.div_euclid(step) * step);
+        }
+    }
+    let data: Vec<_> = miner
+        .into_patterns()
+        .into_iter()
+        .map(|(pattern, level, samples)| {
+            let samples: Vec<_> = samples
+                .into_iter()
+                .map(|(t, n)| json!([t.div_euclid(1_000_000_000), n]))
+                .collect();
+            json!({"pattern": pattern, "level": level, "samples": samples})
+        })
+        .collect();
+    Ok(ok_json(
+        json!({"status": "success", "data": data}).to_string(),
+    ))
 }
 
 /// Labels Loki's `detected_labels` keeps even when every value looks like an id or a number.

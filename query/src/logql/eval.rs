@@ -260,7 +260,11 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     let need_line = !p.fully_pushed() || agg.unwrap.is_some();
     let bytes_op = matches!(agg.op, RangeOp::BytesOverTime | RangeOp::BytesRate);
     let mut series: SeriesMap = HashMap::new();
-    let mut by_stream: HashMap<u64, Vec<(String, String)>> = HashMap::new();
+    // Series of entries read without their line: by stream fingerprint, by group, by index.
+    let mut by_stream: HashMap<u64, usize> = HashMap::new();
+    let mut by_group: HashMap<Vec<(String, String)>, usize> = HashMap::new();
+    let mut by_index: Vec<(BTreeMap<String, String>, Samples)> = Vec::new();
+    let mut last: Option<(*const Labels, usize)> = None;
     let mut error: Option<LogqlError> = None;
     let mut count = 0usize;
     let mut scanned = 0u64;
@@ -323,21 +327,46 @@ pub fn range_agg<R: LogsReader + ?Sized>(
                 }
                 _ => {
                     let v = if bytes_op { len as f64 } else { 1.0 };
-                    // Without a line the series depends on the stream alone: found once per
-                    // stream, not built again for every entry.
-                    let fp = labels.stable_hash();
-                    if let Some(e) = by_stream.get(&fp).and_then(|k| series.get_mut(k)) {
-                        e.1.ts.push(ts);
-                        e.1.vals.push(v);
-                        return;
-                    }
-                    let l: BTreeMap<String, String> = labels
-                        .iter()
-                        .map(|x| (x.name.to_string(), x.value.to_string()))
-                        .collect();
-                    let g = group(l, agg);
-                    by_stream.insert(fp, g.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-                    (g, v)
+                    // Without a line the series depends on the stream alone. Entries of one
+                    // stream come in runs (a split yields a stream's entries together, with the
+                    // same `Labels`): the run's series is found once, not hashed per entry.
+                    let ptr: *const Labels = labels;
+                    let i = match last {
+                        Some((p, i)) if std::ptr::eq(p, ptr) => i,
+                        _ => {
+                            let fp = labels.stable_hash();
+                            let i = match by_stream.get(&fp) {
+                                Some(&i) => i,
+                                None => {
+                                    let l: BTreeMap<String, String> = labels
+                                        .iter()
+                                        .map(|x| (x.name.to_string(), x.value.to_string()))
+                                        .collect();
+                                    let g = group(l, agg);
+                                    let key: Vec<(String, String)> =
+                                        g.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                                    let i = *by_group.entry(key).or_insert_with(|| {
+                                        by_index.push((
+                                            g,
+                                            Samples {
+                                                ts: Vec::new(),
+                                                vals: Vec::new(),
+                                            },
+                                        ));
+                                        by_index.len() - 1
+                                    });
+                                    by_stream.insert(fp, i);
+                                    i
+                                }
+                            };
+                            last = Some((ptr, i));
+                            i
+                        }
+                    };
+                    let e = &mut by_index[i].1;
+                    e.ts.push(ts);
+                    e.vals.push(v);
+                    return;
                 }
             };
             let key: Vec<(String, String)> =
@@ -360,6 +389,19 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     if let Some(e) = error {
         return Err(e);
     }
+    for (g, mut samples) in by_index {
+        let key: Vec<(String, String)> = g.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        match series.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let e = &mut o.get_mut().1;
+                e.ts.append(&mut samples.ts);
+                e.vals.append(&mut samples.vals);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((g, samples));
+            }
+        }
+    }
     if agg.op != RangeOp::AbsentOverTime && series.len() > limits.max_series {
         return Err(LogqlError::Execution(format!(
             "maximum of series ({}) reached for a single query; {} series would be returned: aggregate (sum by, topk) or narrow the selector",
@@ -371,11 +413,15 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     let mut out = Vec::with_capacity(series.len());
     let mut any_at = vec![false; steps.len()];
     for (_, (labels, mut s)) in series {
-        // Sort by time (entries arrive in no particular order).
-        let mut idx: Vec<usize> = (0..s.ts.len()).collect();
-        idx.sort_by_key(|&i| s.ts[i]);
-        s.ts = idx.iter().map(|&i| s.ts[i]).collect();
-        s.vals = idx.iter().map(|&i| s.vals[i]).collect();
+        // Sort by time: entries arrive in sorted runs (a stream of a split, the head), which a
+        // stable sort of (time, value) pairs merges; equal times keep their order.
+        if !s.ts.is_sorted() {
+            let mut pairs: Vec<(i64, f64)> =
+                s.ts.iter().copied().zip(s.vals.iter().copied()).collect();
+            pairs.sort_by_key(|p| p.0);
+            s.ts = pairs.iter().map(|p| p.0).collect();
+            s.vals = pairs.iter().map(|p| p.1).collect();
+        }
         let mut vals = Vec::with_capacity(steps.len());
         for (k, &t) in steps.iter().enumerate() {
             let hi = t - offset;

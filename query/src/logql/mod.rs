@@ -6,6 +6,7 @@ pub mod api;
 pub mod ast;
 pub mod eval;
 pub mod parser;
+pub mod patterns;
 pub mod pipeline;
 pub mod template;
 
