@@ -18,6 +18,9 @@ pub const MAX_PATTERNS: usize = 1000;
 const MAX_TOKENS: usize = 128;
 const DELIMS: &[char] = &['=', ':', ',', '"', '(', ')', '[', ']', '{', '}'];
 
+/// A template as answered: pattern, level, and (step start in ns, lines) in time order.
+pub type PatternSeries = (String, String, Vec<(i64, u64)>);
+
 /// One template: its tokens, level and line count per step (ns bucket start).
 struct Template {
     tokens: Vec<String>,
@@ -178,7 +181,7 @@ impl Miner {
     }
 
     /// The templates, most lines first: (pattern, level, [(bucket, count)] in time order).
-    pub fn into_patterns(self) -> Vec<(String, String, Vec<(i64, u64)>)> {
+    pub fn into_patterns(self) -> Vec<PatternSeries> {
         let mut ts = self.templates;
         ts.sort_by(|a, b| b.total.cmp(&a.total).then(a.tokens.cmp(&b.tokens)));
         ts.into_iter()

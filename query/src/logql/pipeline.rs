@@ -262,6 +262,50 @@ fn logfmt(line: &str, strict: bool) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Substrings every match of `re` contains (literal runs required on every path), so the store can
+/// narrow candidates by them; the regex still decides. Case-insensitive parts, alternations and
+/// optional parts give none.
+pub fn regex_required_literals(re: &str) -> Vec<String> {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn lit(h: &Hir) -> Option<&str> {
+        match h.kind() {
+            HirKind::Literal(l) => std::str::from_utf8(&l.0).ok(),
+            _ => None,
+        }
+    }
+    fn walk(h: &Hir, out: &mut Vec<String>) {
+        match h.kind() {
+            HirKind::Literal(_) => out.extend(lit(h).map(str::to_string)),
+            HirKind::Capture(c) => walk(&c.sub, out),
+            HirKind::Repetition(r) if r.min >= 1 => walk(&r.sub, out),
+            HirKind::Concat(hs) => {
+                let mut run = String::new();
+                for h in hs {
+                    if let Some(s) = lit(h) {
+                        run.push_str(s);
+                        continue;
+                    }
+                    if !run.is_empty() {
+                        out.push(std::mem::take(&mut run));
+                    }
+                    walk(h, out);
+                }
+                if !run.is_empty() {
+                    out.push(run);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(hir) = regex_syntax::Parser::new().parse(re) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk(&hir, &mut out);
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 /// Matches a `pattern` against a line: the captures, or `None` when a literal is missing. A leading
 /// literal must start the line.
 pub fn match_pattern<'a>(p: &'a Pattern, line: &'a str) -> Option<Vec<(&'a str, &'a str)>> {
@@ -463,6 +507,16 @@ impl Pipeline {
                         && !f.values[0].is_empty() =>
                 {
                     out.push(f.values[0].clone());
+                }
+                // What every match must contain narrows the candidates; the filter still decides.
+                Exec::Line(f) if f.op == LineOp::Regex && f.regexes.len() == 1 => {
+                    out.extend(regex_required_literals(f.regexes[0].as_str()));
+                }
+                Exec::Line(f) if f.op == LineOp::Pattern && f.patterns.len() == 1 => {
+                    out.extend(f.patterns[0].parts.iter().filter_map(|p| match p {
+                        PatternPart::Literal(l) if !l.is_empty() => Some(l.clone()),
+                        _ => None,
+                    }));
                 }
                 Exec::LineFormat(_) | Exec::Decolorize | Exec::Unpack => break,
                 _ => {}
@@ -695,6 +749,32 @@ mod tests {
             line,
         )
         .map(|x| (x.labels, x.line))
+    }
+
+    #[test]
+    fn regex_literals_every_match_holds() {
+        let cases: &[(&str, &[&str])] = &[
+            ("error.*timeout", &["error", "timeout"]),
+            ("(?i)error", &[]),
+            ("err(or|no)", &["err"]),
+            ("a|b", &[]),
+            ("GET /api/v[0-9]+/users", &["GET /api/v", "/users"]),
+            ("x{0,3}y", &["y"]),
+            ("(foo)+bar", &["foo", "bar"]),
+            ("^status=5\\d\\d$", &["status=5"]),
+            ("(", &[]),
+        ];
+        for (re, want) in cases {
+            assert_eq!(regex_required_literals(re), *want, "{re}");
+        }
+        // Through the pipeline: regex and pattern filters add what they require; `or` adds none.
+        let p = |q: &str| {
+            let e = crate::logql::parser::parse_log_query(q).unwrap();
+            Pipeline::new(&e.stages).unwrap().required_substrings()
+        };
+        assert_eq!(p(r#"{a="b"} |~ "db.*timeout""#), ["db", "timeout"]);
+        assert_eq!(p(r#"{a="b"} |> "<_> error <_>""#), [" error "]);
+        assert!(p(r#"{a="b"} |~ "x" or "y""#).is_empty());
     }
 
     #[test]
