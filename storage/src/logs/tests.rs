@@ -354,14 +354,15 @@ fn labels_series_and_retention() {
 
 /// Everything a query can see of a store: every row of every stream (both directions), the substring
 /// pushdown, and the index statistics.
-fn view(
-    s: &LogStore,
-) -> (
+/// Rows (app, time, line, metadata), needle matches, backward rows, statistics without chunks.
+type View = (
     Vec<(String, i64, String, Vec<(String, String)>)>,
     usize,
     usize,
     LogStats,
-) {
+);
+
+fn view(s: &LogStore) -> View {
     let all = LogSelect {
         matchers: vec![Matcher::equal("env", "prod")],
         start: 0,
