@@ -22,14 +22,19 @@ AGENTS = ["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 STATUS = [200] * 40 + [201, 204, 301, 302, 304, 400, 401, 403, 404, 404, 500, 502, 503]
 
 
+def random_path(rng):
+    path = rng.choice(PATHS)
+    if rng.random() < 0.5:
+        path += f"?id={rng.randrange(100000)}&page={rng.randrange(20)}"
+    return path
+
+
 def nginx_lines(rng, n, t0):
     out = []
     for i in range(n):
         ts = t0 + i
         sec = ts // 1_000_000_000
-        path = rng.choice(PATHS)
-        if rng.random() < 0.5:
-            path += f"?id={rng.randrange(100000)}&page={rng.randrange(20)}"
+        path = random_path(rng)
         out.append((ts, '{}.{}.{}.{} - - [{}] "{} {} HTTP/1.1" {} {} "-" "{}" rt={:.3f} req={:016x}'.format(
             rng.randrange(10, 223), rng.randrange(256), rng.randrange(256), rng.randrange(256),
             time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec)),
@@ -48,9 +53,7 @@ def combined_lines(rng, n, t0, clients):
     for i in range(n):
         ts = t0 + i
         sec = ts // 1_000_000_000
-        path = rng.choice(PATHS)
-        if rng.random() < 0.5:
-            path += f"?id={rng.randrange(100000)}&page={rng.randrange(20)}"
+        path = random_path(rng)
         c = clients[int(rng.paretovariate(1.2)) % len(clients)]
         out.append((ts, '{} - - [{}] "{} {} HTTP/1.1" {} {} "{}" "{}"'.format(
             c, time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec)),

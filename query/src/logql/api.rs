@@ -328,6 +328,12 @@ async fn fetch_logs(
     .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
 }
 
+/// A parameter that must be there.
+fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, LokiError> {
+    p.get(key)
+        .ok_or_else(|| bad(format!("missing parameter {key:?}")))
+}
+
 /// A non-negative integer parameter, or `default` when absent.
 fn usize_param(p: &Params, key: &str, default: usize) -> Result<usize, LokiError> {
     match p.get(key) {
@@ -345,9 +351,7 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, LokiError> {
     let p = Params::from(q, &headers, &body);
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(&p, "query")?;
     let t = time_param(&p, "time", vigil_model::now_ns())?;
     match parse(text).map_err(|e| bad(e.to_string()))? {
         // Loki answers log queries only over a range.
@@ -378,9 +382,7 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, LokiError> {
     let p = Params::from(q, &headers, &body);
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(&p, "query")?;
     let end = time_param(&p, "end", vigil_model::now_ns())?;
     let since = duration_param(&p, "since")?.unwrap_or(3_600_000_000_000);
     let start = time_param(&p, "start", end.min(vigil_model::now_ns()) - since)?;
@@ -518,9 +520,7 @@ async fn index_stats(
 ) -> Result<Response, LokiError> {
     let p = Params::from(q, &headers, &body);
     let (start, end) = meta_span(&p)?;
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(&p, "query")?;
     let ms = parse_log_query(text)
         .map(|e| e.matchers)
         .map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
@@ -543,9 +543,7 @@ async fn tail(
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Result<Response, LokiError> {
     let p = Params::from(q, &HeaderMap::new(), &Bytes::new());
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(&p, "query")?;
     let e = parse_log_query(text).map_err(|e| bad(e.to_string()))?;
     let lim = limit(&p, st.limits.max_entries)?;
     let start = time_param(&p, "start", vigil_model::now_ns() - 3_600_000_000_000)?;
@@ -671,9 +669,7 @@ async fn tail_session(
 /// The LogQL a volume request stands for: bytes of the selected streams per group, where the groups
 /// are `targetLabels` or, without them, the labels the selector names (Loki's defaults).
 fn volume_query(p: &Params, range_ns: i64) -> Result<String, LokiError> {
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(p, "query")?;
     let e = parse_log_query(text).map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
     if !e.stages.is_empty() {
         return Err(bad(
@@ -852,9 +848,7 @@ async fn patterns(
     body: Bytes,
 ) -> Result<Response, LokiError> {
     let p = Params::from(q, &headers, &body);
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(&p, "query")?;
     let (start, end) = meta_span(&p)?;
     // Loki's default step for a range: about 250 points, at least a second.
     let step = duration_param(&p, "step")?
@@ -975,9 +969,7 @@ async fn detected_fields(
     use super::pipeline::Pipeline;
     use std::collections::{BTreeMap, BTreeSet, HashSet};
     let p = Params::from(q, &headers, &body);
-    let text = p
-        .get("query")
-        .ok_or_else(|| bad("missing parameter \"query\""))?;
+    let text = required(&p, "query")?;
     let (start, end) = meta_span(&p)?;
     let key = if p.get("line_limit").is_some() {
         "line_limit"
