@@ -23,7 +23,9 @@ use serde_json::{Map, Value, json};
 use vigil_model::{Labels, LogStream};
 
 use super::decode::{RawEntry, RawPush, RawStream};
-use super::{LokiPush, ProtocolReasonLabel, decompress, run_blocking, validate};
+use super::{
+    BACKLOG_RETRY, LokiPush, ProtocolReasonLabel, append, decompress, run_blocking, validate,
+};
 use crate::metrics::ProtocolLabel;
 
 const PROTOCOL: &str = "elasticsearch";
@@ -571,25 +573,18 @@ fn bulk_request(
         })
         .collect();
     if !streams.is_empty() {
-        match st.store.append(streams) {
-            Ok(a) => {
-                st.metrics
-                    .log_entries_written
-                    .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
-                    .inc_by(a.entries);
-                st.metrics
-                    .log_bytes_written
-                    .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
-                    .inc_by(a.bytes);
-            }
+        match append(st, streams, PROTOCOL) {
+            Ok(()) => {}
             Err(e @ vigil_storage::logs::LogsError::Backlog { .. }) => {
                 let mut r = es_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "es_rejected_execution_exception",
                     &e.to_string(),
                 );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(BACKLOG_RETRY.as_secs()),
+                );
                 return r;
             }
             Err(e) => {

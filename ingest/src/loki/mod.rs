@@ -424,20 +424,11 @@ pub fn store_push(st: &LokiPush, push: RawPush, protocol: &'static str) -> Outco
         });
     }
     if !streams.is_empty() {
-        match st.store.append(streams) {
-            Ok(a) => {
-                st.metrics
-                    .log_entries_written
-                    .get_or_create(&ProtocolLabel { protocol })
-                    .inc_by(a.entries);
-                st.metrics
-                    .log_bytes_written
-                    .get_or_create(&ProtocolLabel { protocol })
-                    .inc_by(a.bytes);
-            }
+        match append(st, streams, protocol) {
+            Ok(()) => {}
             Err(e @ vigil_storage::logs::LogsError::Backlog { .. }) => {
                 reject("indexing_backlog", entries);
-                return Outcome::RateLimited(Duration::from_secs(2), e.to_string());
+                return Outcome::RateLimited(BACKLOG_RETRY, e.to_string());
             }
             Err(e) => {
                 return Outcome::StoreFailed(format!("the log store cannot take writes: {e}"));
@@ -496,6 +487,28 @@ async fn slot(st: &LokiPush) -> Result<tokio::sync::OwnedSemaphorePermit, Respon
             Err(r)
         }
     }
+}
+
+/// How long pushers refused for an indexing backlog are told to wait.
+pub(crate) const BACKLOG_RETRY: Duration = Duration::from_secs(2);
+
+/// Appends to the log store and counts what was written under `protocol`.
+pub(crate) fn append(
+    st: &LokiPush,
+    streams: Vec<LogStream>,
+    protocol: &'static str,
+) -> Result<(), vigil_storage::logs::LogsError> {
+    let a = st.store.append(streams)?;
+    let label = ProtocolLabel { protocol };
+    st.metrics
+        .log_entries_written
+        .get_or_create(&label)
+        .inc_by(a.entries);
+    st.metrics
+        .log_bytes_written
+        .get_or_create(&label)
+        .inc_by(a.bytes);
+    Ok(())
 }
 
 /// `POST /loki/api/v1/push`, `POST /api/prom/push`.

@@ -307,25 +307,25 @@ async fn fetch_logs(
     dir: Direction,
     cat: bool,
 ) -> Result<(Vec<OutStream>, LogqlStats), LokiError> {
-    let st2 = st.clone();
     let deadline = Instant::now() + st.limits.eval.timeout;
-    Ok(tokio::task::spawn_blocking(move || {
+    read(st, move |r| {
         let mut stats = LogqlStats::default();
-        super::eval::logs(
-            &*st2.reader,
-            &e,
-            start,
-            end,
-            limit,
-            dir,
-            cat,
-            deadline,
-            &mut stats,
-        )
-        .map(|s| (s, stats))
+        super::eval::logs(r, &e, start, end, limit, dir, cat, deadline, &mut stats)
+            .map(|s| (s, stats))
     })
-    .await
-    .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
+    .await?
+    .map_err(LokiError::from)
+}
+
+/// Runs a store read on a blocking thread.
+async fn read<T: Send + 'static>(
+    st: &St,
+    f: impl FnOnce(&dyn LogsReader) -> T + Send + 'static,
+) -> Result<T, LokiError> {
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || f(&*st.reader))
+        .await
+        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// A parameter that must be there.
@@ -452,10 +452,7 @@ async fn labels(
     let p = Params::from(q, &headers, &body);
     let (start, end) = meta_span(&p)?;
     let ms = selector(&p, "query")?;
-    let st2 = st.clone();
-    let names = tokio::task::spawn_blocking(move || st2.reader.label_names(&ms, start, end))
-        .await
-        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let names = read(&st, move |r| r.label_names(&ms, start, end)).await?;
     Ok(ok_json(
         json!({"status": "success", "data": names}).to_string(),
     ))
@@ -471,11 +468,7 @@ async fn label_values(
     let p = Params::from(q, &headers, &body);
     let (start, end) = meta_span(&p)?;
     let ms = selector(&p, "query")?;
-    let st2 = st.clone();
-    let values =
-        tokio::task::spawn_blocking(move || st2.reader.label_values(&name, &ms, start, end))
-            .await
-            .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let values = read(&st, move |r| r.label_values(&name, &ms, start, end)).await?;
     Ok(ok_json(
         json!({"status": "success", "data": values}).to_string(),
     ))
@@ -502,10 +495,7 @@ async fn series(
             "missing parameter \"match[]\": give at least one stream selector",
         ));
     }
-    let st2 = st.clone();
-    let out = tokio::task::spawn_blocking(move || st2.reader.streams(&sets, start, end))
-        .await
-        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let out = read(&st, move |r| r.streams(&sets, start, end)).await?;
     let data: Vec<_> = out.iter().map(|l| l.to_map()).collect();
     Ok(ok_json(
         json!({"status": "success", "data": data}).to_string(),
@@ -524,10 +514,7 @@ async fn index_stats(
     let ms = parse_log_query(text)
         .map(|e| e.matchers)
         .map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
-    let st2 = st.clone();
-    let s = tokio::task::spawn_blocking(move || st2.reader.stats(&ms, start, end))
-        .await
-        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let s = read(&st, move |r| r.stats(&ms, start, end)).await?;
     Ok(ok_json(
         json!({"streams": s.streams, "chunks": s.chunks, "bytes": s.bytes, "entries": s.entries})
             .to_string(),
@@ -582,25 +569,18 @@ async fn tail_session(
     use tokio::sync::broadcast::error::RecvError;
     // Subscribe before reading the history, so nothing falls between them; what both see is sent once.
     let mut rx = st.reader.subscribe();
-    let st2 = st.clone();
-    let e2 = e.clone();
-    let history = tokio::task::spawn_blocking(move || {
-        let mut stats = LogqlStats::default();
-        super::eval::logs(
-            &*st2.reader,
-            &e2,
-            start,
-            i64::MAX,
-            lim,
-            Direction::Backward,
-            false,
-            Instant::now() + st2.limits.eval.timeout,
-            &mut stats,
-        )
-    })
+    let history = fetch_logs(
+        &st,
+        e.clone(),
+        start,
+        i64::MAX,
+        lim,
+        Direction::Backward,
+        false,
+    )
     .await;
     let mut seen = std::collections::HashSet::new();
-    if let Ok(Ok(mut streams)) = history {
+    if let Ok((mut streams, _)) = history {
         for s in &mut streams {
             s.entries.reverse();
             for en in &s.entries {
@@ -910,17 +890,18 @@ fn id_like(v: &str) -> bool {
         .strip_prefix('{')
         .and_then(|r| r.strip_suffix('}'))
         .unwrap_or(v);
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
-    match v.len() {
-        32 => hex(v),
-        36 => {
-            let b = v.as_bytes();
-            [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-                && hex(&v.replace('-', ""))
-                && v.replace('-', "").len() == 32
+    let dashes: &[usize] = match v.len() {
+        32 => &[],
+        36 => &[8, 13, 18, 23],
+        _ => return false,
+    };
+    v.bytes().enumerate().all(|(i, b)| {
+        if dashes.contains(&i) {
+            b == b'-'
+        } else {
+            b.is_ascii_hexdigit()
         }
-        _ => false,
-    }
+    })
 }
 
 /// `GET /loki/api/v1/detected_labels?query&start&end` (Grafana's Logs Drilldown): the stream labels of
@@ -937,11 +918,8 @@ async fn detected_labels(
     let p = Params::from(q, &headers, &body);
     let (start, end) = meta_span(&p)?;
     let ms = selector(&p, "query")?;
-    let st2 = st.clone();
     let sets = if ms.is_empty() { Vec::new() } else { vec![ms] };
-    let streams = tokio::task::spawn_blocking(move || st2.reader.streams(&sets, start, end))
-        .await
-        .map_err(|e| LokiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let streams = read(&st, move |r| r.streams(&sets, start, end)).await?;
     let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for l in &streams {
         for (k, v) in l.to_map() {

@@ -197,8 +197,36 @@ pub fn logs<R: LogsReader + ?Sized>(
 /// Per output series, the value at each step (or none).
 pub type StepValues = Vec<(Labels, Vec<Option<f64>>)>;
 
-/// Output series of a range aggregation by label pairs: labels and samples.
-type SeriesMap = HashMap<Vec<(String, String)>, (BTreeMap<String, String>, Samples)>;
+/// Output series of a range aggregation: labels and samples, found by their label pairs.
+#[derive(Default)]
+struct SeriesSet {
+    index: HashMap<Vec<(String, String)>, usize>,
+    list: Vec<(BTreeMap<String, String>, Samples)>,
+}
+
+impl SeriesSet {
+    /// The index of the series named `labels`, added when new.
+    fn slot(&mut self, labels: BTreeMap<String, String>) -> usize {
+        let key: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        *self.index.entry(key).or_insert_with(|| {
+            self.list.push((
+                labels,
+                Samples {
+                    ts: Vec::new(),
+                    vals: Vec::new(),
+                },
+            ));
+            self.list.len() - 1
+        })
+    }
+
+    fn push(&mut self, i: usize, ts: i64, v: f64) {
+        let s = &mut self.list[i].1;
+        s.ts.push(ts);
+        s.vals.push(v);
+    }
+}
 
 /// Samples of one output series of a range aggregation: times (ns) and values, sorted by time.
 struct Samples {
@@ -259,11 +287,9 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     // Filters the store answers exactly need no line here.
     let need_line = !p.fully_pushed() || agg.unwrap.is_some();
     let bytes_op = matches!(agg.op, RangeOp::BytesOverTime | RangeOp::BytesRate);
-    let mut series: SeriesMap = HashMap::new();
-    // Series of entries read without their line: by stream fingerprint, by group, by index.
+    let mut series = SeriesSet::default();
+    // Series of entries read without their line, by stream fingerprint.
     let mut by_stream: HashMap<u64, usize> = HashMap::new();
-    let mut by_group: HashMap<Vec<(String, String)>, usize> = HashMap::new();
-    let mut by_index: Vec<(BTreeMap<String, String>, Samples)> = Vec::new();
     let mut last: Option<(*const Labels, usize)> = None;
     let mut error: Option<LogqlError> = None;
     let mut count = 0usize;
@@ -335,53 +361,23 @@ pub fn range_agg<R: LogsReader + ?Sized>(
                         Some((p, i)) if std::ptr::eq(p, ptr) => i,
                         _ => {
                             let fp = labels.stable_hash();
-                            let i = match by_stream.get(&fp) {
-                                Some(&i) => i,
-                                None => {
-                                    let l: BTreeMap<String, String> = labels
-                                        .iter()
-                                        .map(|x| (x.name.to_string(), x.value.to_string()))
-                                        .collect();
-                                    let g = group(l, agg);
-                                    let key: Vec<(String, String)> =
-                                        g.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                                    let i = *by_group.entry(key).or_insert_with(|| {
-                                        by_index.push((
-                                            g,
-                                            Samples {
-                                                ts: Vec::new(),
-                                                vals: Vec::new(),
-                                            },
-                                        ));
-                                        by_index.len() - 1
-                                    });
-                                    by_stream.insert(fp, i);
-                                    i
-                                }
-                            };
+                            let i = *by_stream.entry(fp).or_insert_with(|| {
+                                let l: BTreeMap<String, String> = labels
+                                    .iter()
+                                    .map(|x| (x.name.to_string(), x.value.to_string()))
+                                    .collect();
+                                series.slot(group(l, agg))
+                            });
                             last = Some((ptr, i));
                             i
                         }
                     };
-                    let e = &mut by_index[i].1;
-                    e.ts.push(ts);
-                    e.vals.push(v);
+                    series.push(i, ts, v);
                     return;
                 }
             };
-            let key: Vec<(String, String)> =
-                out_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let e = series.entry(key).or_insert_with(|| {
-                (
-                    out_labels,
-                    Samples {
-                        ts: Vec::new(),
-                        vals: Vec::new(),
-                    },
-                )
-            });
-            e.1.ts.push(ts);
-            e.1.vals.push(value);
+            let i = series.slot(out_labels);
+            series.push(i, ts, value);
         })
         .map_err(|e| LogqlError::Store(e.to_string()))?;
     stats.lines_processed += scanned;
@@ -389,19 +385,7 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     if let Some(e) = error {
         return Err(e);
     }
-    for (g, mut samples) in by_index {
-        let key: Vec<(String, String)> = g.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        match series.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut o) => {
-                let e = &mut o.get_mut().1;
-                e.ts.append(&mut samples.ts);
-                e.vals.append(&mut samples.vals);
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((g, samples));
-            }
-        }
-    }
+    let series = series.list;
     if agg.op != RangeOp::AbsentOverTime && series.len() > limits.max_series {
         return Err(LogqlError::Execution(format!(
             "maximum of series ({}) reached for a single query; {} series would be returned: aggregate (sum by, topk) or narrow the selector",
@@ -412,7 +396,7 @@ pub fn range_agg<R: LogsReader + ?Sized>(
     let range_s = agg.range.as_secs_f64();
     let mut out = Vec::with_capacity(series.len());
     let mut any_at = vec![false; steps.len()];
-    for (_, (labels, mut s)) in series {
+    for (labels, mut s) in series {
         // Sort by time: entries arrive in sorted runs (a stream of a split, the head), which a
         // stable sort of (time, value) pairs merges; equal times keep their order.
         if !s.ts.is_sorted() {

@@ -672,28 +672,26 @@ impl LogStore {
         for (w, mut small) in by_window {
             let closed = w.saturating_add(window).saturating_add(settle) <= now;
             small.sort_by_key(|s| (s.meta.min_ts, s.meta.id.clone()));
-            let settings = small.iter().map(|s| s.merge_key()).collect::<Vec<_>>();
-            let mut group: Vec<Arc<Split>> = Vec::new();
-            let mut group_settings = None;
-            let mut bytes = 0u64;
-            let mut flush = |group: &mut Vec<Arc<Split>>| {
-                if group.len() >= 2 && (closed || group.len() >= OPEN_WINDOW_SPLITS) {
-                    plan.push(std::mem::take(group));
+            let mut plan_group = |g: Vec<Arc<Split>>| {
+                if g.len() >= 2 && (closed || g.len() >= OPEN_WINDOW_SPLITS) {
+                    plan.push(g);
                 }
-                group.clear();
             };
-            for (s, st) in small.into_iter().zip(settings) {
-                if !group.is_empty()
-                    && (bytes + s.meta.bytes > target || group_settings.as_ref() != Some(&st))
+            let mut group: Vec<Arc<Split>> = Vec::new();
+            let mut key = None;
+            let mut bytes = 0u64;
+            for s in small {
+                let k = s.merge_key();
+                if !group.is_empty() && (bytes + s.meta.bytes > target || key.as_ref() != Some(&k))
                 {
-                    flush(&mut group);
+                    plan_group(std::mem::take(&mut group));
                     bytes = 0;
                 }
                 bytes += s.meta.bytes;
-                group_settings = Some(st);
+                key = Some(k);
                 group.push(s);
             }
-            flush(&mut group);
+            plan_group(group);
         }
         plan
     }

@@ -227,6 +227,51 @@ pub(crate) struct SplitMeta {
     pub replaces: Vec<String>,
 }
 
+impl SplitStream {
+    fn new(fp: u64, labels: BTreeMap<String, String>) -> Self {
+        SplitStream {
+            fp,
+            labels,
+            entries: 0,
+            bytes: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+        }
+    }
+
+    fn add(&mut self, entries: u64, bytes: u64, min_ts: i64, max_ts: i64) {
+        self.entries += entries;
+        self.bytes += bytes;
+        self.min_ts = self.min_ts.min(min_ts);
+        self.max_ts = self.max_ts.max(max_ts);
+    }
+}
+
+impl SplitMeta {
+    /// The meta of a split holding `streams`: its totals and time range are theirs.
+    fn new(
+        id: String,
+        window: i64,
+        wal_seg: u64,
+        streams: BTreeMap<u64, SplitStream>,
+        replaces: Vec<String>,
+    ) -> Self {
+        let streams: Vec<SplitStream> = streams.into_values().collect();
+        SplitMeta {
+            id,
+            window,
+            min_ts: streams.iter().map(|s| s.min_ts).min().unwrap_or(i64::MAX),
+            max_ts: streams.iter().map(|s| s.max_ts).max().unwrap_or(i64::MIN),
+            entries: streams.iter().map(|s| s.entries).sum(),
+            bytes: streams.iter().map(|s| s.bytes).sum(),
+            disk_bytes: 0,
+            wal_seg,
+            streams,
+            replaces,
+        }
+    }
+}
+
 /// An entry to be written: stream fingerprint and labels, time, line, structured metadata.
 pub(crate) struct NewEntry<'a> {
     pub fp: u64,
@@ -375,7 +420,6 @@ impl Split {
         w.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         entries.sort_by_key(|a| (a.fp, a.ts));
         let mut streams: BTreeMap<u64, SplitStream> = BTreeMap::new();
-        let (mut min_ts, mut max_ts, mut bytes) = (i64::MAX, i64::MIN, 0u64);
         for e in &entries {
             let mut d = TantivyDocument::new();
             d.add_u64(f.stream, e.fp);
@@ -389,36 +433,14 @@ impl Split {
                 d.add_u64(f.flags, 1);
             }
             w.add_document(d).map_err(tantivy_err(&tmp))?;
-            let s = streams.entry(e.fp).or_insert_with(|| SplitStream {
-                fp: e.fp,
-                labels: e.labels.to_map(),
-                entries: 0,
-                bytes: 0,
-                min_ts: i64::MAX,
-                max_ts: i64::MIN,
-            });
-            s.entries += 1;
-            s.bytes += e.line.len() as u64;
-            s.min_ts = s.min_ts.min(e.ts);
-            s.max_ts = s.max_ts.max(e.ts);
-            min_ts = min_ts.min(e.ts);
-            max_ts = max_ts.max(e.ts);
-            bytes += e.line.len() as u64;
+            streams
+                .entry(e.fp)
+                .or_insert_with(|| SplitStream::new(e.fp, e.labels.to_map()))
+                .add(1, e.line.len() as u64, e.ts, e.ts);
         }
         w.commit().map_err(tantivy_err(&tmp))?;
         w.wait_merging_threads().map_err(tantivy_err(&tmp))?;
-        let meta = SplitMeta {
-            id: id.clone(),
-            window,
-            min_ts,
-            max_ts,
-            entries: entries.len() as u64,
-            bytes,
-            disk_bytes: 0,
-            wal_seg,
-            streams: streams.into_values().collect(),
-            replaces: Vec::new(),
-        };
+        let meta = SplitMeta::new(id, window, wal_seg, streams, Vec::new());
         drop(entries);
         drop(index);
         publish(parent, &tmp, &dir, meta)
@@ -441,38 +463,21 @@ impl Split {
             path: tmp.clone(),
             message: e.to_string(),
         })?;
-        let merged = tantivy::indexer::merge_indices(&indices, out).map_err(tantivy_err(&tmp));
-        if let Err(e) = merged {
+        if let Err(e) = tantivy::indexer::merge_indices(&indices, out) {
             let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
+            return Err(tantivy_err(&tmp)(e));
         }
-        drop(merged);
         let mut streams: BTreeMap<u64, SplitStream> = BTreeMap::new();
         for s in inputs.iter().flat_map(|i| &i.meta.streams) {
-            let t = streams.entry(s.fp).or_insert_with(|| SplitStream {
-                entries: 0,
-                bytes: 0,
-                min_ts: i64::MAX,
-                max_ts: i64::MIN,
-                ..s.clone()
-            });
-            t.entries += s.entries;
-            t.bytes += s.bytes;
-            t.min_ts = t.min_ts.min(s.min_ts);
-            t.max_ts = t.max_ts.max(s.max_ts);
+            streams
+                .entry(s.fp)
+                .or_insert_with(|| SplitStream::new(s.fp, s.labels.clone()))
+                .add(s.entries, s.bytes, s.min_ts, s.max_ts);
         }
-        let meta = SplitMeta {
-            id,
-            window: inputs.iter().map(|s| s.meta.window).min().unwrap_or(0),
-            min_ts: inputs.iter().map(|s| s.meta.min_ts).min().unwrap_or(0),
-            max_ts: inputs.iter().map(|s| s.meta.max_ts).max().unwrap_or(0),
-            entries: inputs.iter().map(|s| s.meta.entries).sum(),
-            bytes: inputs.iter().map(|s| s.meta.bytes).sum(),
-            disk_bytes: 0,
-            wal_seg: inputs.iter().map(|s| s.meta.wal_seg).max().unwrap_or(0),
-            streams: streams.into_values().collect(),
-            replaces: inputs.iter().map(|s| s.meta.id.clone()).collect(),
-        };
+        let window = inputs.iter().map(|s| s.meta.window).min().unwrap_or(0);
+        let wal_seg = inputs.iter().map(|s| s.meta.wal_seg).max().unwrap_or(0);
+        let replaces = inputs.iter().map(|s| s.meta.id.clone()).collect();
+        let meta = SplitMeta::new(id, window, wal_seg, streams, replaces);
         publish(parent, &tmp, &dir, meta).inspect_err(|_| {
             let _ = fs::remove_dir_all(&tmp);
         })
