@@ -123,13 +123,13 @@ def du(path):
 
 
 def by_component(splits_dir):
-    """Bytes of the splits by Tantivy file kind (.store doc store, .term dictionary, .idx postings,
-    .fast columns, .fieldnorm, other)."""
+    """Bytes of the splits by file kind (.lines raw lines, .store Tantivy's doc store, .term
+    dictionary, .idx postings, .fast columns, .fieldnorm, other)."""
     out = {}
     for d, _, files in os.walk(splits_dir):
         for f in files:
             ext = f.rsplit(".", 1)[-1] if "." in f else f
-            if ext not in ("store", "term", "idx", "fast", "fieldnorm", "pos"):
+            if ext not in ("lines", "store", "term", "idx", "fast", "fieldnorm", "pos"):
                 ext = "other"
             out[ext] = out.get(ext, 0) + os.path.getsize(os.path.join(d, f))
     return out

@@ -124,7 +124,7 @@ pub struct LogsConfig {
     /// …or once its first entry has been held this long.
     pub head_max_age: PromDuration,
     pub wal_segment_size: ByteSize,
-    /// zstd level of the stored raw lines.
+    /// zstd level of the stored raw lines (the splits' `.lines` blocks; cuts and compaction).
     pub docstore_zstd_level: i32,
     /// How often the head is checked for a cut, and compaction and retention run.
     pub maintenance_interval: PromDuration,
@@ -144,7 +144,7 @@ impl Default for LogsConfig {
             head_max_bytes: ByteSize(256 << 20),
             head_max_age: PromDuration::from_secs(15 * 60),
             wal_segment_size: ByteSize(128 << 20),
-            docstore_zstd_level: 9,
+            docstore_zstd_level: 7,
             maintenance_interval: PromDuration::from_secs(10),
             max_unindexed_bytes: ByteSize(1 << 30),
             compaction_target_bytes: ByteSize(2 << 30),

@@ -15,6 +15,7 @@
 //! Layout under the data directory: `logs/wal/`, `logs/splits/<ulid>/`, `logs/wal_covered`.
 
 mod head;
+mod lines;
 mod record;
 mod split;
 
@@ -407,7 +408,7 @@ impl LogStore {
                 let _ = fs::remove_dir_all(&p);
                 continue;
             }
-            match Split::open(&p) {
+            match Split::open(&p, cfg.docstore_zstd_level) {
                 Ok(s) if s.meta.wal_seg > covered => {
                     // Written by a cut that did not finish: the WAL still holds its entries.
                     info!(split = %p.display(), "removing a split of an unfinished cut; its entries are replayed from the WAL");
@@ -706,7 +707,7 @@ impl LogStore {
             }
             let _one = self.cut_lock.lock();
             let t0 = Instant::now();
-            let new = match Split::merge(&self.dir.join("splits"), &group) {
+            let new = match Split::merge(&self.dir.join("splits"), &group, self.cfg.docstore_zstd_level) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     self.metrics.compaction_failures.inc();

@@ -2,10 +2,11 @@
 //!
 //! Fields: `stream` (the stream's fingerprint, indexed and fast), `ts` (ns, fast), `len` (line bytes,
 //! fast), `line` (tokenized on non-alphanumeric characters, lowercased, numbers of one or two digits
-//! left out, doc ids only, no field norms, and stored raw in 256 KiB zstd blocks),
-//! `meta` (structured metadata, stored), `flags` (indexed: 1 when the line has a token too long to be
-//! indexed). Documents are added sorted by (stream, time), so the doc store compresses lines of one
-//! stream together.
+//! left out, doc ids only, no field norms), `meta` (structured metadata), `flags` (indexed: 1 when
+//! the line has a token too long to be indexed). The raw lines and their metadata are kept by the
+//! `.lines` segment component (see [`super::lines`]), not in Tantivy's doc store; splits written
+//! before it (`format` 1) store them in the doc store and are still read. Documents are added
+//! sorted by (stream, time), so a block compresses lines of one stream together.
 //!
 //! Selectors are resolved against the stream table in `meta.json` (no index access); line filters become
 //! term queries on `line` (see [`needle_queries`]); time bounds are checked on the `ts` column.
@@ -20,8 +21,8 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RegexQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{
-    FAST, Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing, TextOptions,
-    Value,
+    BytesOptions, FAST, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
@@ -32,6 +33,7 @@ use tantivy::{
 use vigil_model::{Labels, Matcher};
 
 use super::LogsError;
+use super::lines::{LinesPlugin, LinesReader};
 use crate::wal::record::{Cursor, put_str, put_uvarint};
 
 const TOKENIZER: &str = "vigil_line";
@@ -168,18 +170,17 @@ fn schema() -> (Schema, Fields) {
     let stream = b.add_u64_field("stream", NumericOptions::default().set_indexed().set_fast());
     let ts = b.add_i64_field("ts", FAST);
     let len = b.add_u64_field("len", FAST);
+    // Not stored by Tantivy: the `.lines` component keeps the line and the metadata.
     let line = b.add_text_field(
         "line",
-        TextOptions::default()
-            .set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(TOKENIZER)
-                    .set_index_option(IndexRecordOption::Basic)
-                    .set_fieldnorms(false),
-            )
-            .set_stored(),
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TOKENIZER)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        ),
     );
-    let meta = b.add_bytes_field("meta", STORED);
+    let meta = b.add_bytes_field("meta", BytesOptions::default());
     let flags = b.add_u64_field("flags", NumericOptions::default().set_indexed());
     (
         b.build(),
@@ -225,6 +226,16 @@ pub(crate) struct SplitMeta {
     /// on disk (a compaction that stopped before deleting them) is deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<String>,
+    /// 1: lines in Tantivy's doc store (splits written before 2026-12-06); 2: in `.lines` files.
+    #[serde(default = "legacy_format")]
+    pub format: u32,
+}
+
+/// The split format new splits are written in.
+pub(crate) const FORMAT: u32 = 2;
+
+fn legacy_format() -> u32 {
+    1
 }
 
 impl SplitStream {
@@ -255,6 +266,7 @@ impl SplitMeta {
         wal_seg: u64,
         streams: BTreeMap<u64, SplitStream>,
         replaces: Vec<String>,
+        format: u32,
     ) -> Self {
         let streams: Vec<SplitStream> = streams.into_values().collect();
         SplitMeta {
@@ -268,6 +280,7 @@ impl SplitMeta {
             wal_seg,
             streams,
             replaces,
+            format,
         }
     }
 }
@@ -300,6 +313,8 @@ pub(crate) struct Split {
     reader: IndexReader,
     fields: Fields,
     labels: HashMap<u64, Labels>,
+    /// Each segment's `.lines` file, by segment ordinal (format 2; empty for format 1).
+    lines: Vec<LinesReader>,
 }
 
 fn tantivy_err(dir: &Path) -> impl Fn(tantivy::TantivyError) -> LogsError + '_ {
@@ -355,7 +370,13 @@ fn dir_size(p: &Path) -> u64 {
 
 /// Finishes a split built in `tmp`: writes its `meta`, fsyncs every file and the directory, renames it
 /// to `dir` and fsyncs `parent`, then opens it.
-fn publish(parent: &Path, tmp: &Path, dir: &Path, mut meta: SplitMeta) -> Result<Split, LogsError> {
+fn publish(
+    parent: &Path,
+    tmp: &Path,
+    dir: &Path,
+    mut meta: SplitMeta,
+    zstd_level: i32,
+) -> Result<Split, LogsError> {
     meta.disk_bytes = dir_size(tmp);
     let meta_path = tmp.join("vigil-split.json");
     let text = serde_json::to_vec_pretty(&meta).map_err(|e| LogsError::Split {
@@ -375,7 +396,7 @@ fn publish(parent: &Path, tmp: &Path, dir: &Path, mut meta: SplitMeta) -> Result
     fs::File::open(parent)
         .and_then(|d| d.sync_all())
         .map_err(io_err(parent))?;
-    Split::open(dir)
+    Split::open(dir, zstd_level)
 }
 
 impl Split {
@@ -392,13 +413,13 @@ impl Split {
         let dir = parent.join(&id);
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         let (schema, f) = schema();
+        // Nothing is stored in Tantivy's doc store (it holds an empty record per document).
         let settings = IndexSettings {
             docstore_compression: Compressor::Zstd(ZstdCompressor {
-                compression_level: Some(zstd_level),
+                compression_level: Some(1),
             }),
-            // 256 KiB blocks: nginx-like lines compress about 10% better than in 64 KiB ones;
-            // reading one line decompresses its block (well under a millisecond).
             docstore_blocksize: 256 << 10,
+            docstore_compress_dedicated_thread: false,
             ..IndexSettings::default()
         };
         let tokenizers = tantivy::tokenizer::TokenizerManager::default();
@@ -412,6 +433,7 @@ impl Split {
             .schema(schema)
             .settings(settings)
             .tokenizers(tokenizers)
+            .register_plugin(Arc::new(LinesPlugin { level: zstd_level }))
             .create_in_dir(&tmp)
             .map_err(tantivy_err(&tmp))?;
         let mut w = index
@@ -432,6 +454,8 @@ impl Split {
             if has_long_token(e.line) {
                 d.add_u64(f.flags, 1);
             }
+            // One document at a time: batches of them would let the whole cut pile up in the
+            // writer's queue (a second copy of the head's lines in memory).
             w.add_document(d).map_err(tantivy_err(&tmp))?;
             streams
                 .entry(e.fp)
@@ -440,17 +464,24 @@ impl Split {
         }
         w.commit().map_err(tantivy_err(&tmp))?;
         w.wait_merging_threads().map_err(tantivy_err(&tmp))?;
-        let meta = SplitMeta::new(id, window, wal_seg, streams, Vec::new());
+        let meta = SplitMeta::new(id, window, wal_seg, streams, Vec::new(), FORMAT);
         drop(entries);
         drop(index);
-        publish(parent, &tmp, &dir, meta)
+        publish(parent, &tmp, &dir, meta, zstd_level)
     }
 
     /// Compacts `inputs` (splits of one window, written with the same settings) into one new split in
     /// `parent`, without tokenizing again: their segments are merged into one. The inputs stay on
     /// disk; the caller deletes them once the new split is published (the new split's `replaces`
     /// names them, so [`super::LogStore::open`] finishes the job after a crash).
-    pub fn merge(parent: &Path, inputs: &[Arc<Split>]) -> Result<Split, LogsError> {
+    ///
+    /// Lines are re-packed into full blocks at `zstd_level` (format 2; format 1 splits stack their
+    /// doc store blocks as they are).
+    pub fn merge(
+        parent: &Path,
+        inputs: &[Arc<Split>],
+        zstd_level: i32,
+    ) -> Result<Split, LogsError> {
         let id = ulid::Ulid::new().to_string();
         let tmp = parent.join(format!("{id}.tmp"));
         let dir = parent.join(&id);
@@ -477,8 +508,9 @@ impl Split {
         let window = inputs.iter().map(|s| s.meta.window).min().unwrap_or(0);
         let wal_seg = inputs.iter().map(|s| s.meta.wal_seg).max().unwrap_or(0);
         let replaces = inputs.iter().map(|s| s.meta.id.clone()).collect();
-        let meta = SplitMeta::new(id, window, wal_seg, streams, replaces);
-        publish(parent, &tmp, &dir, meta).inspect_err(|_| {
+        let format = inputs.first().map_or(FORMAT, |s| s.meta.format);
+        let meta = SplitMeta::new(id, window, wal_seg, streams, replaces, format);
+        publish(parent, &tmp, &dir, meta, zstd_level).inspect_err(|_| {
             let _ = fs::remove_dir_all(&tmp);
         })
     }
@@ -492,15 +524,20 @@ impl Split {
     }
 
     /// Opens a split written by [`Split::write`].
-    pub fn open(dir: &Path) -> Result<Split, LogsError> {
+    ///
+    /// `zstd_level` is what a merge of this split writes its lines at.
+    pub fn open(dir: &Path, zstd_level: i32) -> Result<Split, LogsError> {
         let meta_path = dir.join("vigil-split.json");
         let text = fs::read(&meta_path).map_err(io_err(&meta_path))?;
         let meta: SplitMeta = serde_json::from_slice(&text).map_err(|e| LogsError::Split {
             path: meta_path.clone(),
             message: e.to_string(),
         })?;
-        let index = Index::open_in_dir(dir).map_err(tantivy_err(dir))?;
+        let mut index = Index::open_in_dir(dir).map_err(tantivy_err(dir))?;
         index.tokenizers().register(TOKENIZER, analyzer());
+        if meta.format >= FORMAT {
+            index.register_plugin(Arc::new(LinesPlugin { level: zstd_level }));
+        }
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -508,6 +545,17 @@ impl Split {
             .try_into()
             .map_err(tantivy_err(dir))?;
         let (_, fields) = schema();
+        let lines = if meta.format >= FORMAT {
+            reader
+                .searcher()
+                .segment_readers()
+                .iter()
+                .map(LinesReader::open)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(tantivy_err(dir))?
+        } else {
+            Vec::new()
+        };
         let labels = meta
             .streams
             .iter()
@@ -519,6 +567,7 @@ impl Split {
             reader,
             fields,
             labels,
+            lines,
         })
     }
 
@@ -589,6 +638,20 @@ impl Split {
 
     /// Reads a document's line and structured metadata.
     pub fn fetch(&self, segdoc: SegDoc) -> Result<(String, Vec<(String, String)>), LogsError> {
+        if self.meta.format >= FORMAT {
+            let seg = (segdoc >> 32) as usize;
+            let lines = self.lines.get(seg).ok_or_else(|| LogsError::Split {
+                path: self.dir.clone(),
+                message: format!("no segment {seg}"),
+            })?;
+            let (line, meta) = lines.get(segdoc as u32).map_err(tantivy_err(&self.dir))?;
+            let meta = if meta.is_empty() {
+                Vec::new()
+            } else {
+                decode_meta(&meta)
+            };
+            return Ok((line, meta));
+        }
         let searcher = self.reader.searcher();
         let addr = DocAddress::new((segdoc >> 32) as u32, segdoc as u32);
         let doc: TantivyDocument = searcher.doc(addr).map_err(tantivy_err(&self.dir))?;
