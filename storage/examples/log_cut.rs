@@ -70,7 +70,10 @@ fn main() {
                 stack.push(p);
             } else {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let kind = name.rsplit_once('.').map_or("other", |(_, k)| k).to_string();
+                let kind = name
+                    .rsplit_once('.')
+                    .map_or("other", |(_, k)| k)
+                    .to_string();
                 *kinds.entry(kind).or_default() += e.metadata().unwrap().len();
             }
         }

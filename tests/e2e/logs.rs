@@ -450,6 +450,99 @@ async fn grafana_loki_data_source() {
     let web: f64 = per_app.iter().find(|x| x.0 == "web").unwrap().1;
     assert_eq!(total, web, "{b}");
 
+    // aggregateBy=labels: one result per label name, `{name=""}`, the bytes of the streams that
+    // carry it (Loki's shape); targetLabels restricts the names; an unknown mode is a 400.
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{env="prod"}"#.into()),
+            ("aggregateBy", "labels".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "vector", "{b}");
+    let by_name: Vec<(serde_json::Value, f64)> = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"].clone(),
+                r["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_name,
+        vec![
+            (json!({"app": ""}), prod_bytes),
+            (json!({"env": ""}), prod_bytes)
+        ],
+        "{b}"
+    );
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/index/volume_range",
+        &[
+            ("query", r#"{app=~"web|db"}"#.into()),
+            ("aggregateBy", "labels".into()),
+            ("targetLabels", "env".into()),
+            ("step", "10s".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "matrix", "{b}");
+    let result = b["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{b}");
+    assert_eq!(result[0]["metric"], json!({"env": ""}), "{b}");
+    let env_total: f64 = result[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    let (_, b) = get(
+        &v,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{app=~"web|db"}"#.into()),
+            ("targetLabels", "app".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    let web_db: f64 = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(env_total, web_db, "{b}");
+    let (s, b) = get(
+        &v,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{env="prod"}"#.into()),
+            ("aggregateBy", "streams".into()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("aggregateBy"),
+        "{b}"
+    );
+
     // Categorized labels: stream labels only, structured metadata and parsed labels per entry.
     let r = client()
         .get(with_query(

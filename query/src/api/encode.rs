@@ -5,7 +5,7 @@ use super::*;
 pub(super) const MIN_TIME: i64 = i64::MIN / 4;
 pub(super) const MAX_TIME: i64 = i64::MAX / 4;
 
-pub(super) fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
@@ -22,7 +22,7 @@ pub(super) fn labels_json(l: &Labels, out: &mut String) {
     out.push('}');
 }
 
-pub(super) fn point_json(t: i64, v: f64, out: &mut String) {
+pub(crate) fn point_json(t: i64, v: f64, out: &mut String) {
     out.push('[');
     crate::format::write_time(out, t);
     out.push_str(",\"");

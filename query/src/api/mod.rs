@@ -24,6 +24,7 @@ use crate::format::{format_time, format_value};
 
 mod encode;
 pub use encode::value_json;
+pub(crate) use encode::{json_str, point_json};
 mod meta;
 mod query;
 mod status;

@@ -646,9 +646,28 @@ async fn tail_session(
     }
 }
 
-/// The LogQL a volume request stands for: bytes of the selected streams per group, where the groups
-/// are `targetLabels` or, without them, the labels the selector names (Loki's defaults).
-fn volume_query(p: &Params, range_ns: i64) -> Result<String, LokiError> {
+/// What a volume request groups by (`aggregateBy`).
+enum VolumeBy {
+    /// `series` (the default): one result per label set, see [`volume_query`].
+    Series,
+    /// `labels`: one result per label name, `{name=""}`, the bytes of the streams that carry it;
+    /// only the `targetLabels` names when given.
+    Labels(Option<Vec<String>>),
+}
+
+fn target_labels(p: &Params) -> Option<Vec<String>> {
+    p.get("targetLabels").map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+/// The LogQL a volume request stands for. By series: bytes of the selected streams per group, where
+/// the groups are `targetLabels` or, without them, the labels the selector names (Loki's defaults).
+/// By labels: bytes per stream, summed per label name afterwards ([`label_volumes_json`]).
+fn volume_query(p: &Params, range_ns: i64) -> Result<(String, VolumeBy), LokiError> {
     let text = required(p, "query")?;
     let e = parse_log_query(text).map_err(|e| bad(format!("invalid parameter \"query\": {e}")))?;
     if !e.stages.is_empty() {
@@ -656,25 +675,27 @@ fn volume_query(p: &Params, range_ns: i64) -> Result<String, LokiError> {
             "volume queries take a stream selector without a pipeline",
         ));
     }
+    let range = format!("{}ms", (range_ns / 1_000_000).max(1));
     match p.get("aggregateBy") {
         None | Some("series") => {}
+        Some("labels") => {
+            return Ok((
+                format!("bytes_over_time({}[{range}])", text.trim()),
+                VolumeBy::Labels(target_labels(p)),
+            ));
+        }
         Some(other) => {
             return Err(bad(format!(
-                "aggregateBy={other} is not supported by Vigil; use series"
+                "invalid aggregateBy {other:?}: use series or labels"
             )));
         }
     }
-    let mut groups: Vec<String> = match p.get("targetLabels") {
-        Some(t) => t
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
+    let mut groups: Vec<String> = match target_labels(p) {
+        Some(t) => t,
         None => e.matchers.iter().map(|m| m.name.clone()).collect(),
     };
     groups.sort();
     groups.dedup();
-    let range = format!("{}ms", (range_ns / 1_000_000).max(1));
     // Streams without a target label are left out, as Loki leaves them out.
     let mut sel = text.trim().trim_end_matches('}').to_string();
     if let Some(t) = p.get("targetLabels") {
@@ -685,10 +706,84 @@ fn volume_query(p: &Params, range_ns: i64) -> Result<String, LokiError> {
         }
     }
     sel.push('}');
-    Ok(format!(
-        "sum by ({}) (bytes_over_time({sel}[{range}]))",
-        groups.join(", ")
+    Ok((
+        format!(
+            "sum by ({}) (bytes_over_time({sel}[{range}]))",
+            groups.join(", ")
+        ),
+        VolumeBy::Series,
     ))
+}
+
+/// The answer of an `aggregateBy=labels` volume request: per-stream bytes `v` summed per label name
+/// (restricted to `only`), the largest `n` names by total, each as the series `{name=""}` (a label
+/// set `Labels` cannot hold, an empty value meaning no label there), in Loki's order: largest
+/// first, ties by name.
+fn label_volumes_json(
+    v: &crate::eval::Value,
+    only: Option<&[String]>,
+    n: usize,
+    instant: bool,
+    stats: &LogqlStats,
+) -> String {
+    use crate::eval::Value;
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut add = |l: &vigil_model::Labels, t: i64, x: f64| {
+        for lb in l.iter() {
+            if only.is_none_or(|o| o.iter().any(|n| n == lb.name)) {
+                *by.entry(lb.name.to_string())
+                    .or_default()
+                    .entry(t)
+                    .or_default() += x;
+            }
+        }
+    };
+    match v {
+        Value::Vector(items) => items.iter().for_each(|(l, t, x)| add(l, *t, *x)),
+        Value::Matrix(items) => {
+            for (l, pts) in items {
+                pts.iter().for_each(|(t, x)| add(l, *t, *x));
+            }
+        }
+        _ => {}
+    }
+    let mut rows: Vec<(String, f64, BTreeMap<i64, f64>)> = by
+        .into_iter()
+        .map(|(name, pts)| (name, pts.values().sum(), pts))
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(n);
+    let mut out = String::from(if instant {
+        "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":["
+    } else {
+        "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+    });
+    for (i, (name, _, pts)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"metric\":{");
+        out.push_str(&crate::api::json_str(name));
+        out.push_str(":\"\"},");
+        out.push_str(if instant {
+            "\"value\":"
+        } else {
+            "\"values\":["
+        });
+        for (j, (t, x)) in pts.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            crate::api::point_json(*t, *x, &mut out);
+        }
+        if !instant {
+            out.push(']');
+        }
+        out.push('}');
+    }
+    out.push_str(&format!("]}},\"stats\":{}}}", stats_json(stats)));
+    out
 }
 
 fn volume_limit(v: crate::eval::Value, n: usize) -> crate::eval::Value {
@@ -720,9 +815,8 @@ async fn volume(
     let (start, end) = meta_span(&p)?;
     let end = end - 1;
     let n = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-    let Query::Metric { promql, aggs } =
-        parse(&volume_query(&p, (end - start).max(1))?).map_err(|e| bad(e.to_string()))?
-    else {
+    let (text, by) = volume_query(&p, (end - start).max(1))?;
+    let Query::Metric { promql, aggs } = parse(&text).map_err(|e| bad(e.to_string()))? else {
         return Err(bad("not a volume query"));
     };
     let (v, stats) = super::eval::metric(
@@ -736,7 +830,10 @@ async fn volume(
         &st.limits,
     )
     .await?;
-    Ok(ok_json(metric_json(&volume_limit(v, n), &stats)))
+    Ok(ok_json(match by {
+        VolumeBy::Series => metric_json(&volume_limit(v, n), &stats),
+        VolumeBy::Labels(only) => label_volumes_json(&v, only.as_deref(), n, true, &stats),
+    }))
 }
 
 /// `GET /loki/api/v1/index/volume_range`: bytes per group per `step` over `[start, end]`.
@@ -754,9 +851,8 @@ async fn volume_range(
         Some(s) if s > 0 => s,
         _ => (((end - start) / 1_000_000_000) / 250).max(1) * 1_000_000_000,
     };
-    let Query::Metric { promql, aggs } =
-        parse(&volume_query(&p, step)?).map_err(|e| bad(e.to_string()))?
-    else {
+    let (text, by) = volume_query(&p, step)?;
+    let Query::Metric { promql, aggs } = parse(&text).map_err(|e| bad(e.to_string()))? else {
         return Err(bad("not a volume query"));
     };
     let (v, stats) = super::eval::metric(
@@ -770,7 +866,10 @@ async fn volume_range(
         &st.limits,
     )
     .await?;
-    Ok(ok_json(metric_json(&volume_limit(v, n), &stats)))
+    Ok(ok_json(match by {
+        VolumeBy::Series => metric_json(&volume_limit(v, n), &stats),
+        VolumeBy::Labels(only) => label_volumes_json(&v, only.as_deref(), n, false, &stats),
+    }))
 }
 
 async fn buildinfo(State(st): State<St>) -> Response {

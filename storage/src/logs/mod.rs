@@ -707,7 +707,11 @@ impl LogStore {
             }
             let _one = self.cut_lock.lock();
             let t0 = Instant::now();
-            let new = match Split::merge(&self.dir.join("splits"), &group, self.cfg.docstore_zstd_level) {
+            let new = match Split::merge(
+                &self.dir.join("splits"),
+                &group,
+                self.cfg.docstore_zstd_level,
+            ) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     self.metrics.compaction_failures.inc();

@@ -550,7 +550,10 @@ fn line_tokens() {
     );
 }
 
-fn rows(s: &LogStore, sel: &LogSelect) -> Vec<(i64, String, Vec<(String, String)>)> {
+/// A row read back: time, line, structured metadata.
+type Row = (i64, String, Vec<(String, String)>);
+
+fn rows(s: &LogStore, sel: &LogSelect) -> Vec<Row> {
     let mut out = Vec::new();
     s.scan(sel, Direction::Forward, &mut |r| {
         out.push((r.ts, r.line.to_string(), r.metadata.clone()));
@@ -585,7 +588,10 @@ fn lines_file_round_trips_every_line() {
             };
             let mut e = LogEntry::new(ts, &line);
             if i % 50 == 0 {
-                e.metadata = vec![("trace_id".into(), format!("t{ts}")), ("k".into(), String::new())];
+                e.metadata = vec![
+                    ("trace_id".into(), format!("t{ts}")),
+                    ("k".into(), String::new()),
+                ];
             }
             want.push((ts, line, e.metadata.clone()));
             entries.push(e);
@@ -612,7 +618,10 @@ fn lines_file_round_trips_every_line() {
     let mut needle = sel("a");
     needle.contains = vec!["at frame 1".into()];
     let got = rows(&s, &needle);
-    assert_eq!(got.len(), want.iter().filter(|w| w.1.contains("at frame 1")).count());
+    assert_eq!(
+        got.len(),
+        want.iter().filter(|w| w.1.contains("at frame 1")).count()
+    );
     assert!(got.iter().all(|r| r.1.contains("at frame 1")));
 }
 
@@ -672,12 +681,16 @@ fn format1_splits_are_still_read() {
             }
         }
     }
-    let want: Vec<(i64, String, Vec<(String, String)>)> = (0..3000i64)
+    let want: Vec<Row> = (0..3000i64)
         .map(|i| {
             let line = if i % 500 == 7 {
                 format!("legacy line {i}\n  at frame {i}")
             } else {
-                format!("legacy line {i} path=/api/v{} status={}", i % 3, 200 + i % 5)
+                format!(
+                    "legacy line {i} path=/api/v{} status={}",
+                    i % 3,
+                    200 + i % 5
+                )
             };
             let meta = if i % 100 == 0 {
                 vec![("trace_id".to_string(), format!("t{i}"))]
@@ -698,7 +711,11 @@ fn format1_splits_are_still_read() {
     needle.contains = vec!["at frame 1507".into()];
     assert_eq!(
         rows(&s, &needle),
-        vec![(1_000_000_000 + 1507 * 1000, "legacy line 1507\n  at frame 1507".to_string(), Vec::new())]
+        vec![(
+            1_000_000_000 + 1507 * 1000,
+            "legacy line 1507\n  at frame 1507".to_string(),
+            Vec::new()
+        )]
     );
     // A new split in the same window, then compaction: the formats stay apart, answers unchanged.
     s.append(vec![LogStream {
