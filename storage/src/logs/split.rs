@@ -90,9 +90,19 @@ impl LineTokens<'_> {
 
 impl TokenStream for LineTokens<'_> {
     fn advance(&mut self) -> bool {
-        let len = self.text.len();
+        let bytes = self.text.as_bytes();
+        let len = bytes.len();
         loop {
+            // Separators: ASCII ones a byte at a time, the rest through `class`.
             while self.pos < len {
+                let b = bytes[self.pos];
+                if b < 0x80 {
+                    if b.is_ascii_alphanumeric() {
+                        break;
+                    }
+                    self.pos += 1;
+                    continue;
+                }
                 let (alnum, n, _) = self.class(self.pos);
                 if alnum {
                     break;
@@ -103,6 +113,9 @@ impl TokenStream for LineTokens<'_> {
                 return false;
             }
             let start = self.pos;
+            while self.pos < len && bytes[self.pos].is_ascii_alphanumeric() {
+                self.pos += 1;
+            }
             let mut ascii = true;
             while self.pos < len {
                 let (alnum, n, a) = self.class(self.pos);
@@ -150,6 +163,10 @@ pub(crate) fn analyzer_for_tests() -> TextAnalyzer {
 
 /// True when `line` has a token that [`analyzer`] drops for its length.
 fn has_long_token(line: &str) -> bool {
+    // Most lines are shorter than a long token: no second pass over their characters.
+    if line.len() < LONG_TOKEN {
+        return false;
+    }
     line.split(|c: char| !c.is_alphanumeric())
         .any(|t| t.len() >= LONG_TOKEN)
 }

@@ -729,3 +729,33 @@ fn format1_splits_are_still_read() {
     assert_eq!(got.len(), 3001);
     assert_eq!(got[1], (1_000_000_500, "new line".to_string(), Vec::new()));
 }
+
+proptest::proptest! {
+    /// The line tokenizer gives Tantivy's simple tokenizer's tokens, lowercased, less numbers of
+    /// one or two digits, on any mix of ASCII, punctuation and non-ASCII letters and marks.
+    #[test]
+    fn line_tokens_match_tantivys_simple_tokenizer(
+        line in "[a-zA-Z0-9 ./:=_\\-\"\\[\\]éÄß東京\u{301}İ]{0,80}"
+    ) {
+        use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
+        let mut ours = split::analyzer_for_tests();
+        let mut got = Vec::new();
+        let mut ts = ours.token_stream(&line);
+        while ts.advance() {
+            got.push(ts.token().text.clone());
+        }
+        let mut theirs = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(LowerCaser)
+            .build();
+        let mut want = Vec::new();
+        let mut ts = theirs.token_stream(&line);
+        while ts.advance() {
+            let t = ts.token();
+            let raw = &line[t.offset_from..t.offset_to];
+            if !(raw.len() <= 2 && raw.bytes().all(|b| b.is_ascii_digit())) {
+                want.push(t.text.clone());
+            }
+        }
+        proptest::prop_assert_eq!(got, want);
+    }
+}
