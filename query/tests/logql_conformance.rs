@@ -371,18 +371,23 @@ fn check(c: &Case, got: Result<Answer, String>) -> Result<(), String> {
     }
 }
 
-#[tokio::test]
-async fn logql_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = LogStore::open(
-        dir.path(),
+/// A store in `dir` without retention (the corpus lies in the past).
+fn open_store(dir: &std::path::Path) -> Arc<LogStore> {
+    LogStore::open(
+        dir,
         LogsConfig {
             retention_period: vigil_model::PromDuration::from_secs(0),
             ..LogsConfig::default()
         },
         LogsMetrics::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn logql_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
     let streams = corpus();
     // The nginx and application streams go to splits, the rest stays in the head: both are read.
     let (split, head): (Vec<LogStream>, Vec<LogStream>) = streams
@@ -418,15 +423,7 @@ async fn logql_conformance() {
 #[tokio::test]
 async fn counts_agree_with_a_brute_force_count() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LogStore::open(
-        dir.path(),
-        LogsConfig {
-            retention_period: vigil_model::PromDuration::from_secs(0),
-            ..LogsConfig::default()
-        },
-        LogsMetrics::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path());
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut rnd = move |n: u64| {
         seed ^= seed << 13;

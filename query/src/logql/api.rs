@@ -728,31 +728,27 @@ fn label_volumes_json(
 ) -> String {
     use crate::eval::Value;
     use std::collections::BTreeMap;
-    let mut by: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
-    let mut add = |l: &vigil_model::Labels, t: i64, x: f64| {
+    let points: Vec<(&vigil_model::Labels, i64, f64)> = match v {
+        Value::Vector(items) => items.iter().map(|(l, t, x)| (l, *t, *x)).collect(),
+        Value::Matrix(items) => items
+            .iter()
+            .flat_map(|(l, pts)| pts.iter().map(move |(t, x)| (l, *t, *x)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut by: BTreeMap<&str, BTreeMap<i64, f64>> = BTreeMap::new();
+    for (l, t, x) in points {
         for lb in l.iter() {
             if only.is_none_or(|o| o.iter().any(|n| n == lb.name)) {
-                *by.entry(lb.name.to_string())
-                    .or_default()
-                    .entry(t)
-                    .or_default() += x;
+                *by.entry(lb.name).or_default().entry(t).or_default() += x;
             }
         }
-    };
-    match v {
-        Value::Vector(items) => items.iter().for_each(|(l, t, x)| add(l, *t, *x)),
-        Value::Matrix(items) => {
-            for (l, pts) in items {
-                pts.iter().for_each(|(t, x)| add(l, *t, *x));
-            }
-        }
-        _ => {}
     }
-    let mut rows: Vec<(String, f64, BTreeMap<i64, f64>)> = by
+    let mut rows: Vec<(&str, f64, BTreeMap<i64, f64>)> = by
         .into_iter()
         .map(|(name, pts)| (name, pts.values().sum(), pts))
         .collect();
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     rows.truncate(n);
     let mut out = String::from(if instant {
         "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":["
@@ -814,26 +810,7 @@ async fn volume(
     let p = Params::from(q, &headers, &body);
     let (start, end) = meta_span(&p)?;
     let end = end - 1;
-    let n = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-    let (text, by) = volume_query(&p, (end - start).max(1))?;
-    let Query::Metric { promql, aggs } = parse(&text).map_err(|e| bad(e.to_string()))? else {
-        return Err(bad("not a volume query"));
-    };
-    let (v, stats) = super::eval::metric(
-        st.reader.clone(),
-        promql,
-        aggs,
-        end,
-        end,
-        1_000_000_000,
-        true,
-        &st.limits,
-    )
-    .await?;
-    Ok(ok_json(match by {
-        VolumeBy::Series => metric_json(&volume_limit(v, n), &stats),
-        VolumeBy::Labels(only) => label_volumes_json(&v, only.as_deref(), n, true, &stats),
-    }))
+    volume_answer(&st, &p, None, (end, end), (end - start).max(1)).await
 }
 
 /// `GET /loki/api/v1/index/volume_range`: bytes per group per `step` over `[start, end]`.
@@ -846,29 +823,42 @@ async fn volume_range(
     let p = Params::from(q, &headers, &body);
     let (start, end) = meta_span(&p)?;
     let end = end - 1;
-    let n = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
     let step = match duration_param(&p, "step")? {
         Some(s) if s > 0 => s,
         _ => (((end - start) / 1_000_000_000) / 250).max(1) * 1_000_000_000,
     };
-    let (text, by) = volume_query(&p, step)?;
+    volume_answer(&st, &p, Some(step), (start, end), step).await
+}
+
+/// Runs a volume request over `[start, end]`: an instant vector at `end` without a `step`, a
+/// matrix with one; `range_ns` is each point's window.
+async fn volume_answer(
+    st: &St,
+    p: &Params,
+    step: Option<i64>,
+    (start, end): (i64, i64),
+    range_ns: i64,
+) -> Result<Response, LokiError> {
+    let n = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let (text, by) = volume_query(p, range_ns)?;
     let Query::Metric { promql, aggs } = parse(&text).map_err(|e| bad(e.to_string()))? else {
         return Err(bad("not a volume query"));
     };
+    let instant = step.is_none();
     let (v, stats) = super::eval::metric(
         st.reader.clone(),
         promql,
         aggs,
         start,
         end,
-        step,
-        false,
+        step.unwrap_or(1_000_000_000),
+        instant,
         &st.limits,
     )
     .await?;
     Ok(ok_json(match by {
         VolumeBy::Series => metric_json(&volume_limit(v, n), &stats),
-        VolumeBy::Labels(only) => label_volumes_json(&v, only.as_deref(), n, false, &stats),
+        VolumeBy::Labels(only) => label_volumes_json(&v, only.as_deref(), n, instant, &stats),
     }))
 }
 

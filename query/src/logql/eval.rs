@@ -505,9 +505,7 @@ pub fn range_agg<R: LogsReader + ?Sized>(
                 out
             }
             Samples::Buckets(runs) => {
-                let Some(g) = grid else {
-                    continue;
-                };
+                let g = grid.expect("bucketed samples exist only with a grid");
                 let mut n = vec![0u64; g.len];
                 let mut sum = vec![0u64; g.len];
                 for (j, c, v) in runs {
@@ -534,7 +532,8 @@ pub fn range_agg<R: LogsReader + ?Sized>(
 }
 
 /// Values at each step from per-bucket entry counts and value sums (see [`Grid`]): the window of
-/// step `k` is buckets `k .. k + per_window`, added up through prefix sums.
+/// step `k` is buckets `k .. k + per_window` (the grid has one bucket per step plus `per_window - 1`),
+/// added up through prefix sums.
 fn bucket_windows(
     agg: &RangeAgg,
     n: &[u64],
@@ -558,13 +557,13 @@ fn bucket_windows(
         .iter_mut()
         .enumerate()
         .map(|(k, any)| {
-            let b = (k + per_window).min(n.len());
-            let count = pn[b] - pn[k.min(b)];
+            let b = k + per_window;
+            let count = pn[b] - pn[k];
             if count == 0 {
                 return None;
             }
             *any = true;
-            let total = (ps[b] - ps[k.min(b)]) as f64;
+            let total = (ps[b] - ps[k]) as f64;
             Some(match agg.op {
                 RangeOp::CountOverTime => count as f64,
                 RangeOp::Rate => count as f64 / range_s,

@@ -662,12 +662,7 @@ impl Split {
                 message: format!("no segment {seg}"),
             })?;
             let (line, meta) = lines.get(segdoc as u32).map_err(tantivy_err(&self.dir))?;
-            let meta = if meta.is_empty() {
-                Vec::new()
-            } else {
-                decode_meta(&meta)
-            };
-            return Ok((line, meta));
+            return Ok((line, decode_meta(&meta)));
         }
         let searcher = self.reader.searcher();
         let addr = DocAddress::new((segdoc >> 32) as u32, segdoc as u32);
