@@ -1,7 +1,9 @@
 //! The log store's cut alone: lines of a file appended to a store (16 streams, batches of 4,000
 //! lines, as `bench/logs.py` pushes them), then one cut writes them as splits; prints the cut's
 //! speed and the splits' bytes per raw byte by Tantivy file kind. No HTTP, no JSON: what indexing
-//! itself costs, for profiling (`perf record -g`).
+//! itself costs, for profiling (`perf record -g`). With `LOG_CUT_TERMS=1`, postings and term
+//! dictionary bytes of the `line` field by token class (letters, numbers by digits, mixed) and by
+//! document frequency.
 //!
 //! `cargo run --release -p vigil-storage --example log_cut -- FILE [zstd-level]`
 
@@ -91,4 +93,71 @@ fn main() {
         print!(" {k} {:.4}", *v as f64 / raw as f64);
     }
     println!();
+    if std::env::var_os("LOG_CUT_TERMS").is_some() {
+        terms(&dir.path().join("splits"), raw);
+    }
+}
+
+/// Postings and term dictionary bytes of the `line` field by token class (`LOG_CUT_TERMS=1`).
+fn terms(splits: &std::path::Path, raw: usize) {
+    // class -> (terms, doc_freq sum, postings bytes, key bytes)
+    let mut classes: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+    let mut stack = vec![splits.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("meta.json").exists() {
+            let index = tantivy::Index::open_in_dir(&d).expect("open split");
+            let field = index.schema().get_field("line").expect("line field");
+            let searcher = index.reader().expect("reader").searcher();
+            for seg in searcher.segment_readers() {
+                let inv = seg.inverted_index(field).expect("inverted index");
+                let mut s = inv.terms().stream().expect("stream");
+                while s.advance() {
+                    let key = s.key();
+                    let ti = s.value();
+                    let digits = key.iter().filter(|b| b.is_ascii_digit()).count();
+                    let class = if digits == key.len() {
+                        format!("num{}", key.len().min(9))
+                    } else if digits == 0 {
+                        if ti.doc_freq == 1 {
+                            "alpha-df1".into()
+                        } else {
+                            "alpha".into()
+                        }
+                    } else {
+                        "mixed".into()
+                    };
+                    let df = match ti.doc_freq {
+                        1 => "df1",
+                        2..=16 => "df<=16",
+                        17..=1024 => "df<=1k",
+                        _ => "df>1k",
+                    };
+                    for c in [class, format!("~{df}")] {
+                        let e = classes.entry(c).or_default();
+                        e.0 += 1;
+                        e.1 += ti.doc_freq as u64;
+                        e.2 += ti.postings_range.len() as u64;
+                        e.3 += key.len() as u64;
+                    }
+                }
+            }
+        } else if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    println!(
+        "{:<12} {:>10} {:>12} {:>10} {:>10}",
+        "class", "terms", "occurrences", "postings", "keys"
+    );
+    for (c, (n, df, pb, kb)) in &classes {
+        println!(
+            "{c:<12} {n:>10} {df:>12} {:>10.4} {:>10.4}",
+            *pb as f64 / raw as f64,
+            *kb as f64 / raw as f64
+        );
+    }
 }

@@ -144,7 +144,7 @@ impl Default for LogsConfig {
             head_max_bytes: ByteSize(256 << 20),
             head_max_age: PromDuration::from_secs(15 * 60),
             wal_segment_size: ByteSize(128 << 20),
-            docstore_zstd_level: 7,
+            docstore_zstd_level: 5,
             maintenance_interval: PromDuration::from_secs(10),
             max_unindexed_bytes: ByteSize(1 << 30),
             compaction_target_bytes: ByteSize(2 << 30),

@@ -1,4 +1,5 @@
-//! The `.lines` segment component: a split's raw lines and structured metadata, in doc-id order, in
+//! The `.lines` segment component: a split's raw lines and structured metadata, in line order (a
+//! document's lines in doc-id order; a line's ordinal is its row in the `ts` column), in
 //! zstd blocks of our own format (a Tantivy [`SegmentPlugin`]), instead of Tantivy's doc store.
 //!
 //! Why not the doc store: it frames every document (length, field id, type, value length), which
@@ -11,7 +12,7 @@
 //!
 //! ```text
 //! block*                      zstd frames
-//! index: (first_doc u32, offset u64, raw_len u32)*   little endian, one per block
+//! index: (first_line u32, offset u64, raw_len u32)*   little endian, one per block
 //! footer: blocks u32, index_offset u64, version u32, magic "VGLN"
 //! ```
 //!
@@ -113,15 +114,12 @@ impl PluginWriter for LinesPluginWriter {
             .as_any()
             .downcast_ref::<TantivyDocument>()
             .ok_or_else(|| corrupt("documents must be TantivyDocument"))?;
-        let line = doc
-            .get_first(self.line)
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let meta = doc
-            .get_first(self.meta)
-            .and_then(|v| v.as_bytes())
-            .unwrap_or(&[]);
-        self.out.add(line.as_bytes(), meta)
+        // A document's lines in order; metadata, when a line of it has some, one value per line.
+        let mut metas = doc.get_all(self.meta).filter_map(|v| v.as_bytes());
+        for line in doc.get_all(self.line).filter_map(|v| v.as_str()) {
+            self.out.add(line.as_bytes(), metas.next().unwrap_or(&[]))?;
+        }
+        Ok(())
     }
 
     fn serialize(
@@ -153,8 +151,8 @@ struct BlockWriter {
     w: WritePtr,
     zstd: zstd::bulk::Compressor<'static>,
     offset: u64,
-    docs: u32,
-    first_doc: u32,
+    count: u32,
+    first_line: u32,
     /// Whether a line of the current block holds a newline (then lines are framed by lengths).
     newline: bool,
     line_lens: Vec<u32>,
@@ -171,8 +169,8 @@ impl BlockWriter {
             w,
             zstd: zstd::bulk::Compressor::new(level)?,
             offset: 0,
-            docs: 0,
-            first_doc: 0,
+            count: 0,
+            first_line: 0,
             newline: false,
             line_lens: Vec::new(),
             meta_lens: Vec::new(),
@@ -189,7 +187,7 @@ impl BlockWriter {
         self.meta_lens.push(meta.len() as u32);
         self.lines.extend_from_slice(line);
         self.metas.extend_from_slice(meta);
-        self.docs += 1;
+        self.count += 1;
         if self.lines.len() + self.metas.len() >= BLOCK_BYTES {
             self.flush()?;
         }
@@ -232,9 +230,9 @@ impl BlockWriter {
         let z = self.zstd.compress(&self.raw)?;
         self.w.write_all(&z)?;
         self.index
-            .push((self.first_doc, self.offset, self.raw.len() as u32));
+            .push((self.first_line, self.offset, self.raw.len() as u32));
         self.offset += z.len() as u64;
-        self.first_doc = self.docs;
+        self.first_line = self.count;
         self.newline = false;
         self.line_lens.clear();
         self.meta_lens.clear();
@@ -262,7 +260,7 @@ impl BlockWriter {
 
 /// One decompressed block: its lines and metadata by position.
 pub(crate) struct Block {
-    first_doc: u32,
+    first_line: u32,
     raw: Vec<u8>,
     /// Each line's span in `raw`.
     lines: Vec<(u32, u32)>,
@@ -271,7 +269,7 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    fn parse(first_doc: u32, raw: Vec<u8>) -> tantivy::Result<Block> {
+    fn parse(first_line: u32, raw: Vec<u8>) -> tantivy::Result<Block> {
         let bad = |what: &str| corrupt(format!("bad block: {what}"));
         let mode = *raw.first().ok_or_else(|| bad("empty"))?;
         let mut c = Cursor { b: &raw, i: 1 };
@@ -327,7 +325,7 @@ impl Block {
             return Err(bad("lengths do not add up"));
         }
         Ok(Block {
-            first_doc,
+            first_line,
             raw,
             lines,
             metas,
@@ -356,7 +354,7 @@ const CACHED_BLOCKS: usize = 16;
 /// A segment's `.lines` file, open for reading.
 pub(crate) struct LinesReader {
     data: OwnedBytes,
-    /// (first doc, offset, raw length) per block.
+    /// (first line, offset, raw length) per block.
     index: Vec<(u32, u64, u32)>,
     index_offset: u64,
     cache: Mutex<VecDeque<(usize, Arc<Block>)>>,
@@ -416,11 +414,11 @@ impl LinesReader {
         Block::parse(first, raw)
     }
 
-    /// The block holding `doc`, from the cache or decompressed into it.
-    fn block_of(&self, doc: DocId) -> tantivy::Result<Arc<Block>> {
-        let b = self.index.partition_point(|&(first, _, _)| first <= doc);
+    /// The block holding line `ord`, from the cache or decompressed into it.
+    fn block_of(&self, ord: u32) -> tantivy::Result<Arc<Block>> {
+        let b = self.index.partition_point(|&(first, _, _)| first <= ord);
         if b == 0 {
-            return Err(corrupt(format!("no block holds doc {doc}")));
+            return Err(corrupt(format!("no block holds line {ord}")));
         }
         let b = b - 1;
         {
@@ -441,12 +439,12 @@ impl LinesReader {
         Ok(block)
     }
 
-    /// The line and the encoded metadata of `doc`.
-    pub fn get(&self, doc: DocId) -> tantivy::Result<(String, Vec<u8>)> {
-        let block = self.block_of(doc)?;
-        let i = (doc - block.first_doc) as usize;
+    /// Line `ord` (its row in the `ts` column) and its encoded metadata.
+    pub fn get(&self, ord: u32) -> tantivy::Result<(String, Vec<u8>)> {
+        let block = self.block_of(ord)?;
+        let i = (ord - block.first_line) as usize;
         if i >= block.len() {
-            return Err(corrupt(format!("no block holds doc {doc}")));
+            return Err(corrupt(format!("no block holds line {ord}")));
         }
         let line = String::from_utf8_lossy(block.line(i)).into_owned();
         Ok((line, block.meta(i).to_vec()))

@@ -661,13 +661,25 @@ fn damaged_lines_file_skips_its_split() {
     );
 }
 
-/// Splits written before the `.lines` file (format 1: lines in Tantivy's doc store; the fixture was
-/// written by 091b098) are still read, needles and metadata included, beside new splits of the same
-/// window, and compaction does not mix the two formats.
+/// Splits written by earlier versions are still read, needles and metadata included, beside new
+/// splits of the same window: format 1 (lines in Tantivy's doc store; the fixture was written by
+/// 091b098), which compaction keeps apart from new splits, and format 2 (`.lines` files, a document
+/// per line; written by fa1fa60), which compaction merges with new ones.
 #[test]
 fn format1_splits_are_still_read() {
+    legacy_splits_are_still_read("logs-format1", "legacy", 1);
+}
+
+#[test]
+fn format2_splits_are_still_read_and_merge_with_new_ones() {
+    legacy_splits_are_still_read("logs-format2", "format2", 2);
+}
+
+fn legacy_splits_are_still_read(fixture: &str, app: &str, format: u32) {
     let d = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs-format1");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
     let mut stack = vec![src.clone()];
     while let Some(p) = stack.pop() {
         for e in fs::read_dir(&p).unwrap() {
@@ -684,13 +696,9 @@ fn format1_splits_are_still_read() {
     let want: Vec<Row> = (0..3000i64)
         .map(|i| {
             let line = if i % 500 == 7 {
-                format!("legacy line {i}\n  at frame {i}")
+                format!("{app} line {i}\n  at frame {i}")
             } else {
-                format!(
-                    "legacy line {i} path=/api/v{} status={}",
-                    i % 3,
-                    200 + i % 5
-                )
+                format!("{app} line {i} path=/api/v{} status={}", i % 3, 200 + i % 5)
             };
             let meta = if i % 100 == 0 {
                 vec![("trace_id".to_string(), format!("t{i}"))]
@@ -704,30 +712,152 @@ fn format1_splits_are_still_read() {
     {
         let splits = s.sources.read().splits.clone();
         assert_eq!(splits.len(), 1);
-        assert_eq!(splits[0].meta.format, 1);
+        assert_eq!(splits[0].meta.format, format);
     }
-    assert_eq!(rows(&s, &sel("legacy")), want);
-    let mut needle = sel("legacy");
+    assert_eq!(rows(&s, &sel(app)), want);
+    let mut needle = sel(app);
     needle.contains = vec!["at frame 1507".into()];
     assert_eq!(
         rows(&s, &needle),
         vec![(
             1_000_000_000 + 1507 * 1000,
-            "legacy line 1507\n  at frame 1507".to_string(),
+            format!("{app} line 1507\n  at frame 1507"),
             Vec::new()
         )]
     );
-    // A new split in the same window, then compaction: the formats stay apart, answers unchanged.
+    let mut window = sel(app);
+    (window.start, window.end) = (1_000_000_000 + 10 * 1000, 1_000_000_000 + 13 * 1000);
+    assert_eq!(rows(&s, &window), want[10..13].to_vec());
+    // A new split in the same window, then compaction: format 1 stays apart, format 2 merges into
+    // a split of the current format; answers unchanged.
     s.append(vec![LogStream {
-        labels: Labels::from_pairs([("app", "legacy"), ("env", "prod")]),
+        labels: Labels::from_pairs([("app", app), ("env", "prod")]),
         entries: vec![LogEntry::new(1_000_000_500, "new line")],
     }])
     .unwrap();
     s.cut().unwrap();
-    assert_eq!(s.compact().unwrap(), 0);
-    let got = rows(&s, &sel("legacy"));
+    if format == 1 {
+        assert_eq!(s.compact().unwrap(), 0);
+    } else {
+        assert_eq!(s.compact().unwrap(), 2);
+        let splits = s.sources.read().splits.clone();
+        assert_eq!(splits.len(), 1);
+        assert_eq!(splits[0].meta.format, split::FORMAT);
+    }
+    let got = rows(&s, &sel(app));
     assert_eq!(got.len(), 3001);
     assert_eq!(got[1], (1_000_000_500, "new line".to_string(), Vec::new()));
+    let mut want_all = want.clone();
+    want_all.insert(1, got[1].clone());
+    assert_eq!(got, want_all);
+    assert_eq!(rows(&s, &needle).len(), 1);
+}
+
+/// A document holds up to `DOC_LINES` lines of a stream: answers are still line by line, as a
+/// brute-force filter over the same lines gives them. Needles found in different lines of one
+/// document, time bounds inside a document, metadata on some of its lines, long lines (which end a
+/// document early), tokens too long to index, several streams, both directions and limits; in the
+/// head, in splits, and after compaction.
+#[test]
+fn documents_of_many_lines_answer_line_by_line() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let words = [
+        "red", "green", "blue", "apple", "pear", "plum", "GET", "POST",
+    ];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut want: Vec<(String, Row)> = Vec::new();
+    for part in 0..2i64 {
+        let mut streams = Vec::new();
+        for app in ["a", "b", "c"] {
+            let mut entries = Vec::new();
+            for i in 0..700i64 {
+                let ts = 1_000_000_000 + (i * 2 + part) * 1000 + app.len() as i64;
+                let mut line = format!(
+                    "{} {} id={} {app}",
+                    words[next(8) as usize],
+                    words[next(8) as usize],
+                    next(50)
+                );
+                match next(100) {
+                    0 => line.push_str(&" pad".repeat(3000)),
+                    1 => line.push_str(&format!(" tok{}", "z".repeat(300))),
+                    _ => {}
+                }
+                let mut e = LogEntry::new(ts, &line);
+                if next(10) == 0 {
+                    e.metadata = vec![("trace_id".into(), format!("t{ts}"))];
+                }
+                want.push((app.to_string(), (ts, line, e.metadata.clone())));
+                entries.push(e);
+            }
+            streams.push(LogStream {
+                labels: Labels::from_pairs([("app", app), ("env", "prod")]),
+                entries,
+            });
+        }
+        s.append(streams).unwrap();
+        if part == 0 {
+            s.cut().unwrap();
+        }
+    }
+    let check = |s: &LogStore, stage: &str| {
+        let t = |i: i64| 1_000_000_000 + i * 1000;
+        let ranges = [
+            (0, i64::MAX),
+            (t(5), t(9)),
+            (t(17), t(40) + 1),
+            (t(700), t(701)),
+        ];
+        let needles: [&[&str]; 7] = [
+            &[],
+            &["red"],
+            &["red", "pear"],
+            &["apple GET"],
+            &["id=7 "],
+            &["zzzzz"],
+            &["pad pad", "blue"],
+        ];
+        for app in ["a", "b"] {
+            for &(start, end) in &ranges {
+                for n in needles {
+                    let mut q = sel(app);
+                    (q.start, q.end) = (start, end);
+                    q.contains = n.iter().map(|x| x.to_string()).collect();
+                    let mut expect: Vec<Row> = want
+                        .iter()
+                        .filter(|(a, r)| a == app && r.0 >= start && r.0 < end)
+                        .filter(|(_, r)| n.iter().all(|x| r.1.contains(x)))
+                        .map(|(_, r)| r.clone())
+                        .collect();
+                    expect.sort();
+                    assert_eq!(rows(s, &q), expect, "{stage}: {app} {start}..{end} {n:?}");
+                    let newest: Vec<(i64, String)> = expect
+                        .iter()
+                        .rev()
+                        .take(7)
+                        .map(|r| (r.0, r.1.clone()))
+                        .collect();
+                    assert_eq!(
+                        collect(s, &q, Direction::Backward, 7),
+                        newest,
+                        "{stage} backward: {app} {start}..{end} {n:?}"
+                    );
+                }
+            }
+        }
+    };
+    check(&s, "split and head");
+    s.cut().unwrap();
+    check(&s, "two splits");
+    assert_eq!(s.compact().unwrap(), 2);
+    check(&s, "compacted");
 }
 
 proptest::proptest! {
