@@ -11,8 +11,11 @@ one stream (round-robin); timestamps increase over (E - 24h, E - 1s], E being th
 Lines come from 4,096 precomputed templates (method, path, status, size, agent, rt) with the time of
 the line and a unique `req=<16 hex digits>` (the line's number through a fixed 64-bit permutation)
 filled in per line, so any line can be rebuilt from its number. 20 lines, spread over the day,
-carry `q=needle-7f3a9c-<k>` (k = 0..19). Generation runs in the 4 push threads (memory stays at a few
-bodies); its speed alone is measured first and printed.
+carry `q=needle-7f3a9c-<k>` (k = 0..19). Every push body is written to files in the data directory
+first (one process per core; 5 GB of lines is about 6 GB of JSON), before the server starts, so
+pushing costs the client only reading a file and a POST; `--generate-while-pushing` builds each body in
+the push threads instead (the way earlier results were measured: generation then takes about 0.7 of a
+core from the server).
 
 Queries (each `--runs` times; min / median / max / first client-side latency, the server's execTime;
 "lines / sum" is the lines a log query returned or the sum of every point of a metric query):
@@ -31,8 +34,8 @@ Queries (each `--runs` times; min / median / max / first client-side latency, th
 `--keep` keeps the data directory (its path is printed); `--reuse DIR` runs only the queries on a kept
 directory (the lines are rebuilt from DIR/manifest.json).
 """
-import argparse, http.client, json, os, random, shutil, statistics, subprocess, sys, tempfile, threading
-import time, urllib.parse
+import argparse, http.client, json, multiprocessing, os, random, shutil, statistics, subprocess, sys, tempfile
+import threading, time, urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, free_port, get, metric, wait_ready  # noqa: E402
@@ -205,9 +208,36 @@ class Watch(threading.Thread):
             self.peak = max(self.peak, rss(self.pid))
 
 
-def push_all(port, data, workers, log_every=10.0):
-    """Pushes every body with `workers` threads, each building its next body itself. Retries 429 and
-    5xx (the head drops exact repeats, so a resent body is stored once)."""
+_GEN = None  # the Data of the run, inherited by the generating processes (fork)
+
+
+def _write_bodies(job):
+    """Writes the JSON bodies of pushes lo..hi-1 to DIR/<push>.json; returns their raw line bytes."""
+    dirpath, lo, hi = job
+    raws = []
+    for p in range(lo, hi):
+        body, raw = _GEN.body(p)
+        with open(os.path.join(dirpath, f"{p}.json"), "wb") as f:
+            f.write(body)
+        raws.append(raw)
+    return raws
+
+
+def pregenerate(d, dirpath, procs):
+    """Every push body into files before the server starts, on `procs` processes, so that pushing
+    costs the client only reading a file and a POST: the server gets the machine's cores."""
+    global _GEN
+    _GEN = d
+    os.makedirs(dirpath)
+    jobs = [(dirpath, lo, min(lo + 64, d.pushes)) for lo in range(0, d.pushes, 64)]
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        return [r for chunk in pool.map(_write_bodies, jobs) for r in chunk]
+
+
+def push_all(port, data, workers, log_every=10.0, bodies=None, raws=None):
+    """Pushes every body with `workers` threads, each building its next body itself or, with `bodies`
+    (a directory from `pregenerate`), reading it from there. Retries 429 and 5xx (the head drops
+    exact repeats, so a resent body is stored once)."""
     lock = threading.Lock()
     state = {"next": 0, "raw": 0, "json": 0, "errors": [], "retries": 0, "gen_s": 0.0}
     stop = threading.Event()
@@ -221,7 +251,11 @@ def push_all(port, data, workers, log_every=10.0):
                     return
                 state["next"] += 1
             g0 = time.perf_counter()
-            body, raw = data.body(p)
+            if bodies:
+                with open(os.path.join(bodies, f"{p}.json"), "rb") as f:
+                    body, raw = f.read(), raws[p]
+            else:
+                body, raw = data.body(p)
             g = time.perf_counter() - g0
             for attempt in range(30):
                 try:
@@ -520,6 +554,9 @@ def main():
     ap.add_argument("--index-timeout", type=int, default=3600, help="seconds to wait for indexing")
     ap.add_argument("--json", help="write every figure to this file")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--generate-while-pushing", action="store_true",
+                    help="build each body in the push threads as it is sent (the client then takes about "
+                         "0.7 of a core from the server) instead of writing all of them to files first")
     ap.add_argument("--reuse", help="a directory kept by --keep: run only the queries on it")
     a = ap.parse_args()
 
@@ -554,6 +591,13 @@ def main():
               flush=True)
         res["data"] = {"lines": d.n, "raw_bytes": d.raw_bytes, "pushes": d.pushes, "streams": d.streams,
                        "batch_lines": d.batch, "end_s": d.end_s, "generation_mb_s_one_thread": gen_rate}
+        bodies, raws = None, None
+        if not a.generate_while_pushing:
+            bodies = os.path.join(tmp, "bodies")
+            g0 = time.time()
+            raws = pregenerate(d, bodies, max(1, os.cpu_count() or 1))
+            print(f"bodies written to {bodies} in {time.time() - g0:.0f} s", flush=True)
+            res["data"]["pregenerated"] = True
 
     port = free_port()
     cfg = os.path.join(tmp, "vigil.yml")
@@ -568,13 +612,16 @@ def main():
         wait_ready(f"http://127.0.0.1:{port}/-/ready", p)
         if not a.reuse:
             print(f"pushing with {a.workers} connections (data dir {tmp})…", flush=True)
-            secs, st = push_all(port, d, a.workers)
+            secs, st = push_all(port, d, a.workers, bodies=bodies, raws=raws)
+            if bodies:
+                shutil.rmtree(bodies, ignore_errors=True)
             if st["errors"]:
                 print(f"push errors: {len(st['errors'])}, e.g. {st['errors'][:3]}", file=sys.stderr)
             acked = d.raw_bytes / secs / 1e6
             print(f"acknowledged: {acked:.1f} MB/s of lines ({st['json'] / secs / 1e6:.1f} MB/s of JSON) in "
                   f"{secs:.1f} s; {len(st['errors'])} errors, {st['retries']} retries; "
-                  f"generation took {st['gen_s']:.0f} s of the push threads' time; server peak RSS so far "
+                  f"{'reading bodies' if bodies else 'generation'} took {st['gen_s']:.0f} s of the push threads' "
+                  f"time; server peak RSS so far "
                   f"{watch.peak / 2**30:.2f} GiB", flush=True)
             rss_ingest = watch.peak
             wait_s, m = wait_indexed(port, d.raw_bytes, a.index_timeout)
