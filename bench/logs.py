@@ -126,7 +126,9 @@ def by_component(splits_dir):
     """Bytes of the splits by file kind (.lines raw lines, .store Tantivy's doc store, .term
     dictionary, .idx postings, .fast columns, .fieldnorm, other)."""
     out = {}
-    for d, _, files in os.walk(splits_dir):
+    for d, dirs, files in os.walk(splits_dir):
+        # A compaction in progress writes its output in `<id>.tmp` (not a split yet).
+        dirs[:] = [x for x in dirs if not x.endswith(".tmp")]
         for f in files:
             ext = f.rsplit(".", 1)[-1] if "." in f else f
             if ext not in ("lines", "store", "term", "idx", "fast", "fieldnorm", "pos"):

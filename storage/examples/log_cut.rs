@@ -5,7 +5,8 @@
 //! dictionary bytes of the `line` field by token class (letters, numbers by digits, mixed) and by
 //! document frequency.
 //!
-//! `cargo run --release -p vigil-storage --example log_cut -- FILE [zstd-level]`
+//! `cargo run --release -p vigil-storage --example log_cut -- FILE [zstd-level]`, or
+//! `… -- SPLITS-DIR RAW-BYTES` for the breakdown of a store's splits alone.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -21,6 +22,14 @@ static GLOBAL: Jemalloc = Jemalloc;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).expect("usage: log_cut FILE [zstd-level]");
+    if let Some(bytes) = args.get(2).filter(|_| std::path::Path::new(path).is_dir()) {
+        // A log store's `splits` directory and the raw bytes it holds: only the breakdown by token.
+        terms(
+            std::path::Path::new(path),
+            bytes.parse().expect("raw bytes"),
+        );
+        return;
+    }
     let text = std::fs::read_to_string(path).expect("read the lines");
     let mut cfg = LogsConfig::default();
     if let Some(l) = args.get(2) {
