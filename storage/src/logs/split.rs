@@ -720,6 +720,12 @@ impl Split {
         Ok((line, meta))
     }
 
+    /// Each `.lines` block's number of lines and raw bytes, over the split's segments.
+    #[cfg(test)]
+    pub(crate) fn line_blocks(&self) -> Vec<(usize, u32)> {
+        self.lines.iter().flat_map(|l| l.blocks()).collect()
+    }
+
     /// Removes the split's files.
     pub fn delete(&self) -> Result<(), LogsError> {
         fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))

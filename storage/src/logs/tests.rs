@@ -615,6 +615,21 @@ fn lines_file_round_trips_every_line() {
     assert_eq!(s.compact().unwrap(), 2);
     assert_eq!(s.sources.read().splits.len(), 1);
     assert_eq!(rows(&s, &sel("a")), want);
+    // Blocks stay within 256 KiB of raw bytes (zstd's parameters for small inputs), full but for
+    // the last, those of a line longer than a block and those before one.
+    let blocks = s.sources.read().splits[0].line_blocks();
+    assert!(blocks.len() > 4, "{blocks:?}");
+    for (i, &(lines, raw)) in blocks.iter().enumerate() {
+        assert!(
+            lines == 1 || raw as usize <= lines::BLOCK_BYTES,
+            "block {i}: {lines} lines, {raw} bytes"
+        );
+        let next_is_long = blocks.get(i + 1).is_some_and(|b| b.0 == 1);
+        assert!(
+            i + 1 == blocks.len() || next_is_long || raw as usize > lines::BLOCK_BYTES * 3 / 4,
+            "block {i}: {raw} bytes"
+        );
+    }
     let mut needle = sel("a");
     needle.contains = vec!["at frame 1".into()];
     let got = rows(&s, &needle);
