@@ -51,14 +51,10 @@ const INDEX_ENTRY: usize = 4 + 8 + 4;
 /// cut costs less than with blocks a few bytes over it.
 pub(crate) const BLOCK_BYTES: usize = 256 << 10;
 
-/// Bytes a line adds to a block's raw bytes, at most: itself, its metadata, their lengths (uvarints
-/// of up to 5 bytes; a newline instead of the line's length in mode 0).
-fn raw_cost(line: &[u8], meta: &[u8]) -> usize {
-    line.len() + meta.len() + 10
+/// Bytes of `v` as a uvarint.
+fn uvarint_len(v: usize) -> usize {
+    (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize
 }
-
-/// A block's raw bytes besides its lines: mode, count, metadata flag.
-const BLOCK_HEADER: usize = 1 + 10 + 1;
 
 fn component() -> SegmentComponent {
     SegmentComponent::Custom(EXTENSION.to_string())
@@ -171,8 +167,11 @@ struct BlockWriter {
     meta_lens: Vec<u32>,
     lines: Vec<u8>,
     metas: Vec<u8>,
-    /// An upper bound of the current block's raw bytes.
-    raw_bound: usize,
+    /// Bytes of the current block's line lengths and metadata lengths as uvarints.
+    line_varints: usize,
+    meta_varints: usize,
+    /// The current block's raw bytes, as `raw_len_with` computed them (checked by `flush`).
+    raw_len: usize,
     raw: Vec<u8>,
     index: Vec<(u32, u64, u32)>,
 }
@@ -190,21 +189,45 @@ impl BlockWriter {
             meta_lens: Vec::new(),
             lines: Vec::with_capacity(BLOCK_BYTES + 4096),
             metas: Vec::new(),
-            raw_bound: BLOCK_HEADER,
+            line_varints: 0,
+            meta_varints: 0,
+            raw_len: 0,
             raw: Vec::new(),
             index: Vec::new(),
         })
     }
 
+    /// The current block's raw bytes (as [`Self::flush`] lays them out) with one more line of
+    /// `line` and `meta` bytes, holding a newline or not.
+    fn raw_len_with(&self, line: usize, meta: usize, newline: bool) -> usize {
+        let n = self.line_lens.len() + 1;
+        let metas = self.metas.len() + meta;
+        let meta_lens = if metas > 0 {
+            self.meta_varints + uvarint_len(meta)
+        } else {
+            0
+        };
+        let framing = if self.newline || newline {
+            self.line_varints + uvarint_len(line)
+        } else {
+            n - 1
+        };
+        2 + uvarint_len(n) + meta_lens + framing + self.lines.len() + line + metas
+    }
+
     fn add(&mut self, line: &[u8], meta: &[u8]) -> tantivy::Result<()> {
-        let cost = raw_cost(line, meta);
-        if !self.line_lens.is_empty() && self.raw_bound + cost > BLOCK_BYTES {
+        let newline = memchr::memchr(b'\n', line).is_some();
+        let mut raw_len = self.raw_len_with(line.len(), meta.len(), newline);
+        if !self.line_lens.is_empty() && raw_len > BLOCK_BYTES {
             self.flush()?;
+            raw_len = self.raw_len_with(line.len(), meta.len(), newline);
         }
-        self.raw_bound += cost;
-        self.newline |= memchr::memchr(b'\n', line).is_some();
+        self.raw_len = raw_len;
+        self.newline |= newline;
         self.line_lens.push(line.len() as u32);
         self.meta_lens.push(meta.len() as u32);
+        self.line_varints += uvarint_len(line.len());
+        self.meta_varints += uvarint_len(meta.len());
         self.lines.extend_from_slice(line);
         self.metas.extend_from_slice(meta);
         self.count += 1;
@@ -244,9 +267,10 @@ impl BlockWriter {
             self.raw.extend_from_slice(&self.lines);
         }
         self.raw.extend_from_slice(&self.metas);
-        debug_assert!(
-            n == 1 || self.raw.len() <= BLOCK_BYTES,
-            "a block over its bound"
+        debug_assert_eq!(
+            self.raw.len(),
+            self.raw_len,
+            "the block's size as computed by add"
         );
         let z = self.zstd.compress(&self.raw)?;
         self.w.write_all(&z)?;
@@ -259,7 +283,8 @@ impl BlockWriter {
         self.meta_lens.clear();
         self.lines.clear();
         self.metas.clear();
-        self.raw_bound = BLOCK_HEADER;
+        self.line_varints = 0;
+        self.meta_varints = 0;
         Ok(())
     }
 

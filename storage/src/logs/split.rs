@@ -517,7 +517,7 @@ impl Split {
                     group.len() as u64,
                     bytes as u64,
                     group[0].ts,
-                    group[j - i - 1].ts,
+                    entries[j - 1].ts,
                 );
             i = j;
         }
@@ -787,10 +787,9 @@ impl SegmentCollector for KeySegment {
     fn collect(&mut self, doc: DocId, _score: Score) {
         let fp = self.fp.first(doc).unwrap_or(0);
         let rows = self.ts.index.value_row_ids(doc);
-        let len_rows = self.len.index.value_row_ids(doc);
-        // Both columns have a value per line of the document, so the same rows.
-        debug_assert_eq!(rows, len_rows);
-        for (row, len_row) in rows.zip(len_rows) {
+        // `len` has a value per line too: its rows are the same.
+        debug_assert_eq!(rows, self.len.index.value_row_ids(doc));
+        for row in rows {
             let ts = self.ts.values.get_val(row);
             if ts < self.start || ts >= self.end {
                 continue;
@@ -805,7 +804,7 @@ impl SegmentCollector for KeySegment {
                 ts,
                 segdoc,
                 fp,
-                len: self.len.values.get_val(len_row) as u32,
+                len: self.len.values.get_val(row) as u32,
             });
         }
         // Keep memory bounded: trim to k whenever the buffer doubles past it.
