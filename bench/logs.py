@@ -132,6 +132,13 @@ def du(path):
     return total
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds a process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def by_component(splits_dir):
     """Bytes of the splits by file kind (.lines raw lines, .store Tantivy's doc store, .term
     dictionary, .idx postings, .fast columns, .fieldnorm, other)."""
@@ -181,7 +188,9 @@ def main():
     try:
         wait_ready(f"http://127.0.0.1:{port}/-/ready", p)
         retried = []
+        client0 = sum(os.times()[:2])
         secs, errors = send_all(port, chunks, a.workers, retried)
+        client_cpu = sum(os.times()[:2]) - client0
         acked = raw / secs / 1e6
         print(f"acknowledged: {acked:.1f} MB/s of lines in {secs:.1f} s ({len(errors)} errors, "
               f"{len(retried)} pushes retried after 429)", flush=True)
@@ -199,6 +208,8 @@ def main():
         split_disk = metric(m, "vigil_logs_split_disk_bytes")
         split_raw = metric(m, "vigil_logs_split_raw_bytes")
         cut_s = metric(m, "vigil_logs_cut_duration_seconds_sum")
+        compaction_s = metric(m, "vigil_logs_compaction_duration_seconds_sum")
+        server_cpu = cpu_seconds(p.pid)
         logs_dir = du(os.path.join(tmp, "data", "logs"))
         parts = by_component(os.path.join(tmp, "data", "logs", "splits"))
         res = {
@@ -210,6 +221,11 @@ def main():
             "indexed_mb_s": raw / indexed_secs / 1e6,
             "cut_seconds_total": cut_s,
             "cut_mb_s": split_raw / cut_s / 1e6 if cut_s else None,
+            "compaction_seconds_total": compaction_s,
+            # CPU of the server for the whole run (pushes, cuts, compaction), of this client's pushes.
+            "server_cpu_seconds": server_cpu,
+            "server_cpu_seconds_per_gb": server_cpu / (raw / 1e9),
+            "client_cpu_seconds": client_cpu,
             "disk_per_raw_byte": split_disk / split_raw if split_raw else None,
             "logs_dir_per_raw_byte": logs_dir / raw,
             "errors": len(errors),

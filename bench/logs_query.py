@@ -541,6 +541,13 @@ def wait_indexed(port, raw_bytes, limit):
         time.sleep(0.5)
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds a process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gb", type=float, default=5.0, help="raw log gigabytes (1e9 bytes of lines) to push")
@@ -629,6 +636,8 @@ def main():
             split_disk = metric(m, "vigil_logs_split_disk_bytes") or 0
             split_raw = metric(m, "vigil_logs_split_raw_bytes") or 0
             cut_s = metric(m, "vigil_logs_cut_duration_seconds_sum") or 0
+            compaction_s = metric(m, "vigil_logs_compaction_duration_seconds_sum") or 0
+            server_cpu = cpu_seconds(p.pid)
             appended = metric(m, "vigil_logs_entries_appended_total")
             dups = metric(m, "vigil_logs_duplicates_dropped_total")
             rejected = metric(m, "vigil_ingest_log_entries_rejected_total")
@@ -640,6 +649,11 @@ def main():
                 "cut_seconds_total": cut_s,
                 "cuts": metric(m, "vigil_logs_cuts_total"),
                 "cut_mb_s": split_raw / cut_s / 1e6 if cut_s else None,
+                "compaction_seconds_total": compaction_s,
+                "compactions": metric(m, "vigil_logs_compactions_total"),
+                # The server's CPU from start to the last split (pushes, cuts, compaction).
+                "server_cpu_seconds": server_cpu,
+                "server_cpu_seconds_per_gb": server_cpu / (d.raw_bytes / 1e9),
                 "splits": metric(m, "vigil_logs_splits"),
                 "split_disk_bytes": split_disk,
                 "split_raw_bytes": split_raw,
@@ -656,7 +670,8 @@ def main():
             }
             g = res["ingest"]
             print(f"indexed: {g['indexed_mb_s']:.1f} MB/s end to end ({indexed_s:.0f} s; {wait_s:.0f} s after the "
-                  f"last push), cuts {g['cut_mb_s'] or 0:.1f} MB/s ({g['cuts']:.0f} cuts, {cut_s:.0f} s); "
+                  f"last push), cuts {g['cut_mb_s'] or 0:.1f} MB/s ({g['cuts']:.0f} cuts, {cut_s:.0f} s), compactions {compaction_s:.0f} s, server CPU "
+                  f"{g['server_cpu_seconds_per_gb']:.1f} s per GB; "
                   f"{g['splits']:.0f} splits, {g['disk_per_raw_byte'] or 0:.3f} bytes on disk per raw byte "
                   f"(logs dir {g['logs_dir_bytes'] / d.raw_bytes:.3f}); entries appended {appended:.0f} "
                   f"of {d.n}, duplicates {dups:.0f}, rejected {rejected or 0:.0f}; server peak RSS "

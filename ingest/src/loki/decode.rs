@@ -2,7 +2,6 @@
 //! pushes (`{app="api", env="prod"}`).
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// Loki's `PushRequest` (pkg/push/push.proto): only the fields a client sends.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -115,22 +114,91 @@ pub fn protobuf(body: &[u8], max_decoded: usize) -> Result<RawPush, String> {
 }
 
 #[derive(Deserialize)]
-struct JsonPush<'a> {
-    #[serde(borrow)]
-    streams: Vec<JsonStream<'a>>,
+struct JsonPush {
+    streams: Vec<JsonStream>,
 }
 
 #[derive(Deserialize)]
-struct JsonStream<'a> {
+struct JsonStream {
     #[serde(default)]
     stream: Option<std::collections::BTreeMap<String, String>>,
     /// Loki's legacy JSON (`/api/prom/push`) names the selector `labels` and the entries `entries`.
     #[serde(default)]
     labels: Option<String>,
-    #[serde(default, borrow)]
-    values: Vec<&'a RawValue>,
+    #[serde(default)]
+    values: Vec<JsonValue>,
     #[serde(default)]
     entries: Vec<LegacyEntry>,
+}
+
+/// One element of `values`, decoded in place (the line moved, not copied): `["<ns>", "line"]` or
+/// `["<ns>", "line", {metadata}]`. A well-formed element of the wrong shape keeps its reason, which
+/// is reported with its position; JSON syntax errors fail the whole body.
+struct JsonValue(Result<RawEntry, String>);
+
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = JsonValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"["<ns>", "line"] or ["<ns>", "line", {metadata}]"#)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
+        let ts: Option<serde_json::Value> = seq.next_element()?;
+        let line: Option<serde_json::Value> = seq.next_element()?;
+        let meta: Option<serde_json::Value> = match line {
+            Some(_) => seq.next_element()?,
+            None => None,
+        };
+        let mut n = [&ts, &line, &meta].iter().filter(|x| x.is_some()).count();
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        let (Some(ts), Some(line)) = (ts, line) else {
+            return Ok(JsonValue(Err(shape(n))));
+        };
+        if n > 3 {
+            return Ok(JsonValue(Err(shape(n))));
+        }
+        Ok(JsonValue(entry(ts, line, meta)))
+    }
+}
+
+fn shape(n: usize) -> String {
+    format!("expected [\"<ns>\", \"line\"] or [\"<ns>\", \"line\", {{metadata}}], got {n} elements")
+}
+
+fn entry(
+    ts: serde_json::Value,
+    line: serde_json::Value,
+    meta: Option<serde_json::Value>,
+) -> Result<RawEntry, String> {
+    let ts = json_ts(&ts)?;
+    let line = match line {
+        serde_json::Value::String(s) => s,
+        other => return Err(format!("the line must be a string, got {other}")),
+    };
+    let mut metadata = Vec::new();
+    if let Some(m) = meta {
+        let serde_json::Value::Object(obj) = m else {
+            return Err("structured metadata must be an object".into());
+        };
+        for (k, v) in obj {
+            let serde_json::Value::String(v) = v else {
+                return Err(format!("structured metadata {k:?} must be a string"));
+            };
+            metadata.push((k, v));
+        }
+    }
+    Ok(RawEntry { ts, line, metadata })
 }
 
 #[derive(Deserialize)]
@@ -180,7 +248,7 @@ pub(crate) fn rfc3339_ns(s: &str) -> Option<i64> {
 
 /// Decodes a JSON push: `{"streams":[{"stream":{…},"values":[["<ns>","line",{metadata}]]}]}`.
 pub fn json(body: &[u8]) -> Result<RawPush, String> {
-    let p: JsonPush<'_> = serde_json::from_slice(body).map_err(|e| format!("JSON: {e}"))?;
+    let p: JsonPush = serde_json::from_slice(body).map_err(|e| format!("JSON: {e}"))?;
     let mut out = RawPush::default();
     for (i, s) in p.streams.into_iter().enumerate() {
         let (labels, selector) = match (s.stream, s.labels) {
@@ -203,39 +271,8 @@ pub fn json(body: &[u8]) -> Result<RawPush, String> {
             }
         };
         let mut entries = Vec::with_capacity(s.values.len() + s.entries.len());
-        for (j, v) in s.values.iter().enumerate() {
-            let arr: Vec<serde_json::Value> = serde_json::from_str(v.get())
-                .map_err(|e| format!("streams[{i}].values[{j}]: {e}"))?;
-            if arr.len() < 2 || arr.len() > 3 {
-                return Err(format!(
-                    "streams[{i}].values[{j}]: expected [\"<ns>\", \"line\"] or [\"<ns>\", \"line\", {{metadata}}], got {} elements",
-                    arr.len()
-                ));
-            }
-            let ts = json_ts(&arr[0]).map_err(|e| format!("streams[{i}].values[{j}]: {e}"))?;
-            let line = match &arr[1] {
-                serde_json::Value::String(s) => s.clone(),
-                other => {
-                    return Err(format!(
-                        "streams[{i}].values[{j}]: the line must be a string, got {other}"
-                    ));
-                }
-            };
-            let mut metadata = Vec::new();
-            if let Some(m) = arr.get(2) {
-                let obj = m.as_object().ok_or_else(|| {
-                    format!("streams[{i}].values[{j}]: structured metadata must be an object")
-                })?;
-                for (k, v) in obj {
-                    let v = v.as_str().ok_or_else(|| {
-                        format!(
-                            "streams[{i}].values[{j}]: structured metadata {k:?} must be a string"
-                        )
-                    })?;
-                    metadata.push((k.clone(), v.to_string()));
-                }
-            }
-            entries.push(RawEntry { ts, line, metadata });
+        for (j, v) in s.values.into_iter().enumerate() {
+            entries.push(v.0.map_err(|e| format!("streams[{i}].values[{j}]: {e}"))?);
         }
         for (j, e) in s.entries.into_iter().enumerate() {
             let ts = json_ts(&serde_json::Value::String(e.ts))
@@ -350,6 +387,34 @@ mod tests {
         ] {
             assert!(json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+        // A wrong shape is reported with the element's position.
+        for (bad, why) in [
+            (r#"["1","ok"],["x","hello"]"#, "timestamp \"x\""),
+            (r#"["1","ok"],["1"]"#, "got 1 elements"),
+            (r#"["1","ok"],["1","x",{},4]"#, "got 4 elements"),
+            (r#"["1","ok"],["1",5]"#, "the line must be a string, got 5"),
+            (r#"["1","ok"],["1","x",[]]"#, "must be an object"),
+            (
+                r#"["1","ok"],["1","x",{"k":1}]"#,
+                "metadata \"k\" must be a string",
+            ),
+            (r#"["1","ok"],[1.5,"x"]"#, "not an integer"),
+        ] {
+            let body = format!(r#"{{"streams":[{{"stream":{{"app":"api"}},"values":[{bad}]}}]}}"#);
+            let e = json(body.as_bytes()).unwrap_err();
+            assert!(
+                e.starts_with("streams[0].values[1]: ") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+        // Numbers as timestamps, escapes in lines, metadata kept in order.
+        let p = json(br#"{"streams":[{"stream":{"app":"api"},"values":[[1700000000000000003,"a\"b\u00e9\n",{"z":"1","a":"2"}]]}]}"#).unwrap();
+        let e = &p.streams[0].entries[0];
+        assert_eq!(
+            (e.ts, e.line.as_str()),
+            (1_700_000_000_000_000_003, "a\"b\u{e9}\n")
+        );
+        assert_eq!(e.metadata.len(), 2);
         let legacy = json(br#"{"streams":[{"labels":"{app=\"old\"}","entries":[{"ts":"2024-01-02T03:04:05.123456789Z","line":"x"}]}]}"#).unwrap();
         assert_eq!(legacy.streams[0].entries[0].ts, 1_704_164_645_123_456_789);
     }

@@ -589,10 +589,27 @@ impl LogStore {
     fn write_head(&self, head: &Head, seg: u64) -> Result<Vec<Arc<Split>>, LogsError> {
         let window = self.cfg.split_window.0.as_nanos().max(1) as i64;
         let cutoff = self.retention_cutoff();
+        let kept = |ts: i64| cutoff.is_none_or(|c| ts >= c);
+        // Streams by fingerprint, each in time order as appended: a split's entries come out
+        // sorted already (`Split::write` sorts them, in one pass then), and each window's list is
+        // allocated once at its size.
+        let mut streams: Vec<_> = head.streams.iter().collect();
+        streams.sort_unstable_by_key(|(fp, _)| **fp);
         let mut by_window: BTreeMap<i64, Vec<NewEntry<'_>>> = BTreeMap::new();
-        for (fp, s) in &head.streams {
+        {
+            let mut sizes: BTreeMap<i64, usize> = BTreeMap::new();
+            for (_, s) in &streams {
+                for e in s.entries.iter().filter(|e| kept(e.ts)) {
+                    *sizes.entry(e.ts.div_euclid(window) * window).or_default() += 1;
+                }
+            }
+            for (w, n) in sizes {
+                by_window.insert(w, Vec::with_capacity(n));
+            }
+        }
+        for (fp, s) in streams {
             for e in &s.entries {
-                if cutoff.is_some_and(|c| e.ts < c) {
+                if !kept(e.ts) {
                     continue;
                 }
                 by_window

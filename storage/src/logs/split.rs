@@ -534,8 +534,9 @@ impl Split {
     /// disk; the caller deletes them once the new split is published (the new split's `replaces`
     /// names them, so [`super::LogStore::open`] finishes the job after a crash).
     ///
-    /// Lines are re-packed into full blocks at `zstd_level` (format 2; format 1 splits stack their
-    /// doc store blocks as they are).
+    /// `.lines` blocks of at least half the block size are copied as they are, smaller ones
+    /// re-packed at `zstd_level` (formats 2 and 3; format 1 splits stack their doc store blocks as
+    /// they are).
     pub fn merge(
         parent: &Path,
         inputs: &[Arc<Split>],
@@ -723,7 +724,19 @@ impl Split {
     /// Each `.lines` block's number of lines and raw bytes, over the split's segments.
     #[cfg(test)]
     pub(crate) fn line_blocks(&self) -> Vec<(usize, u32)> {
-        self.lines.iter().flat_map(|l| l.blocks()).collect()
+        self.segment_line_blocks().into_iter().flatten().collect()
+    }
+
+    /// Each `.lines` block's raw bytes and a checksum of its compressed bytes, over the segments.
+    #[cfg(test)]
+    pub(crate) fn line_frames(&self) -> Vec<(u32, u32)> {
+        self.lines.iter().flat_map(|l| l.frames()).collect()
+    }
+
+    /// [`Self::line_blocks`] segment by segment.
+    #[cfg(test)]
+    pub(crate) fn segment_line_blocks(&self) -> Vec<Vec<(usize, u32)>> {
+        self.lines.iter().map(|l| l.blocks()).collect()
     }
 
     /// Removes the split's files.

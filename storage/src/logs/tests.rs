@@ -565,7 +565,7 @@ fn rows(s: &LogStore, sel: &LogSelect) -> Vec<Row> {
 
 /// The `.lines` file keeps every line byte for byte: empty lines, lines holding newlines (framed by
 /// lengths), Unicode, lines over a block, metadata on a few; across several blocks and segments,
-/// and after compaction re-packs them.
+/// and after compaction copies full blocks and re-packs the others.
 #[test]
 fn lines_file_round_trips_every_line() {
     let d = tempfile::tempdir().unwrap();
@@ -577,14 +577,19 @@ fn lines_file_round_trips_every_line() {
     let mut want = Vec::new();
     for part in 0..2i64 {
         let mut entries = Vec::new();
-        for i in 0..6000i64 {
+        for i in 0..20000i64 {
             let ts = 1_000_000 + (i * 2 + part) * 1000;
             let line = match i % 7 {
                 0 => String::new(),
                 1 => format!("trace {i}\n  at frame {part}\n\tat main"),
                 2 => format!("ünïcödé {i} ✓"),
-                3 if i % 1400 == 3 => "x".repeat(300 << 10),
-                _ => format!("line {i} of part {part} status={}", 200 + i % 5),
+                // In the first split only: the second's full blocks follow each other.
+                3 if i % 1400 == 3 && part == 0 => "x".repeat(300 << 10),
+                _ => format!(
+                    "line {i} of part {part} status={} {}",
+                    200 + i % 5,
+                    "pad ".repeat((i % 40) as usize)
+                ),
             };
             let mut e = LogEntry::new(ts, &line);
             if i % 50 == 0 {
@@ -608,6 +613,36 @@ fn lines_file_round_trips_every_line() {
     assert_eq!(splits.len(), 2);
     assert!(splits.iter().all(|sp| sp.meta.format == split::FORMAT));
     assert_eq!(rows(&s, &sel("a")), want);
+    // Blocks stay within 256 KiB of raw bytes (zstd's parameters for small inputs), full but for
+    // a segment's last, those of a line longer than a block and those before one.
+    let mut small_inputs = 0;
+    for sp in &splits {
+        for blocks in sp.segment_line_blocks() {
+            assert!(blocks.len() > 2, "{blocks:?}");
+            for (i, &(lines, raw)) in blocks.iter().enumerate() {
+                assert!(
+                    lines == 1 || raw as usize <= lines::BLOCK_BYTES,
+                    "block {i}: {lines} lines, {raw} bytes"
+                );
+                let next_is_long = blocks.get(i + 1).is_some_and(|b| b.0 == 1);
+                assert!(
+                    i + 1 == blocks.len()
+                        || next_is_long
+                        || raw as usize > lines::BLOCK_BYTES * 3 / 4,
+                    "block {i}: {raw} bytes"
+                );
+            }
+            small_inputs += blocks
+                .iter()
+                .filter(|b| (b.1 as usize) < lines::BLOCK_BYTES / 2)
+                .count();
+        }
+    }
+    let copied: Vec<(u32, u32)> = splits
+        .iter()
+        .flat_map(|sp| sp.line_frames())
+        .filter(|b| b.0 as usize >= lines::BLOCK_BYTES / 2)
+        .collect();
     drop(s);
     // Reopened, then compacted: the window is long closed, so both splits merge into one.
     let s = LogStore::open(d.path(), c, LogsMetrics::default()).unwrap();
@@ -615,19 +650,24 @@ fn lines_file_round_trips_every_line() {
     assert_eq!(s.compact().unwrap(), 2);
     assert_eq!(s.sources.read().splits.len(), 1);
     assert_eq!(rows(&s, &sel("a")), want);
-    // Blocks stay within 256 KiB of raw bytes (zstd's parameters for small inputs), full but for
-    // the last, those of a line longer than a block and those before one.
+    // Compaction copies blocks of at least half the block size as they were and re-packs the
+    // smaller ones (segments' last blocks) together: no more small blocks than before.
     let blocks = s.sources.read().splits[0].line_blocks();
-    assert!(blocks.len() > 4, "{blocks:?}");
-    for (i, &(lines, raw)) in blocks.iter().enumerate() {
+    let small = blocks
+        .iter()
+        .filter(|b| (b.1 as usize) < lines::BLOCK_BYTES / 2)
+        .count();
+    let big = blocks.len() - small;
+    assert!(!copied.is_empty() && small_inputs > 1, "{blocks:?}");
+    assert!(small <= small_inputs, "{blocks:?}");
+    assert!(big >= copied.len(), "{blocks:?}");
+    // Copied byte for byte, in order (re-packing would shift the later splits' blocks).
+    let frames = s.sources.read().splits[0].line_frames();
+    let mut rest = frames.iter();
+    for b in &copied {
         assert!(
-            lines == 1 || raw as usize <= lines::BLOCK_BYTES,
-            "block {i}: {lines} lines, {raw} bytes"
-        );
-        let next_is_long = blocks.get(i + 1).is_some_and(|b| b.0 == 1);
-        assert!(
-            i + 1 == blocks.len() || next_is_long || raw as usize > lines::BLOCK_BYTES * 3 / 4,
-            "block {i}: {raw} bytes"
+            rest.any(|x| x == b),
+            "block {b:?} copied in order: {frames:?}"
         );
     }
     let mut needle = sel("a");
