@@ -138,8 +138,15 @@ struct JsonValue(Result<RawEntry, String>);
 
 impl<'de> Deserialize<'de> for JsonValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(ValueVisitor)
+        d.deserialize_any(ValueVisitor)
     }
+}
+
+/// An element that is not an array: kept as the reason (its position is added by [`json`]).
+fn not_array(got: impl std::fmt::Display) -> JsonValue {
+    JsonValue(Err(format!(
+        "expected [\"<ns>\", \"line\"] or [\"<ns>\", \"line\", {{metadata}}], got {got}"
+    )))
 }
 
 struct ValueVisitor;
@@ -149,6 +156,38 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str(r#"["<ns>", "line"] or ["<ns>", "line", {metadata}]"#)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<JsonValue, E> {
+        Ok(not_array(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<JsonValue, E> {
+        Ok(not_array(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<JsonValue, E> {
+        Ok(not_array(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<JsonValue, E> {
+        Ok(not_array(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<JsonValue, E> {
+        Ok(not_array(format_args!("{v:?}")))
+    }
+
+    fn visit_unit<E>(self) -> Result<JsonValue, E> {
+        Ok(not_array("null"))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(not_array("an object"))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
@@ -399,6 +438,10 @@ mod tests {
                 "metadata \"k\" must be a string",
             ),
             (r#"["1","ok"],[1.5,"x"]"#, "not an integer"),
+            (r#"["1","ok"],"x""#, "got \"x\""),
+            (r#"["1","ok"],null"#, "got null"),
+            (r#"["1","ok"],{"ts":"1","line":"x"}"#, "got an object"),
+            (r#"["1","ok"],17"#, "got 17"),
         ] {
             let body = format!(r#"{{"streams":[{{"stream":{{"app":"api"}},"values":[{bad}]}}]}}"#);
             let e = json(body.as_bytes()).unwrap_err();
@@ -407,14 +450,18 @@ mod tests {
                 "{bad}: {e}"
             );
         }
-        // Numbers as timestamps, escapes in lines, metadata kept in order.
+        // Numbers as timestamps, escapes in lines, metadata (sorted by name, as serde_json's
+        // objects are).
         let p = json(br#"{"streams":[{"stream":{"app":"api"},"values":[[1700000000000000003,"a\"b\u00e9\n",{"z":"1","a":"2"}]]}]}"#).unwrap();
         let e = &p.streams[0].entries[0];
         assert_eq!(
             (e.ts, e.line.as_str()),
             (1_700_000_000_000_000_003, "a\"b\u{e9}\n")
         );
-        assert_eq!(e.metadata.len(), 2);
+        assert_eq!(
+            e.metadata,
+            vec![("a".into(), "2".into()), ("z".into(), "1".into())]
+        );
         let legacy = json(br#"{"streams":[{"labels":"{app=\"old\"}","entries":[{"ts":"2024-01-02T03:04:05.123456789Z","line":"x"}]}]}"#).unwrap();
         assert_eq!(legacy.streams[0].entries[0].ts, 1_704_164_645_123_456_789);
     }

@@ -101,6 +101,7 @@ impl SegmentPlugin for LinesPlugin {
             let lines = LinesReader::open(r)?;
             // The segment's lines: its `ts` column has a row per line (formats 2 and 3).
             let total = r.fast_fields().i64("ts")?.values.num_vals();
+            let start = out.count;
             for b in 0..lines.index.len() {
                 let (first, _, raw_len) = lines.index[b];
                 if raw_len as usize >= COPY_BLOCK_BYTES {
@@ -116,6 +117,13 @@ impl SegmentPlugin for LinesPlugin {
                 for i in 0..block.len() {
                     out.add(block.line(i), block.meta(i))?;
                 }
+            }
+            // Copied blocks are not parsed: at least the segment's line count must add up.
+            if out.count - start != total {
+                return Err(corrupt(format!(
+                    "a segment's blocks hold {} lines, its ts column {total}",
+                    out.count - start
+                )));
             }
         }
         out.finish()

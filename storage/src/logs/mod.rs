@@ -590,9 +590,9 @@ impl LogStore {
         let window = self.cfg.split_window.0.as_nanos().max(1) as i64;
         let cutoff = self.retention_cutoff();
         let kept = |ts: i64| cutoff.is_none_or(|c| ts >= c);
-        // Streams by fingerprint, each in time order as appended: a split's entries come out
-        // sorted already (`Split::write` sorts them, in one pass then), and each window's list is
-        // allocated once at its size.
+        // Streams by fingerprint, each as appended (in time order unless pushed out of order): a
+        // split's entries mostly come out sorted already, so `Split::write`'s sort is one pass, and
+        // each window's list is allocated once at its size.
         let mut streams: Vec<_> = head.streams.iter().collect();
         streams.sort_unstable_by_key(|(fp, _)| **fp);
         let mut by_window: BTreeMap<i64, Vec<NewEntry<'_>>> = BTreeMap::new();
