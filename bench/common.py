@@ -64,6 +64,13 @@ def executions(data):
     return sorted(out.values(), key=lambda e: e["times"]["created"])
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds a process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

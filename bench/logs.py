@@ -11,7 +11,7 @@ issue's goal (>= 50 MB/s on 2 cores; Loki is measured at roughly 0.4-1.7 MB/s pe
 import argparse, http.client, json, os, random, shutil, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, free_port, get, metric, wait_ready  # noqa: E402
+from common import ROOT, cpu_seconds, free_port, get, metric, wait_ready  # noqa: E402
 
 METHODS = ["GET"] * 8 + ["POST", "PUT", "DELETE"]
 PATHS = ["/", "/api/v1/users", "/api/v1/orders", "/static/app.js", "/static/style.css", "/login",
@@ -130,13 +130,6 @@ def du(path):
             except OSError:
                 pass
     return total
-
-
-def cpu_seconds(pid):
-    """User and system CPU seconds a process has used so far (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def by_component(splits_dir):

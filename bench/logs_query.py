@@ -38,7 +38,7 @@ import argparse, http.client, json, multiprocessing, os, random, shutil, statist
 import threading, time, urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, free_port, get, metric, wait_ready  # noqa: E402
+from common import ROOT, cpu_seconds, free_port, get, metric, wait_ready  # noqa: E402
 from logs import AGENTS, METHODS, PATHS, STATUS, du  # noqa: E402
 
 NS = 1_000_000_000
@@ -539,13 +539,6 @@ def wait_indexed(port, raw_bytes, limit):
             last_print = time.time()
             print(f"  indexing: head {head / 1e6:.0f} MB, splits hold {split_raw / 1e6:.0f} MB", flush=True)
         time.sleep(0.5)
-
-
-def cpu_seconds(pid):
-    """User and system CPU seconds a process has used so far (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():

@@ -142,11 +142,12 @@ impl<'de> Deserialize<'de> for JsonValue {
     }
 }
 
-/// An element that is not an array: kept as the reason (its position is added by [`json`]).
-fn not_array(got: impl std::fmt::Display) -> JsonValue {
-    JsonValue(Err(format!(
-        "expected [\"<ns>\", \"line\"] or [\"<ns>\", \"line\", {{metadata}}], got {got}"
-    )))
+/// What a `values` element must look like, for error messages.
+const VALUE_SHAPE: &str = r#"["<ns>", "line"] or ["<ns>", "line", {metadata}]"#;
+
+/// An element of the wrong shape: kept as the reason (its position is added by [`json`]).
+fn wrong_shape(got: impl std::fmt::Display) -> JsonValue {
+    JsonValue(Err(format!("expected {VALUE_SHAPE}, got {got}")))
 }
 
 struct ValueVisitor;
@@ -155,31 +156,31 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
     type Value = JsonValue;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(r#"["<ns>", "line"] or ["<ns>", "line", {metadata}]"#)
+        f.write_str(VALUE_SHAPE)
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<JsonValue, E> {
-        Ok(not_array(v))
+        Ok(wrong_shape(v))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<JsonValue, E> {
-        Ok(not_array(v))
+        Ok(wrong_shape(v))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<JsonValue, E> {
-        Ok(not_array(v))
+        Ok(wrong_shape(v))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<JsonValue, E> {
-        Ok(not_array(v))
+        Ok(wrong_shape(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<JsonValue, E> {
-        Ok(not_array(format_args!("{v:?}")))
+        Ok(wrong_shape(format_args!("{v:?}")))
     }
 
     fn visit_unit<E>(self) -> Result<JsonValue, E> {
-        Ok(not_array("null"))
+        Ok(wrong_shape("null"))
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
@@ -187,32 +188,26 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()
         {}
-        Ok(not_array("an object"))
+        Ok(wrong_shape("an object"))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
         let ts: Option<serde_json::Value> = seq.next_element()?;
         let line: Option<serde_json::Value> = seq.next_element()?;
-        let meta: Option<serde_json::Value> = match line {
-            Some(_) => seq.next_element()?,
-            None => None,
-        };
-        let mut n = [&ts, &line, &meta].iter().filter(|x| x.is_some()).count();
+        let meta: Option<serde_json::Value> = seq.next_element()?;
+        let mut extra = 0;
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-            n += 1;
+            extra += 1;
         }
-        let (Some(ts), Some(line)) = (ts, line) else {
-            return Ok(JsonValue(Err(shape(n))));
-        };
-        if n > 3 {
-            return Ok(JsonValue(Err(shape(n))));
+        match (ts, line) {
+            (Some(ts), Some(line)) if extra == 0 => Ok(JsonValue(entry(ts, line, meta))),
+            (ts, line) => {
+                let n = usize::from(ts.is_some()) + usize::from(line.is_some());
+                let n = n + usize::from(meta.is_some()) + extra;
+                Ok(wrong_shape(format_args!("{n} elements")))
+            }
         }
-        Ok(JsonValue(entry(ts, line, meta)))
     }
-}
-
-fn shape(n: usize) -> String {
-    format!("expected [\"<ns>\", \"line\"] or [\"<ns>\", \"line\", {{metadata}}], got {n} elements")
 }
 
 fn entry(

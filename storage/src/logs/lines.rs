@@ -54,7 +54,7 @@ pub(crate) const BLOCK_BYTES: usize = 256 << 10;
 /// A merge copies blocks of at least this many raw bytes as they are (compressed) and re-packs only
 /// smaller ones (a segment's last block, the blocks of small cuts): re-compressing every line at each
 /// compaction cost about as much CPU as compressing it at the cut, for nothing on full blocks.
-const COPY_BLOCK_BYTES: usize = BLOCK_BYTES / 2;
+pub(crate) const COPY_BLOCK_BYTES: usize = BLOCK_BYTES / 2;
 
 /// Bytes of `v` as a uvarint.
 fn uvarint_len(v: usize) -> usize {

@@ -637,14 +637,14 @@ fn lines_file_round_trips_every_line() {
             }
             small_inputs += blocks
                 .iter()
-                .filter(|b| (b.1 as usize) < lines::BLOCK_BYTES / 2)
+                .filter(|b| (b.1 as usize) < lines::COPY_BLOCK_BYTES)
                 .count();
         }
     }
     let copied: Vec<(u32, u32)> = splits
         .iter()
         .flat_map(|sp| sp.line_frames())
-        .filter(|b| b.0 as usize >= lines::BLOCK_BYTES / 2)
+        .filter(|b| b.0 as usize >= lines::COPY_BLOCK_BYTES)
         .collect();
     drop(s);
     // Reopened, then compacted: the window is long closed, so both splits merge into one.
@@ -658,7 +658,7 @@ fn lines_file_round_trips_every_line() {
     let blocks = s.sources.read().splits[0].line_blocks();
     let small = blocks
         .iter()
-        .filter(|b| (b.1 as usize) < lines::BLOCK_BYTES / 2)
+        .filter(|b| (b.1 as usize) < lines::COPY_BLOCK_BYTES)
         .count();
     let big = blocks.len() - small;
     assert!(!copied.is_empty() && small_inputs > 1, "{blocks:?}");
