@@ -2,8 +2,8 @@
 //! lines, as `bench/logs.py` pushes them), then one cut writes them as splits; prints the cut's
 //! speed and the splits' bytes per raw byte by Tantivy file kind. No HTTP, no JSON: what indexing
 //! itself costs, for profiling (`perf record -g`). With `LOG_CUT_TERMS=1`, postings and term
-//! dictionary bytes of the `line` field by token class (letters, numbers by digits, mixed) and by
-//! document frequency.
+//! dictionary bytes of the `line` field by token class (letters, numbers by digits, mixed, id
+//! pieces) and by document frequency.
 //!
 //! `cargo run --release -p vigil-storage --example log_cut -- FILE [zstd-level]`, or
 //! `… -- SPLITS-DIR RAW-BYTES` for the breakdown of a store's splits alone.
@@ -124,7 +124,10 @@ fn terms(splits: &std::path::Path, raw: usize) {
                     let key = s.key();
                     let ti = s.value();
                     let digits = key.iter().filter(|b| b.is_ascii_digit()).count();
-                    let class = if digits == key.len() {
+                    let class = if key.first() == Some(&b'_') {
+                        // The id marker and the 4-digit pieces of id-like tokens.
+                        "id-piece".into()
+                    } else if digits == key.len() {
                         format!("num{}", key.len().min(9))
                     } else if digits == 0 {
                         if ti.doc_freq == 1 {

@@ -1,11 +1,11 @@
 //! A split: the entries of one time window, written once as a Tantivy index plus `meta.json`.
 //!
-//! A document holds up to [`DOC_LINES`] consecutive lines of one stream (format 3; one line in
+//! A document holds up to [`DOC_LINES`] consecutive lines of one stream (from format 3; one line in
 //! formats 1 and 2). Fields: `stream` (the stream's fingerprint, indexed and fast), `ts` (ns, fast, a
 //! value per line), `len` (line bytes, fast, a value per line), `line` (each line tokenized on
 //! non-alphanumeric characters, lowercased, numbers of one or two digits left out, doc ids only, no
-//! field norms), `meta` (structured metadata, a value per line when a line of the document has
-//! some), `flags` (indexed: 1 when a line has a token too long to be indexed). A line's address is
+//! field norms; from format 4 id-like tokens as 4-digit chunks, see [`ID_CHUNK`]), `meta`
+//! (structured metadata, a value per line when a line of the document has some), `flags` (indexed: 1 when a line has a token too long to be indexed). A line's address is
 //! its segment and its row ordinal in the `ts` column, which is also its ordinal in the `.lines`
 //! segment component (see [`super::lines`]) that keeps the raw lines and their metadata, not
 //! Tantivy's doc store; splits written before it (`format` 1) store them in the doc store and are
@@ -50,22 +50,51 @@ pub(crate) const LONG_TOKEN: usize = 256;
 pub(crate) const SHORT_NUMBER: usize = 2;
 
 fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::from(LineTokenizer::default())
+    TextAnalyzer::from(LineTokenizer {
+        chunk_ids: true,
+        ..LineTokenizer::default()
+    })
+}
+
+/// Id-like tokens: at least this many hexadecimal digits and nothing else (request and trace ids,
+/// UUID parts, hashes, long numbers). Nearly every one is unique, and a term dictionary entry per
+/// line was the cut's largest cost and a third of a split's bytes on lines that carry one (a request
+/// id: the dictionary's FST build 15% of the cut, 0.10 bytes on disk per raw byte). So the index
+/// holds them as [`ID_CHUNK`]-digit pieces instead (split format 4).
+pub(crate) const ID_MIN: usize = 8;
+/// An id token is indexed as the marker term [`ID_MARK`] followed by its whole `ID_CHUNK`-digit
+/// pieces from its start, each prefixed with `ID_MARK` (`5deece66da3c4f17a` gives `_`, `_5dee`,
+/// `_ce66`, `_da3c`, `_4f17`; the last digits of a length that is not a multiple are not indexed).
+/// At most 16^4 chunk terms, each in many documents: a needle holding an id is found by the
+/// conjunction of its chunks (see [`needle_queries`]) and every candidate line is checked anyway.
+pub(crate) const ID_CHUNK: usize = 4;
+/// Starts the terms of id tokens: never part of a line token, which are alphanumeric.
+pub(crate) const ID_MARK: char = '_';
+
+fn is_id(tok: &str) -> bool {
+    tok.len() >= ID_MIN && tok.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The line tokenizer: tokens are runs of alphanumeric characters (as `char::is_alphanumeric`,
 /// with a fast path for ASCII), lowercased; tokens of [`LONG_TOKEN`] bytes or more and numbers of
 /// at most [`SHORT_NUMBER`] digits are skipped. Tokens are the same as Tantivy's `SimpleTokenizer`
-/// with `RemoveLongFilter` and `LowerCaser` gives, less the short numbers.
+/// with `RemoveLongFilter` and `LowerCaser` gives, less the short numbers; the index's analyzer
+/// then replaces each id-like token with its chunks (see [`ID_CHUNK`]), needles keep them whole.
 #[derive(Clone, Default)]
 struct LineTokenizer {
     token: Token,
+    /// Index id-like tokens as [`id_chunks`] (the index's analyzer) rather than whole (needles).
+    chunk_ids: bool,
 }
 
 struct LineTokens<'a> {
     text: &'a str,
     pos: usize,
     token: &'a mut Token,
+    chunk_ids: bool,
+    /// The id token being emitted chunk by chunk: the next chunk's start and the end of the last one.
+    chunk: usize,
+    chunk_end: usize,
 }
 
 impl Tokenizer for LineTokenizer {
@@ -76,6 +105,9 @@ impl Tokenizer for LineTokenizer {
             text,
             pos: 0,
             token: &mut self.token,
+            chunk_ids: self.chunk_ids,
+            chunk: 0,
+            chunk_end: 0,
         }
     }
 }
@@ -97,6 +129,19 @@ impl TokenStream for LineTokens<'_> {
         let bytes = self.text.as_bytes();
         let len = bytes.len();
         loop {
+            // The chunks of an id token, one per call.
+            if self.chunk < self.chunk_end {
+                let s = self.chunk;
+                self.chunk += ID_CHUNK;
+                self.token.text.clear();
+                self.token.text.push(ID_MARK);
+                self.token.text.push_str(&self.text[s..s + ID_CHUNK]);
+                self.token.text.make_ascii_lowercase();
+                self.token.offset_from = s;
+                self.token.offset_to = s + ID_CHUNK;
+                self.token.position = self.token.position.wrapping_add(1);
+                return true;
+            }
             // Separators: ASCII ones a byte at a time, the rest through `class`.
             while self.pos < len {
                 let b = bytes[self.pos];
@@ -136,7 +181,12 @@ impl TokenStream for LineTokens<'_> {
                 continue;
             }
             self.token.text.clear();
-            if ascii {
+            if self.chunk_ids && ascii && is_id(tok) {
+                // The marker term now, the chunks on the next calls.
+                self.chunk = start;
+                self.chunk_end = start + tok.len() / ID_CHUNK * ID_CHUNK;
+                self.token.text.push(ID_MARK);
+            } else if ascii {
                 self.token.text.push_str(tok);
                 self.token.text.make_ascii_lowercase();
             } else {
@@ -254,9 +304,11 @@ pub(crate) struct SplitMeta {
 
 /// The split format new splits are written in: 1, lines in Tantivy's doc store, one per document
 /// (splits written before 2026-12-06); 2, lines in `.lines` files, one per document; 3, documents
-/// of up to [`DOC_LINES`] lines. Formats 2 and 3 are read alike (a single-valued column is a
-/// multi-valued one with one value per document) and merge together.
-pub(crate) const FORMAT: u32 = 3;
+/// of up to [`DOC_LINES`] lines; 4, id-like tokens indexed as chunks (see [`ID_CHUNK`]; written
+/// from 2026-12-07). Formats 2 to 4 are read alike (a single-valued column is a multi-valued one
+/// with one value per document; needle queries look for ids both whole and as chunks) and merge
+/// together.
+pub(crate) const FORMAT: u32 = 4;
 
 /// Formats from which lines are in `.lines` files.
 const LINES_FORMAT: u32 = 2;
@@ -877,18 +929,46 @@ impl Collector for KeyCollector {
 /// longer token (suffix), one touching its end the start of one (prefix), and a needle of one token
 /// may sit anywhere inside a token. Only the cheapest of these kinds is queried (see below). Lines
 /// with tokens too long to index are always candidates.
+///
+/// A token of hexadecimal digits may also be (part of) an id token of the line, which the index
+/// holds as chunks (see [`ID_CHUNK`]): a whole one or a prefix by its chunks from its start, a part
+/// at an unknown offset by its chunks at each of the four alignments (or, when it is too short to
+/// hold a chunk at every alignment, by the id marker: any line with an id). Splits written before
+/// format 4 hold ids whole, which the other alternatives find.
 pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box<dyn Query>> {
-    let mut a = analyzer();
-    let mut stream = a.token_stream(needle);
-    let mut out: Vec<Box<dyn Query>> = Vec::new();
-    let long = || -> Box<dyn Query> {
+    // Needles are tokenized as lines are, ids kept whole.
+    let mut tokenizer = LineTokenizer::default();
+    let mut stream = tokenizer.token_stream(needle);
+    let term = |t: &str| -> Box<dyn Query> {
         Box::new(TermQuery::new(
-            Term::from_field_u64(flags, 1),
+            Term::from_field_text(line, t),
             IndexRecordOption::Basic,
         ))
     };
-    // Tokens by how they sit in the needle: whole (bounded inside the needle on both sides), the
-    // start of a token (open to the right), the end of one (open to the left), or any part.
+    let regex = |p: &str| -> Option<Box<dyn Query>> {
+        RegexQuery::from_pattern(p, line)
+            .ok()
+            .map(|r| Box::new(r) as Box<dyn Query>)
+    };
+    // The id chunks of `t` when `t` starts `align` digits past a chunk boundary of an id token:
+    // all of them (None when `t` holds no whole chunk at that alignment).
+    let chunks = |t: &str, align: usize| -> Option<Box<dyn Query>> {
+        let first = (ID_CHUNK - align % ID_CHUNK) % ID_CHUNK;
+        let parts: Vec<(Occur, Box<dyn Query>)> = (first..)
+            .step_by(ID_CHUNK)
+            .take_while(|i| i + ID_CHUNK <= t.len())
+            .map(|i| {
+                (
+                    Occur::Must,
+                    term(&format!("{ID_MARK}{}", &t[i..i + ID_CHUNK])),
+                )
+            })
+            .collect();
+        (!parts.is_empty()).then(|| Box::new(BooleanQuery::new(parts)) as Box<dyn Query>)
+    };
+    // Each token's alternatives (a line containing the needle matches one of them), by how the
+    // token sits in the needle: whole (bounded inside the needle on both sides), the start of a
+    // token (open to the right), or its end or any part of it (open to the left).
     let mut whole = Vec::new();
     let mut starts = Vec::new();
     let mut rest = Vec::new();
@@ -900,40 +980,79 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
         let open_left = t.offset_from == 0;
         let open_right = t.offset_to == needle.len();
         let esc = regex_syntax_escape(&t.text);
+        let hex = t.text.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut alts: Vec<Box<dyn Query>> = Vec::new();
         match (open_left, open_right) {
-            (false, false) => whole.push(t.text.clone()),
-            (false, true) => starts.push(format!("{esc}.*")),
-            (true, false) => rest.push(format!(".*{esc}")),
-            (true, true) => rest.push(format!(".*{esc}.*")),
+            (false, false) => {
+                alts.push(term(&t.text));
+                if is_id(&t.text) {
+                    alts.extend(chunks(&t.text, 0));
+                }
+                whole.push(alts);
+            }
+            (false, true) => {
+                // A pattern that does not compile (none should) leaves the token unconstrained.
+                let Some(r) = regex(&format!("{esc}.*")) else {
+                    continue;
+                };
+                alts.push(r);
+                if hex {
+                    alts.push(
+                        chunks(&t.text, 0)
+                            .or_else(|| regex(&format!("{ID_MARK}{esc}.*")))
+                            .unwrap_or_else(|| term(&ID_MARK.to_string())),
+                    );
+                }
+                starts.push(alts);
+            }
+            (true, _) => {
+                let p = if open_right {
+                    format!(".*{esc}.*")
+                } else {
+                    format!(".*{esc}")
+                };
+                let Some(r) = regex(&p) else {
+                    continue;
+                };
+                alts.push(r);
+                if hex {
+                    let aligned: Option<Vec<Box<dyn Query>>> =
+                        (0..ID_CHUNK).map(|a| chunks(&t.text, a)).collect();
+                    match aligned {
+                        Some(a) => alts.extend(a),
+                        None => alts.push(term(&ID_MARK.to_string())),
+                    }
+                }
+                rest.push(alts);
+            }
         }
     }
     // Every candidate is checked against the needle afterwards, so the index only has to narrow:
     // whole tokens are exact term lookups and enough on their own; prefixes walk only the terms
     // that share them; a pattern open to the left walks the whole term dictionary of every split,
     // so it is used only when nothing cheaper is there.
-    let mut queries: Vec<Box<dyn Query>> = Vec::new();
-    if !whole.is_empty() {
-        for w in whole {
-            queries.push(Box::new(TermQuery::new(
-                Term::from_field_text(line, &w),
-                IndexRecordOption::Basic,
-            )));
-        }
+    let chosen = if !whole.is_empty() {
+        whole
+    } else if !starts.is_empty() {
+        starts
     } else {
-        let pats = if starts.is_empty() { rest } else { starts };
-        for p in pats {
-            if let Ok(r) = RegexQuery::from_pattern(&p, line) {
-                queries.push(Box::new(r));
-            }
-        }
-    }
-    for q in queries {
-        out.push(Box::new(BooleanQuery::new(vec![
-            (Occur::Should, q),
-            (Occur::Should, long()),
-        ])));
-    }
-    out
+        rest
+    };
+    chosen
+        .into_iter()
+        .map(|alts| {
+            let mut any: Vec<(Occur, Box<dyn Query>)> =
+                alts.into_iter().map(|q| (Occur::Should, q)).collect();
+            any.push((
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(flags, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+            Box::new(BooleanQuery::new(any)) as Box<dyn Query>
+        })
+        .collect()
 }
 
 /// Escapes regex metacharacters (tokens are alphanumeric, so this is belt and braces).

@@ -136,6 +136,21 @@ fn contains_pushdown_is_exact() {
         (5, long.as_str()),
         (6, "nothing here"),
         (7, "GET /x HTTP/1.1 5 12 123 1234 Größe=9 東京"),
+        // Id-like tokens (indexed as chunks): a trace id, a UUID, a long number, a hex word, an
+        // id glued to letters (not an id: a whole token), and ids whose length is not a multiple of
+        // the chunk.
+        (
+            8,
+            "trace=4BF92F3577B34DA6A3CE929D0E0E4736 span=00f067aa0ba902b7",
+        ),
+        (
+            9,
+            "id=550e8400-e29b-41d4-a716-446655440000 at 1733500000123",
+        ),
+        (
+            10,
+            "deadbeefcafe x4bf92f3577b34da6 sha 9fceb02d0ae598e95dc970b74767f19372d61af8a",
+        ),
     ];
     s.append(vec![stream("web", lines.clone())]).unwrap();
     let check = |s: &LogStore, needle: &str| {
@@ -190,6 +205,44 @@ fn contains_pushdown_is_exact() {
         "größe",
         "Größe=9",
         "京",
+        // Ids whole, as prefixes and suffixes, and parts of them at each of the four alignments.
+        "4BF92F3577B34DA6A3CE929D0E0E4736",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "=4BF92F3577B34DA6A3CE929D0E0E4736 ",
+        "trace=4BF92F35",
+        "trace=4BF",
+        "3577B34DA6",
+        "577B34DA6A",
+        "77B34DA6A3",
+        "7B34DA6A3C",
+        "7B34DA6",
+        "0E4736 span",
+        "E0E4736",
+        "span=00f067aa0ba902b7",
+        "00f067aa0ba902b7",
+        "0ba902b",
+        "0ba9",
+        "02b7",
+        "a902",
+        "b7",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "e29b-41d4",
+        "446655440000",
+        "6554400",
+        "440000 at",
+        "1733500000123",
+        "35000001",
+        "at 1733",
+        "deadbeefcafe",
+        "beefca",
+        "deadbeef",
+        "x4bf92f3577b34da6",
+        "4bf92f3577b34da6 sha",
+        "9fceb02d0ae598e95dc970b74767f19372d61af8a",
+        "72d61af8a",
+        "2d61af8",
+        "d61af8a",
+        "cafe x4b",
     ];
     for n in needles {
         check(&s, n);
@@ -527,11 +580,13 @@ fn compaction_interrupted_before_deleting_inputs_is_finished_at_start() {
 }
 
 /// The line tokenizer: alphanumeric runs, lowercased (Unicode too), without numbers of one or two
-/// digits or tokens of 256 bytes or more; offsets are byte offsets into the line.
+/// digits or tokens of 256 bytes or more; offsets are byte offsets into the line. An id-like token
+/// (8 or more hex digits) gives the marker term, then its whole 4-digit chunks.
 #[test]
 fn line_tokens() {
     let line = format!(
-        "GET /api/v1?id=12345 HTTP/1.1 07 200 Größe=ÄÖ 東京 x86_64 {} end",
+        "GET /api/v1?id=12345 HTTP/1.1 07 200 Größe=ÄÖ 東京 x86_64 {} req=5DEECE66da3c4f17a \
+         1234567 12345678 cafe0123x end",
         "z".repeat(300)
     );
     let mut a = split::analyzer_for_tests();
@@ -539,15 +594,145 @@ fn line_tokens() {
     let mut got = Vec::new();
     while ts.advance() {
         let t = ts.token();
-        assert_eq!(line[t.offset_from..t.offset_to].to_lowercase(), t.text);
+        let raw = line[t.offset_from..t.offset_to].to_lowercase();
+        match t.text.strip_prefix(split::ID_MARK) {
+            // The marker spans the whole id, a chunk its own digits.
+            Some("") => assert!(raw.len() >= split::ID_MIN, "{raw}"),
+            Some(chunk) => assert_eq!(raw, chunk),
+            None => assert_eq!(raw, t.text),
+        }
         got.push(t.text.clone());
     }
     assert_eq!(
         got,
         [
-            "get", "api", "v1", "id", "12345", "http", "200", "größe", "äö", "東京", "x86", "end"
+            "get",
+            "api",
+            "v1",
+            "id",
+            "12345",
+            "http",
+            "200",
+            "größe",
+            "äö",
+            "東京",
+            "x86",
+            "req",
+            "_",
+            "_5dee",
+            "_ce66",
+            "_da3c",
+            "_4f17",
+            "1234567",
+            "_",
+            "_1234",
+            "_5678",
+            "cafe0123x",
+            "end"
         ]
     );
+}
+
+/// Id-like tokens are indexed as chunks and still narrow a search to a few documents: a request id
+/// bare, after its key, whole, as a prefix or as a part at any offset, a trace id, a UUID and a long
+/// number; each finds its line, and the index hands over at most a few documents' lines.
+#[test]
+fn ids_narrow_searches_through_their_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let lines: Vec<String> = (0..6000)
+        .map(|i| {
+            let (a, b, c) = (next(), next(), next());
+            format!(
+                "GET /api/v1/items/{} 200 req={a:016x} trace={b:016x}{c:016x} \
+                 session={:08x}-{:04x}-{:04x}-{:04x}-{:012x} at={}",
+                i % 7,
+                a >> 32,
+                b & 0xffff,
+                c & 0xffff,
+                (a >> 16) & 0xffff,
+                c >> 16,
+                1_733_500_000_000u64 + (b % 1_000_000_000)
+            )
+        })
+        .collect();
+    s.append(vec![stream(
+        "web",
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (1_000_000_000 + i as i64, l.as_str()))
+            .collect(),
+    )])
+    .unwrap();
+    s.cut().unwrap();
+    let splits = s.sources.read().splits.clone();
+    assert_eq!(splits.len(), 1);
+    let sp = &splits[0];
+    assert_eq!(sp.meta.format, split::FORMAT);
+    let fps = sp.matching_streams(&[], i64::MIN, i64::MAX);
+    let field = |l: &str, key: &str| -> String {
+        let v = &l[l.find(key).unwrap() + key.len()..];
+        v[..v.find(' ').unwrap_or(v.len())].to_string()
+    };
+    for i in (0..lines.len()).step_by(397) {
+        let l = &lines[i];
+        let (req, trace, session, at) = (
+            field(l, "req="),
+            field(l, "trace="),
+            field(l, "session="),
+            field(l, "at="),
+        );
+        // Needles holding two pieces or more at any offset they could sit at: a few documents;
+        // shorter parts (one piece at some offsets, each in about 1 document in 200): a few more.
+        let (few, more) = (2 * split::DOC_LINES, lines.len() / 20);
+        let needles = [
+            (req.clone(), few),
+            (format!("req={req}"), few),
+            (format!("req={req} "), few),
+            (format!(" req={req} trace"), few),
+            (format!("req={}", &req[..10]), few),
+            (req[1..12].to_string(), few),
+            (req[3..14].to_string(), few),
+            (req[2..11].to_string(), more),
+            (req[9..].to_string(), more),
+            (trace.clone(), few),
+            (trace[13..29].to_string(), few),
+            (session.clone(), few),
+            (session[24..].to_string(), few),
+            (format!("at={at}"), few),
+        ];
+        for (n, limit) in needles {
+            let want: Vec<(i64, String)> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.contains(&n))
+                .map(|(j, x)| (1_000_000_000 + j as i64, x.clone()))
+                .collect();
+            assert!(!want.is_empty());
+            let q = LogSelect {
+                contains: vec![n.clone()],
+                ..sel("web")
+            };
+            assert_eq!(collect(&s, &q, Direction::Forward, usize::MAX), want, "{n}");
+            let candidates = sp
+                .keys(&fps, std::slice::from_ref(&n), i64::MIN, i64::MAX, None, None)
+                .unwrap()
+                .len();
+            assert!(
+                candidates <= limit,
+                "needle {n:?}: {candidates} candidate lines of {}",
+                lines.len()
+            );
+        }
+    }
 }
 
 /// A row read back: time, line, structured metadata.
@@ -733,6 +918,21 @@ fn format2_splits_are_still_read_and_merge_with_new_ones() {
     legacy_splits_are_still_read("logs-format2", "format2", 2);
 }
 
+/// Format 3 indexed id-like tokens whole: its lines carry a request id each, found by needles
+/// before and after the split merges with one of the current format (ids as pieces).
+#[test]
+fn format3_splits_are_still_read_and_merge_with_new_ones() {
+    legacy_splits_are_still_read("logs-format3", "format3", 3);
+}
+
+/// The request id of line `i` of the format 3 fixture.
+fn fixture_id(i: i64) -> String {
+    format!(
+        "{:016x}",
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
+    )
+}
+
 fn legacy_splits_are_still_read(fixture: &str, app: &str, format: u32) {
     let d = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -751,13 +951,17 @@ fn legacy_splits_are_still_read(fixture: &str, app: &str, format: u32) {
             }
         }
     }
+    let ids = format >= 3;
     let want: Vec<Row> = (0..3000i64)
         .map(|i| {
-            let line = if i % 500 == 7 {
+            let mut line = if i % 500 == 7 {
                 format!("{app} line {i}\n  at frame {i}")
             } else {
                 format!("{app} line {i} path=/api/v{} status={}", i % 3, 200 + i % 5)
             };
+            if ids {
+                line.push_str(&format!(" req={}", fixture_id(i)));
+            }
             let meta = if i % 100 == 0 {
                 vec![("trace_id".to_string(), format!("t{i}"))]
             } else {
@@ -775,22 +979,42 @@ fn legacy_splits_are_still_read(fixture: &str, app: &str, format: u32) {
     assert_eq!(rows(&s, &sel(app)), want);
     let mut needle = sel(app);
     needle.contains = vec!["at frame 1507".into()];
-    assert_eq!(
-        rows(&s, &needle),
-        vec![(
-            1_000_000_000 + 1507 * 1000,
-            format!("{app} line 1507\n  at frame 1507"),
-            Vec::new()
-        )]
-    );
+    assert_eq!(rows(&s, &needle), vec![want[1507].clone()]);
+    // Ids, whole and in part, in the old split and (after the merge below) in the merged one.
+    let id_needles = |i: i64| {
+        let id = fixture_id(i);
+        [
+            id.clone(),
+            format!("req={id}"),
+            format!("req={}", &id[..9]),
+            id[3..14].to_string(),
+            id[6..].to_string(),
+        ]
+    };
+    let check_ids = |s: &LogStore, stage: &str| {
+        if !ids {
+            return;
+        }
+        for i in [0, 1507, 2999] {
+            for n in id_needles(i) {
+                let mut q = sel(app);
+                q.contains = vec![n.clone()];
+                let want_i: Vec<Row> = want.iter().filter(|r| r.1.contains(&n)).cloned().collect();
+                assert_eq!(want_i.len(), 1);
+                assert_eq!(rows(s, &q), want_i, "{stage}: {n}");
+            }
+        }
+    };
+    check_ids(&s, "old split");
     let mut window = sel(app);
     (window.start, window.end) = (1_000_000_000 + 10 * 1000, 1_000_000_000 + 13 * 1000);
     assert_eq!(rows(&s, &window), want[10..13].to_vec());
     // A new split in the same window, then compaction: format 1 stays apart, format 2 merges into
     // a split of the current format; answers unchanged.
+    let new_line = format!("new line req={}", fixture_id(-1));
     s.append(vec![LogStream {
         labels: Labels::from_pairs([("app", app), ("env", "prod")]),
-        entries: vec![LogEntry::new(1_000_000_500, "new line")],
+        entries: vec![LogEntry::new(1_000_000_500, &new_line)],
     }])
     .unwrap();
     s.cut().unwrap();
@@ -804,11 +1028,15 @@ fn legacy_splits_are_still_read(fixture: &str, app: &str, format: u32) {
     }
     let got = rows(&s, &sel(app));
     assert_eq!(got.len(), 3001);
-    assert_eq!(got[1], (1_000_000_500, "new line".to_string(), Vec::new()));
+    assert_eq!(got[1], (1_000_000_500, new_line.clone(), Vec::new()));
     let mut want_all = want.clone();
     want_all.insert(1, got[1].clone());
     assert_eq!(got, want_all);
     assert_eq!(rows(&s, &needle).len(), 1);
+    check_ids(&s, "merged");
+    let mut q = sel(app);
+    q.contains = vec![fixture_id(-1)];
+    assert_eq!(rows(&s, &q), vec![got[1].clone()]);
 }
 
 /// A document holds up to `DOC_LINES` lines of a stream: answers are still line by line, as a
@@ -920,10 +1148,14 @@ fn documents_of_many_lines_answer_line_by_line() {
 
 proptest::proptest! {
     /// The line tokenizer gives Tantivy's simple tokenizer's tokens, lowercased, less numbers of
-    /// one or two digits, on any mix of ASCII, punctuation and non-ASCII letters and marks.
+    /// one or two digits, on any mix of ASCII, punctuation and non-ASCII letters and marks; each
+    /// token of 8 or more hex digits replaced by the id marker and its whole 4-digit chunks.
     #[test]
     fn line_tokens_match_tantivys_simple_tokenizer(
-        line in "[a-zA-Z0-9 ./:=_\\-\"\\[\\]éÄß東京\u{301}İ]{0,80}"
+        line in proptest::prop_oneof![
+            "[a-zA-Z0-9 ./:=_\\-\"\\[\\]éÄß東京\u{301}İ]{0,80}",
+            "([0-9a-fA-F]{1,20}[g =é-]){0,8}",
+        ]
     ) {
         use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
         let mut ours = split::analyzer_for_tests();
@@ -940,7 +1172,16 @@ proptest::proptest! {
         while ts.advance() {
             let t = ts.token();
             let raw = &line[t.offset_from..t.offset_to];
-            if !(raw.len() <= 2 && raw.bytes().all(|b| b.is_ascii_digit())) {
+            if raw.len() <= 2 && raw.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if raw.len() >= 8 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+                want.push("_".to_string());
+                let digits: Vec<char> = t.text.chars().collect();
+                for c in digits.chunks_exact(4) {
+                    want.push(format!("_{}", c.iter().collect::<String>()));
+                }
+            } else {
                 want.push(t.text.clone());
             }
         }
