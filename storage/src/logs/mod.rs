@@ -886,6 +886,7 @@ impl LogsReader for LogStore {
             .iter()
             .map(|s| s.matching_streams(&sel.matchers, sel.start, sel.end))
             .collect();
+        let needles = split::Needles::new(&sel.contains);
         let mut cursor: Option<(i64, usize, u64)> = None;
         let mut k = 256usize;
         loop {
@@ -946,7 +947,7 @@ impl LogsReader for LogStore {
                 }
                 let keys = s.keys(
                     &fps[i],
-                    &sel.contains,
+                    &needles,
                     sel.start,
                     sel.end,
                     bound_for(cursor, i + 1, backward),
@@ -1008,12 +1009,13 @@ impl LogsReader for LogStore {
         }
         drop(head_rows);
         let need_line = need_line || !sel.contains.is_empty();
+        let needles = split::Needles::new(&sel.contains);
         for s in &splits {
             let fps = s.matching_streams(&sel.matchers, sel.start, sel.end);
             if fps.is_empty() {
                 continue;
             }
-            let mut keys = s.keys(&fps, &sel.contains, sel.start, sel.end, None, None)?;
+            let mut keys = s.keys(&fps, &needles, sel.start, sel.end, None, None)?;
             let empty = Labels::empty();
             if !need_line {
                 for k in &keys {

@@ -702,7 +702,7 @@ impl Split {
             .collect()
     }
 
-    fn query(&self, fps: &[u64], needles: &[String]) -> Box<dyn Query> {
+    fn query(&self, fps: &[u64], needles: &Needles<'_>) -> Box<dyn Query> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if fps.len() < self.meta.streams.len() {
             clauses.push((
@@ -713,13 +713,12 @@ impl Split {
                 )),
             ));
         }
-        for n in needles {
-            clauses.extend(
-                needle_queries(n, self.fields.line, self.fields.flags)
-                    .into_iter()
-                    .map(|q| (Occur::Must, q)),
-            );
-        }
+        clauses.extend(
+            needles
+                .queries(self.fields.line, self.fields.flags)
+                .into_iter()
+                .map(|q| (Occur::Must, q)),
+        );
         if clauses.is_empty() {
             return Box::new(AllQuery);
         }
@@ -731,7 +730,7 @@ impl Split {
     pub fn keys(
         &self,
         fps: &[u64],
-        needles: &[String],
+        needles: &Needles<'_>,
         start: i64,
         end: i64,
         bound: Option<Bound>,
@@ -921,6 +920,42 @@ impl Collector for KeyCollector {
     }
 }
 
+/// A scan's line filters and their index queries, built on first use and shared by every split the
+/// scan reads (all splits of a schema have the same fields; a regex's automaton takes about a
+/// millisecond to build, and a scan may read dozens of splits in several rounds).
+pub struct Needles<'a> {
+    needles: &'a [String],
+    built: parking_lot::Mutex<Option<BuiltNeedles>>,
+}
+
+/// Queries built for the `line` and `flags` fields they name.
+type BuiltNeedles = ((Field, Field), Vec<Box<dyn Query>>);
+
+impl<'a> Needles<'a> {
+    pub fn new(needles: &'a [String]) -> Self {
+        Needles {
+            needles,
+            built: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn queries(&self, line: Field, flags: Field) -> Vec<Box<dyn Query>> {
+        let mut built = self.built.lock();
+        let queries = match &*built {
+            Some((fields, q)) if *fields == (line, flags) => q,
+            _ => {
+                let q = self
+                    .needles
+                    .iter()
+                    .flat_map(|n| needle_queries(n, line, flags))
+                    .collect();
+                &built.insert(((line, flags), q)).1
+            }
+        };
+        queries.iter().map(|q| q.box_clone()).collect()
+    }
+}
+
 /// Index queries every line containing `needle` (case-sensitively) matches; the caller still checks
 /// the line itself, since the index is case-insensitive and ignores punctuation.
 ///
@@ -966,9 +1001,8 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
             .collect();
         (!parts.is_empty()).then(|| Box::new(BooleanQuery::new(parts)) as Box<dyn Query>)
     };
-    // Each token's alternatives (a line containing the needle matches one of them), by how the
-    // token sits in the needle: whole (bounded inside the needle on both sides), the start of a
-    // token (open to the right), or its end or any part of it (open to the left).
+    // The needle's tokens by how they sit in it: whole (bounded inside the needle on both sides),
+    // the start of a token (open to the right), or its end or any part of it (open to the left).
     let mut whole = Vec::new();
     let mut starts = Vec::new();
     let mut rest = Vec::new();
@@ -979,66 +1013,70 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
         }
         let open_left = t.offset_from == 0;
         let open_right = t.offset_to == needle.len();
-        let esc = regex_syntax_escape(&t.text);
-        let hex = t.text.bytes().all(|b| b.is_ascii_hexdigit());
-        let mut alts: Vec<Box<dyn Query>> = Vec::new();
         match (open_left, open_right) {
-            (false, false) => {
-                alts.push(term(&t.text));
-                if is_id(&t.text) {
-                    alts.extend(chunks(&t.text, 0));
-                }
-                whole.push(alts);
-            }
-            (false, true) => {
-                // A pattern that does not compile (none should) leaves the token unconstrained.
-                let Some(r) = regex(&format!("{esc}.*")) else {
-                    continue;
-                };
-                alts.push(r);
-                if hex {
-                    alts.push(
-                        chunks(&t.text, 0)
-                            .or_else(|| regex(&format!("{ID_MARK}{esc}.*")))
-                            .unwrap_or_else(|| term(&ID_MARK.to_string())),
-                    );
-                }
-                starts.push(alts);
-            }
-            (true, _) => {
-                let p = if open_right {
-                    format!(".*{esc}.*")
-                } else {
-                    format!(".*{esc}")
-                };
-                let Some(r) = regex(&p) else {
-                    continue;
-                };
-                alts.push(r);
-                if hex {
-                    let aligned: Option<Vec<Box<dyn Query>>> =
-                        (0..ID_CHUNK).map(|a| chunks(&t.text, a)).collect();
-                    match aligned {
-                        Some(a) => alts.extend(a),
-                        None => alts.push(term(&ID_MARK.to_string())),
-                    }
-                }
-                rest.push(alts);
-            }
+            (false, false) => whole.push(t.text.clone()),
+            (false, true) => starts.push(t.text.clone()),
+            (true, _) => rest.push((t.text.clone(), open_right)),
         }
     }
     // Every candidate is checked against the needle afterwards, so the index only has to narrow:
     // whole tokens are exact term lookups and enough on their own; prefixes walk only the terms
     // that share them; a pattern open to the left walks the whole term dictionary of every split,
-    // so it is used only when nothing cheaper is there.
-    let chosen = if !whole.is_empty() {
+    // so it is used only when nothing cheaper is there. Only the chosen kind's queries are built
+    // (a regex's automaton takes about a millisecond).
+    //
+    // Each token gives the alternatives a line containing the needle matches one of.
+    let alternatives: Vec<Vec<Box<dyn Query>>> = if !whole.is_empty() {
         whole
+            .iter()
+            .map(|t| {
+                let mut alts = vec![term(t)];
+                if is_id(t) {
+                    alts.extend(chunks(t, 0));
+                }
+                alts
+            })
+            .collect()
     } else if !starts.is_empty() {
         starts
+            .iter()
+            .filter_map(|t| {
+                let esc = regex_syntax_escape(t);
+                // A pattern that does not compile (none should) leaves the token unconstrained.
+                let mut alts = vec![regex(&format!("{esc}.*"))?];
+                if t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    alts.push(
+                        chunks(t, 0)
+                            .or_else(|| regex(&format!("{ID_MARK}{esc}.*")))
+                            .unwrap_or_else(|| term(&ID_MARK.to_string())),
+                    );
+                }
+                Some(alts)
+            })
+            .collect()
     } else {
-        rest
+        rest.iter()
+            .filter_map(|(t, open_right)| {
+                let esc = regex_syntax_escape(t);
+                let p = if *open_right {
+                    format!(".*{esc}.*")
+                } else {
+                    format!(".*{esc}")
+                };
+                let mut alts = vec![regex(&p)?];
+                if t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    let aligned: Option<Vec<Box<dyn Query>>> =
+                        (0..ID_CHUNK).map(|a| chunks(t, a)).collect();
+                    match aligned {
+                        Some(a) => alts.extend(a),
+                        None => alts.push(term(&ID_MARK.to_string())),
+                    }
+                }
+                Some(alts)
+            })
+            .collect()
     };
-    chosen
+    alternatives
         .into_iter()
         .map(|alts| {
             let mut any: Vec<(Occur, Box<dyn Query>)> =

@@ -723,7 +723,14 @@ fn ids_narrow_searches_through_their_chunks() {
             };
             assert_eq!(collect(&s, &q, Direction::Forward, usize::MAX), want, "{n}");
             let candidates = sp
-                .keys(&fps, std::slice::from_ref(&n), i64::MIN, i64::MAX, None, None)
+                .keys(
+                    &fps,
+                    &split::Needles::new(std::slice::from_ref(&n)),
+                    i64::MIN,
+                    i64::MAX,
+                    None,
+                    None,
+                )
                 .unwrap()
                 .len();
             assert!(
