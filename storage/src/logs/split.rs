@@ -5,8 +5,9 @@
 //! value per line), `len` (line bytes, fast, a value per line), `line` (each line tokenized on
 //! non-alphanumeric characters, lowercased, numbers of one or two digits left out, doc ids only, no
 //! field norms; from format 4 id-like tokens as 4-digit chunks, see [`ID_CHUNK`]), `meta`
-//! (structured metadata, a value per line when a line of the document has some), `flags` (indexed: 1 when a line has a token too long to be indexed). A line's address is
-//! its segment and its row ordinal in the `ts` column, which is also its ordinal in the `.lines`
+//! (structured metadata, a value per line when a line of the document has some), `flags` (indexed:
+//! 1 when a line has a token too long to be indexed). A line's address is its segment and its row
+//! ordinal in the `ts` column, which is also its ordinal in the `.lines`
 //! segment component (see [`super::lines`]) that keeps the raw lines and their metadata, not
 //! Tantivy's doc store; splits written before it (`format` 1) store them in the doc store and are
 //! still read. Lines are added sorted by (stream, time), so a block compresses lines of one stream
@@ -79,11 +80,13 @@ fn is_id(tok: &str) -> bool {
 /// with a fast path for ASCII), lowercased; tokens of [`LONG_TOKEN`] bytes or more and numbers of
 /// at most [`SHORT_NUMBER`] digits are skipped. Tokens are the same as Tantivy's `SimpleTokenizer`
 /// with `RemoveLongFilter` and `LowerCaser` gives, less the short numbers; the index's analyzer
-/// then replaces each id-like token with its chunks (see [`ID_CHUNK`]), needles keep them whole.
+/// then replaces each id-like token with the id marker and its chunks (see [`ID_CHUNK`]); needles
+/// keep them whole.
 #[derive(Clone, Default)]
 struct LineTokenizer {
     token: Token,
-    /// Index id-like tokens as [`id_chunks`] (the index's analyzer) rather than whole (needles).
+    /// Index id-like tokens as the id marker and their chunks (the index's analyzer, see
+    /// [`ID_CHUNK`]) rather than whole (needles).
     chunk_ids: bool,
 }
 
@@ -645,6 +648,18 @@ impl Split {
             path: meta_path.clone(),
             message: e.to_string(),
         })?;
+        if meta.format > FORMAT {
+            // Read with this binary's queries, a newer format could answer incompletely without a
+            // word (format 4's ids would be missed by a format 3 reader): refuse it instead.
+            return Err(LogsError::Split {
+                path: meta_path,
+                message: format!(
+                    "split format {} is newer than this binary reads (up to {FORMAT}); \
+                     run the version that wrote it",
+                    meta.format
+                ),
+            });
+        }
         let mut index = Index::open_in_dir(dir).map_err(tantivy_err(dir))?;
         index.tokenizers().register(TOKENIZER, analyzer());
         if meta.format >= LINES_FORMAT {
@@ -969,7 +984,8 @@ impl<'a> Needles<'a> {
 /// holds as chunks (see [`ID_CHUNK`]): a whole one or a prefix by its chunks from its start, a part
 /// at an unknown offset by its chunks at each of the four alignments (or, when it is too short to
 /// hold a chunk at every alignment, by the id marker: any line with an id). Splits written before
-/// format 4 hold ids whole, which the other alternatives find.
+/// format 4 hold ids whole, which the other alternatives find; they stay for every split, since a
+/// merged split of format 4 may hold segments of formats 2 and 3.
 pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box<dyn Query>> {
     // Needles are tokenized as lines are, ids kept whole.
     let mut tokenizer = LineTokenizer::default();

@@ -152,7 +152,11 @@ fn contains_pushdown_is_exact() {
             "deadbeefcafe x4bf92f3577b34da6 sha 9fceb02d0ae598e95dc970b74767f19372d61af8a",
         ),
     ];
-    s.append(vec![stream("web", lines.clone())]).unwrap();
+    // A stream per line, so that each line is a document of its own in a split: a needle's index
+    // query must find each line that holds it by itself (the long line's flag would otherwise make
+    // its document, and every line in it, a candidate of every needle).
+    s.append(lines.iter().map(|&(t, l)| line_stream(t, l)).collect())
+        .unwrap();
     let check = |s: &LogStore, needle: &str| {
         let want: Vec<i64> = lines
             .iter()
@@ -251,6 +255,108 @@ fn contains_pushdown_is_exact() {
     for n in needles {
         check(&s, n);
     }
+}
+
+/// A stream of app `web` holding the one line `line` at `t` (its own label `n`).
+fn line_stream(t: i64, line: &str) -> LogStream {
+    LogStream {
+        labels: Labels::from_pairs([
+            ("app", "web".to_string()),
+            ("env", "prod".to_string()),
+            ("n", t.to_string()),
+        ]),
+        entries: vec![LogEntry::new(t, line)],
+    }
+}
+
+/// Any substring of a line, as a needle, finds every line that holds it and no other, from a split
+/// where each line is a document of its own: random lines heavy in hex digits (ids of every length,
+/// both cases, glued to other letters or not), needles cut from them at random.
+#[test]
+fn needles_cut_from_lines_find_exactly_their_lines() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut rng = 0x243f_6a88_85a3_08d3u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let alphabet: Vec<char> = "0123456789abcdefABCDEF0123456789abcdef".chars().collect();
+    let seps: Vec<char> = " =-/:g.éx".chars().collect();
+    let lines: Vec<String> = (0..400)
+        .map(|_| {
+            let mut l = String::new();
+            for _ in 0..1 + next(6) {
+                for _ in 0..1 + next(20) {
+                    l.push(alphabet[next(alphabet.len() as u64) as usize]);
+                }
+                l.push(seps[next(seps.len() as u64) as usize]);
+            }
+            l
+        })
+        .collect();
+    s.append(
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| line_stream(1000 + i as i64, l))
+            .collect(),
+    )
+    .unwrap();
+    s.cut().unwrap();
+    for _ in 0..600 {
+        let l: Vec<char> = lines[next(lines.len() as u64) as usize].chars().collect();
+        let a = next(l.len() as u64) as usize;
+        let b = a + 1 + next((l.len() - a).min(24) as u64) as usize;
+        let needle: String = l[a..b].iter().collect();
+        let want: Vec<i64> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.contains(&needle))
+            .map(|(i, _)| 1000 + i as i64)
+            .collect();
+        let q = LogSelect {
+            contains: vec![needle.clone()],
+            ..sel("web")
+        };
+        let got: Vec<i64> = collect(&s, &q, Direction::Forward, usize::MAX)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(got, want, "needle {needle:?}");
+    }
+}
+
+/// A split of a format newer than the binary reads is left in place and skipped, not read with
+/// queries that could miss its lines.
+#[test]
+fn splits_of_a_newer_format_are_skipped() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = open(d.path());
+        s.append(vec![stream("a", vec![(1000, "first")])]).unwrap();
+        s.cut().unwrap();
+        s.close().unwrap();
+    }
+    let dirs: Vec<_> = fs::read_dir(d.path().join("splits"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let meta = dirs[0].join("vigil-split.json");
+    let text = fs::read_to_string(&meta).unwrap();
+    let newer = text.replace(
+        &format!("\"format\": {}", split::FORMAT),
+        &format!("\"format\": {}", split::FORMAT + 1),
+    );
+    assert_ne!(newer, text);
+    fs::write(&meta, newer).unwrap();
+    let s = open(d.path());
+    assert!(s.sources.read().splits.is_empty());
+    assert!(collect(&s, &sel("a"), Direction::Forward, 10).is_empty());
+    assert!(dirs[0].exists());
 }
 
 /// Acknowledged entries survive a crash (the store dropped without close), and a reopened store after
