@@ -73,7 +73,11 @@ pub(crate) const ID_CHUNK: usize = 4;
 pub(crate) const ID_MARK: char = '_';
 
 fn is_id(tok: &str) -> bool {
-    tok.len() >= ID_MIN && tok.bytes().all(|b| b.is_ascii_hexdigit())
+    tok.len() >= ID_MIN && is_hex(tok)
+}
+
+fn is_hex(tok: &str) -> bool {
+    tok.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The line tokenizer: tokens are runs of alphanumeric characters (as `char::is_alphanumeric`,
@@ -730,7 +734,7 @@ impl Split {
         }
         clauses.extend(
             needles
-                .queries(self.fields.line, self.fields.flags)
+                .queries(&self.fields)
                 .into_iter()
                 .map(|q| (Occur::Must, q)),
         );
@@ -936,38 +940,32 @@ impl Collector for KeyCollector {
 }
 
 /// A scan's line filters and their index queries, built on first use and shared by every split the
-/// scan reads (all splits of a schema have the same fields; a regex's automaton takes about a
-/// millisecond to build, and a scan may read dozens of splits in several rounds).
+/// scan reads (every split's fields come from [`schema`], so they are the same; a regex's automaton
+/// takes about a millisecond to build, and a scan may read dozens of splits in several rounds).
 pub struct Needles<'a> {
     needles: &'a [String],
-    built: parking_lot::Mutex<Option<BuiltNeedles>>,
+    built: std::sync::OnceLock<Vec<Box<dyn Query>>>,
 }
-
-/// Queries built for the `line` and `flags` fields they name.
-type BuiltNeedles = ((Field, Field), Vec<Box<dyn Query>>);
 
 impl<'a> Needles<'a> {
     pub fn new(needles: &'a [String]) -> Self {
         Needles {
             needles,
-            built: parking_lot::Mutex::new(None),
+            built: std::sync::OnceLock::new(),
         }
     }
 
-    fn queries(&self, line: Field, flags: Field) -> Vec<Box<dyn Query>> {
-        let mut built = self.built.lock();
-        let queries = match &*built {
-            Some((fields, q)) if *fields == (line, flags) => q,
-            _ => {
-                let q = self
-                    .needles
+    fn queries(&self, f: &Fields) -> Vec<Box<dyn Query>> {
+        self.built
+            .get_or_init(|| {
+                self.needles
                     .iter()
-                    .flat_map(|n| needle_queries(n, line, flags))
-                    .collect();
-                &built.insert(((line, flags), q)).1
-            }
-        };
-        queries.iter().map(|q| q.box_clone()).collect()
+                    .flat_map(|n| needle_queries(n, f.line, f.flags))
+                    .collect()
+            })
+            .iter()
+            .map(|q| q.box_clone())
+            .collect()
     }
 }
 
@@ -1001,6 +999,7 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
             .ok()
             .map(|r| Box::new(r) as Box<dyn Query>)
     };
+    let marker = || term(&ID_MARK.to_string());
     // The id chunks of `t` when `t` starts `align` digits past a chunk boundary of an id token:
     // all of them (None when `t` holds no whole chunk at that alignment).
     let chunks = |t: &str, align: usize| -> Option<Box<dyn Query>> {
@@ -1023,10 +1022,8 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
     let mut starts = Vec::new();
     let mut rest = Vec::new();
     while stream.advance() {
+        // Tokens too long to index are not among them (the tokenizer skips them).
         let t = stream.token();
-        if t.text.len() >= LONG_TOKEN {
-            continue;
-        }
         let open_left = t.offset_from == 0;
         let open_right = t.offset_to == needle.len();
         match (open_left, open_right) {
@@ -1060,11 +1057,11 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
                 let esc = regex_syntax_escape(t);
                 // A pattern that does not compile (none should) leaves the token unconstrained.
                 let mut alts = vec![regex(&format!("{esc}.*"))?];
-                if t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if is_hex(t) {
                     alts.push(
                         chunks(t, 0)
                             .or_else(|| regex(&format!("{ID_MARK}{esc}.*")))
-                            .unwrap_or_else(|| term(&ID_MARK.to_string())),
+                            .unwrap_or_else(marker),
                     );
                 }
                 Some(alts)
@@ -1080,12 +1077,12 @@ pub(crate) fn needle_queries(needle: &str, line: Field, flags: Field) -> Vec<Box
                     format!(".*{esc}")
                 };
                 let mut alts = vec![regex(&p)?];
-                if t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if is_hex(t) {
                     let aligned: Option<Vec<Box<dyn Query>>> =
                         (0..ID_CHUNK).map(|a| chunks(t, a)).collect();
                     match aligned {
                         Some(a) => alts.extend(a),
-                        None => alts.push(term(&ID_MARK.to_string())),
+                        None => alts.push(marker()),
                     }
                 }
                 Some(alts)

@@ -276,13 +276,8 @@ fn line_stream(t: i64, line: &str) -> LogStream {
 fn needles_cut_from_lines_find_exactly_their_lines() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
-    let mut rng = 0x243f_6a88_85a3_08d3u64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = xorshift(0x243f_6a88_85a3_08d3u64);
+    let mut next = move |n: u64| rng() % n;
     let alphabet: Vec<char> = "0123456789abcdefABCDEF0123456789abcdef".chars().collect();
     let seps: Vec<char> = " =-/:g.éx".chars().collect();
     let lines: Vec<String> = (0..400)
@@ -340,10 +335,7 @@ fn splits_of_a_newer_format_are_skipped() {
         s.cut().unwrap();
         s.close().unwrap();
     }
-    let dirs: Vec<_> = fs::read_dir(d.path().join("splits"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let dirs = split_paths(d.path());
     assert_eq!(dirs.len(), 1);
     let meta = dirs[0].join("vigil-split.json");
     let text = fs::read_to_string(&meta).unwrap();
@@ -561,7 +553,27 @@ fn view(s: &LogStore) -> View {
 }
 
 fn split_dirs(d: &Path) -> usize {
-    fs::read_dir(d.join("splits")).unwrap().count()
+    split_paths(d).len()
+}
+
+/// The store's split directories, in name (creation) order.
+fn split_paths(d: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(d.join("splits"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A xorshift64 generator: the tests' deterministic random numbers.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
 }
 
 /// Small splits of a closed window are merged into one; queries answer exactly as before, structured
@@ -746,13 +758,7 @@ fn line_tokens() {
 fn ids_narrow_searches_through_their_chunks() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path());
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     let lines: Vec<String> = (0..6000)
         .map(|i| {
             let (a, b, c) = (next(), next(), next());
@@ -992,11 +998,7 @@ fn damaged_lines_file_skips_its_split() {
         s.append(vec![stream("a", vec![(2000, "second")])]).unwrap();
         s.cut().unwrap();
     }
-    let mut splits: Vec<_> = fs::read_dir(d.path().join("splits"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    splits.sort();
+    let splits = split_paths(d.path());
     let lines = fs::read_dir(&splits[0])
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -1164,13 +1166,8 @@ fn documents_of_many_lines_answer_line_by_line() {
     let words = [
         "red", "green", "blue", "apple", "pear", "plum", "GET", "POST",
     ];
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = xorshift(0x2545_f491_4f6c_dd1du64);
+    let mut next = move |n: u64| rng() % n;
     let mut want: Vec<(String, Row)> = Vec::new();
     for part in 0..2i64 {
         let mut streams = Vec::new();
